@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both install what they need.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+export UV_PYTHON_DOWNLOADS := never
+PY := .venv/bin/python
+INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
+
+.PHONY: help deps infra-start infra-stop run test lint typecheck pytest format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## install uv, the Python workspace, RabbitMQ and FerretDB (skips what is there)
+	deploy/local/bootstrap.sh
+
+infra-start: deps ## start RabbitMQ and FerretDB unless JAUGE_AMQP_URL / JAUGE_MONGO_URL are set
+	$(INFRA) start
+
+infra-stop: ## stop the RabbitMQ and FerretDB that infra-start started
+	$(INFRA) stop
+
+run: infra-start ## the whole system; prints where to click; Ctrl-C stops it
+	$(PY) deploy/local/stack.py run
+
+test: infra-start lint typecheck pytest ## what CI runs
+
+lint: ## ruff
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: ## mypy (strict on shared/)
+	$(PY) -m mypy shared/src services/import-svc/src services/colis-svc/src services/progress-svc/src services/gateway/src
+
+pytest: ## the whole test suite on the real broker and store
+	$(PY) -m pytest
+
+format: ## rewrite the code in the house style
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean: infra-stop ## stop the infrastructure and forget local data
+	rm -rf var

@@ -1,0 +1,1 @@
+"""colis-svc: clients, lots, parcels and the parcel task pipeline."""

@@ -1,0 +1,3 @@
+from colis_svc.main import run
+
+run()

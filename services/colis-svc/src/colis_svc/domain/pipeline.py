@@ -1,0 +1,273 @@
+"""The parcel task state machine (DESIGN.md, "Domain rules"; the seed's ColisCreationTask).
+
+    pending → processing → validation → image_uploading → creation
+            → price_calculating → notification_sending → completed
+
+Any active status may fail. How the count of retries works (the seed's `can_retry`):
+`retry_count` is the number of retries already started, and a retry is possible from
+`failed` or `failed_retry` while `retry_count < max_retries`. So with the default of 3 a
+task runs at most four times before an admin has to force it.
+
+- a transient failure schedules an automatic retry (`failed_retry`, `next_retry_at` set)
+  while retries remain, else ends in `failed_final`;
+- a permanent failure (unknown client, closed lot, unreadable photo) never retries by
+  itself: it stops in `failed`, where the agent may fix the data and retry by hand, and
+  it spends no retry (only a started retry does). With no retry left it is `failed_final`;
+- `failed_final` is retried only by an admin (`force`);
+- anything not completed can be cancelled (the seed refuses only completed tasks). A task
+  a worker holds is cancelled cooperatively: `request_cancel` raises a flag, the worker's
+  next `advance` raises `TaskCancelledError`, the worker undoes its partial parcel, then
+  calls `cancel`.
+
+Every transition returns a new state with `seq` one higher: the progress read model keeps
+the highest `seq` it has seen, so a late or reordered event never moves a task backwards,
+and the repository saves a state only if the stored `seq` is still the one it read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from jauge_shared.contracts import ColisData, ColisOperation, TaskStatus
+
+from .errors import (
+    IllegalTransitionError,
+    TaskCancelledError,
+    invalid_data_error,
+)
+
+DEFAULT_MAX_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    status: TaskStatus
+    percent: int
+    label: str
+
+
+STEPS: tuple[Step, ...] = (
+    Step(TaskStatus.PENDING, 0, "En attente"),
+    Step(TaskStatus.PROCESSING, 10, "Prise en charge"),
+    Step(TaskStatus.VALIDATION, 20, "Validation des données"),
+    Step(TaskStatus.IMAGE_UPLOADING, 40, "Traitement de la photo"),
+    Step(TaskStatus.CREATION, 60, "Enregistrement du colis"),
+    Step(TaskStatus.PRICE_CALCULATING, 80, "Calcul du prix"),
+    Step(TaskStatus.NOTIFICATION_SENDING, 90, "Envoi de la notification"),
+    Step(TaskStatus.COMPLETED, 100, "Colis finalisé"),
+)
+
+_INDEX: dict[TaskStatus, int] = {step.status: i for i, step in enumerate(STEPS)}
+_PERCENT: dict[TaskStatus, int] = {step.status: step.percent for step in STEPS}
+_LABELS: dict[TaskStatus, str] = {
+    **{step.status: step.label for step in STEPS},
+    TaskStatus.FAILED: "Échec",
+    TaskStatus.FAILED_RETRY: "Échec – nouvel essai programmé",
+    TaskStatus.FAILED_FINAL: "Échec définitif",
+    TaskStatus.CANCELLED: "Annulé",
+}
+
+# Waiting for or held by a worker: the dashboard's "en cours" list.
+ACTIVE_STATUSES = frozenset(step.status for step in STEPS if step.status != TaskStatus.COMPLETED)
+# Held by a worker: cancelling has to wait for the worker to stop at a step boundary.
+RUNNING_STATUSES = ACTIVE_STATUSES - {TaskStatus.PENDING}
+FAILED_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.FAILED_RETRY, TaskStatus.FAILED_FINAL})
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED_FINAL, TaskStatus.CANCELLED})
+_RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.FAILED_RETRY})
+
+
+def percent_of(status: TaskStatus) -> int | None:
+    """The step's percentage; None off the main path (failures and cancellation keep the
+    percentage the task had reached, see `TaskState.percent`)."""
+    return _PERCENT.get(status)
+
+
+def label_of(status: TaskStatus) -> str:
+    return _LABELS[status]
+
+
+def is_terminal(status: TaskStatus) -> bool:
+    """Nothing more happens by itself (only an admin's forced retry leaves `failed_final`)."""
+    return status in TERMINAL_STATUSES
+
+
+def can_advance(status: TaskStatus, target: TaskStatus) -> bool:
+    """Forward along the path only. Skipping steps is allowed (an update without a photo
+    has nothing to do in `image_uploading`); going back or standing still is not."""
+    if status not in _INDEX or target not in _INDEX:
+        return False
+    return _INDEX[target] > _INDEX[status]
+
+
+def can_retry(
+    status: TaskStatus, retry_count: int, max_retries: int, *, force: bool = False
+) -> bool:
+    if force:
+        return status in FAILED_STATUSES
+    return status in _RETRYABLE and retry_count < max_retries
+
+
+def can_cancel(status: TaskStatus) -> bool:
+    return status not in (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
+
+
+def next_retry_delay(
+    retry_count: int,
+    base_s: float = 30.0,
+    max_s: float = 600.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds before retry number `retry_count + 1`: exponential backoff, "equal jitter".
+
+    The ceiling doubles from `base_s` up to `max_s`; the delay is drawn in its upper half,
+    so tasks that failed together (the store was down) do not all come back at once, and
+    none comes back almost at once either (full jitter can draw ~0 s).
+    """
+    if base_s <= 0 or max_s < base_s:
+        raise ValueError("need 0 < base_s <= max_s")
+    # The exponent is capped so a corrupt retry_count cannot overflow the float.
+    ceiling = min(max_s, base_s * 2.0 ** min(max(retry_count, 0), 64))
+    uniform = rng.uniform if rng is not None else random.uniform
+    return ceiling / 2 + uniform(0.0, ceiling / 2)
+
+
+def apply_edits(data: ColisData, edits: Mapping[str, Any]) -> ColisData:
+    """The agent's corrections before a manual retry, validated like the original form."""
+    try:
+        return ColisData.model_validate({**data.model_dump(), **edits})
+    except ValidationError as e:
+        raise invalid_data_error(e) from e
+
+
+def _illegal(state: TaskState, target: TaskStatus, message: str) -> IllegalTransitionError:
+    return IllegalTransitionError(message, status=state.status.value, target=target.value)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    task_id: str
+    operation: ColisOperation
+    status: TaskStatus = TaskStatus.PENDING
+    seq: int = 0
+    retry_count: int = 0
+    max_retries: int = DEFAULT_MAX_RETRIES
+    next_retry_at: datetime | None = None
+    error: str | None = None
+    cancel_requested: bool = False
+    percent: int = 0  # of the furthest step reached in this run; failures keep it
+
+    def __post_init__(self) -> None:
+        if self.seq < 0 or self.retry_count < 0 or self.max_retries < 0:
+            raise ValueError("seq, retry_count and max_retries cannot be negative")
+        if not 0 <= self.percent <= 100:
+            raise ValueError(f"percent out of range: {self.percent}")
+        if self.next_retry_at is not None and self.next_retry_at.utcoffset() is None:
+            raise ValueError("next_retry_at must be timezone-aware")
+
+    @classmethod
+    def new(
+        cls, task_id: str, operation: ColisOperation, *, max_retries: int = DEFAULT_MAX_RETRIES
+    ) -> TaskState:
+        """The state a task is stored with when the gateway queues it (seq 0, pending)."""
+        return cls(task_id=task_id, operation=operation, max_retries=max_retries)
+
+    @property
+    def label(self) -> str:
+        return label_of(self.status)
+
+    @property
+    def is_terminal(self) -> bool:
+        return is_terminal(self.status)
+
+    def can_retry(self, *, force: bool = False) -> bool:
+        return can_retry(self.status, self.retry_count, self.max_retries, force=force)
+
+    def retry_due(self, now: datetime) -> bool:
+        """An automatic retry is scheduled and its time has come."""
+        return (
+            self.status == TaskStatus.FAILED_RETRY
+            and self.next_retry_at is not None
+            and self.next_retry_at <= now
+        )
+
+    def _next(self, **changes: Any) -> TaskState:
+        return dataclasses.replace(self, seq=self.seq + 1, **changes)
+
+    def advance(self, to_status: TaskStatus) -> TaskState:
+        if self.status == TaskStatus.CANCELLED or (
+            self.cancel_requested and self.status in ACTIVE_STATUSES
+        ):
+            raise TaskCancelledError(
+                "La tâche a été annulée.", status=self.status.value, target=to_status.value
+            )
+        if not can_advance(self.status, to_status):
+            raise _illegal(
+                self,
+                to_status,
+                f"Impossible de passer de « {self.label} » à « {label_of(to_status)} ».",
+            )
+        return self._next(status=to_status, percent=_PERCENT[to_status])
+
+    def fail_transient(self, error: str, now: datetime, delay: float) -> TaskState:
+        """`delay` in seconds, typically `next_retry_delay(state.retry_count)`."""
+        self._check_can_fail(TaskStatus.FAILED_RETRY)
+        if now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        if self.cancel_requested:
+            # The agent asked to stop: a retry would run what they cancelled.
+            return self._next(status=TaskStatus.CANCELLED, error=error)
+        if self.retry_count < self.max_retries:
+            return self._next(
+                status=TaskStatus.FAILED_RETRY,
+                error=error,
+                next_retry_at=now + timedelta(seconds=delay),
+            )
+        return self._next(status=TaskStatus.FAILED_FINAL, error=error, next_retry_at=None)
+
+    def fail_permanent(self, error: str) -> TaskState:
+        self._check_can_fail(TaskStatus.FAILED)
+        if self.cancel_requested:
+            return self._next(status=TaskStatus.CANCELLED, error=error)
+        exhausted = self.retry_count >= self.max_retries
+        status = TaskStatus.FAILED_FINAL if exhausted else TaskStatus.FAILED
+        return self._next(status=status, error=error, next_retry_at=None)
+
+    def _check_can_fail(self, target: TaskStatus) -> None:
+        if self.status not in ACTIVE_STATUSES:
+            raise _illegal(self, target, f"Une tâche « {self.label} » ne peut pas échouer.")
+
+    def request_cancel(self) -> TaskState:
+        """What the cancel command does: at once if no worker holds the task, else a flag
+        the worker honours at its next step."""
+        if self.status in RUNNING_STATUSES:
+            if self.cancel_requested:
+                raise _illegal(self, TaskStatus.CANCELLED, "L'annulation est déjà demandée.")
+            return self._next(cancel_requested=True)
+        return self.cancel()
+
+    def cancel(self) -> TaskState:
+        if self.status == TaskStatus.COMPLETED:
+            raise _illegal(self, TaskStatus.CANCELLED, "Impossible d'annuler une tâche terminée.")
+        if self.status == TaskStatus.CANCELLED:
+            raise _illegal(self, TaskStatus.CANCELLED, "La tâche est déjà annulée.")
+        return self._next(status=TaskStatus.CANCELLED, next_retry_at=None)
+
+    def retry(self, *, force: bool = False) -> TaskState:
+        """Back to pending for another run, by the scheduler or by hand (`force`: admin)."""
+        if not self.can_retry(force=force):
+            raise _illegal(self, TaskStatus.PENDING, "Cette tâche ne peut plus être relancée.")
+        return self._next(
+            status=TaskStatus.PENDING,
+            retry_count=self.retry_count + 1,
+            next_retry_at=None,
+            error=None,
+            cancel_requested=False,
+            percent=0,
+        )

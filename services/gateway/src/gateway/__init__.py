@@ -1,0 +1,1 @@
+"""gateway: the web UI, the REST API and the WebSocket push."""

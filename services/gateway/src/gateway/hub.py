@@ -1,0 +1,161 @@
+"""The WebSocket hub: who listens to what, and a bounded, coalescing queue per socket.
+
+Updates come from this replica's own progress.updated queue. Each socket has its own
+writer task and a pending map keyed by (topic, job): a newer state of a job replaces
+the older one not yet sent, so a slow client receives fewer frames, never stale ones,
+and never slows anyone else. Frames are sent in `seq` order per job: anything not
+newer than what the socket already has is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from prometheus_client import Counter, Gauge, Histogram
+
+from gateway.users import User
+
+logger = logging.getLogger("gateway.hub")
+
+JOBS_TOPIC = "jobs"
+JOB_TOPIC_PREFIX = "job:"
+
+WS_CONNECTIONS = Gauge("jauge_ws_connections", "Open WebSocket connections on this replica.")
+WS_FRAMES = Counter("jauge_ws_frames_sent_total", "Frames sent to WebSocket clients.", ["type"])
+WS_COALESCED = Counter("jauge_ws_frames_coalesced_total", "Updates replaced by a newer one unsent.")
+WS_DISCONNECTED_SLOW = Counter("jauge_ws_slow_disconnects_total", "Sockets closed for stalling.")
+PUSH_LATENCY = Histogram(
+    "jauge_ws_push_seconds",
+    "From progress.updated received to frame written, per frame.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+SendText = Callable[[str], Awaitable[None]]
+Frame = dict[str, Any]
+
+
+class SlowConsumerError(Exception):
+    pass
+
+
+class Connection:
+    """One socket's subscriptions and outgoing queue."""
+
+    def __init__(self, user: User, send: SendText, *, limit: int, stall_timeout_s: float) -> None:
+        self.user = user
+        self._send = send
+        self.limit = limit
+        self.stall_timeout_s = stall_timeout_s
+        self.topics: set[str] = set()
+        self._pending: OrderedDict[tuple[str, str], tuple[Frame, float]] = OrderedDict()
+        self._sent_seq: dict[tuple[str, str], int] = {}
+        self._wakeup = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.close_reason: tuple[int, str] | None = None
+
+    def offer(self, key: tuple[str, str], frame: Frame, received: float) -> None:
+        """Queue a frame; an update not newer than what the socket has is dropped."""
+        seq = _seq_of(frame)
+        queued = self._pending.get(key)
+        queued_seq = _seq_of(queued[0]) if queued else None
+        if frame["type"] == "update" and seq is not None:
+            if seq <= max(
+                self._sent_seq.get(key, -1), queued_seq if queued_seq is not None else -1
+            ):
+                return
+            if queued and queued[0]["type"] == "snapshot":
+                frame = {**frame, "type": "snapshot"}  # still the first frame of the topic
+        elif frame["type"] == "snapshot" and queued and _newer(queued_seq, seq):
+            frame = {**queued[0], "type": "snapshot"}  # an update overtook the snapshot read
+        if queued is not None:
+            WS_COALESCED.inc()
+        self._pending[key] = (frame, received)
+        self._pending.move_to_end(key)
+        if len(self._pending) > self.limit:
+            WS_DISCONNECTED_SLOW.inc()
+            self.fail(1013, "client too slow")
+            return
+        self._wakeup.set()
+
+    def fail(self, code: int, reason: str) -> None:
+        if self.close_reason is None:
+            self.close_reason = (code, reason)
+        self.closed.set()
+        self._wakeup.set()
+
+    async def run_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.closed.is_set():
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending and not self.closed.is_set():
+                key, (frame, received) = self._pending.popitem(last=False)
+                seq = _seq_of(frame)
+                if seq is not None:
+                    self._sent_seq[key] = max(seq, self._sent_seq.get(key, -1))
+                try:
+                    await asyncio.wait_for(_dumps_and_send(self._send, frame), self.stall_timeout_s)
+                except TimeoutError:
+                    WS_DISCONNECTED_SLOW.inc()
+                    self.fail(1013, "client too slow")
+                    return
+                WS_FRAMES.labels(frame["type"]).inc()
+                if received:
+                    PUSH_LATENCY.observe(loop.time() - received)
+
+    def send_now(self, frame: Frame) -> None:
+        """Control frames (pong, error) jump no queue but share the writer."""
+        self.offer(("ctl", str(id(frame))), frame, 0.0)
+
+
+def _newer(a: int | None, b: int | None) -> bool:
+    return a is not None and b is not None and a > b
+
+
+def _seq_of(frame: Frame) -> int | None:
+    job = frame.get("job")
+    return int(job["seq"]) if isinstance(job, dict) and "seq" in job else None
+
+
+async def _dumps_and_send(send: SendText, frame: Frame) -> None:
+    await send(orjson.dumps(frame).decode())
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.connections: set[Connection] = set()
+
+    def add(self, connection: Connection) -> None:
+        self.connections.add(connection)
+        WS_CONNECTIONS.set(len(self.connections))
+
+    def remove(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        WS_CONNECTIONS.set(len(self.connections))
+
+    def dispatch(self, job: dict[str, Any]) -> None:
+        """Offer one progress document to every socket that may see it and listens."""
+        received = asyncio.get_running_loop().time()
+        job_id, owner = str(job["id"]), job.get("owner")
+        topic = JOB_TOPIC_PREFIX + job_id
+        for connection in self.connections:
+            if not connection.user.may_see(owner):
+                continue
+            if topic in connection.topics:
+                frame = {"type": "update", "topic": topic, "job": job}
+                connection.offer((topic, job_id), frame, received)
+            if JOBS_TOPIC in connection.topics:
+                frame = {"type": "update", "topic": JOBS_TOPIC, "job": job}
+                connection.offer((JOBS_TOPIC, job_id), frame, received)
+
+    async def close_all(self) -> None:
+        for connection in list(self.connections):
+            connection.fail(1001, "server shutting down")
+        with contextlib.suppress(Exception):
+            await asyncio.sleep(0)

@@ -1,0 +1,124 @@
+"""gateway: the FastAPI app, its broker connection and the wiring, in one place."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.rabbit.fastapi import RabbitRouter
+from prometheus_client import REGISTRY
+
+from gateway.hub import Hub
+from gateway.routers import auth, imports, jobs, ops, ws
+from gateway.settings import DB_SUFFIX, PROGRESS_DB_SUFFIX, SERVICE, GatewaySettings
+from gateway.state import GatewayState
+from gateway.users import UserRepository
+from jauge_shared.broker import broker_options
+from jauge_shared.contracts import ProgressUpdated, RequestImport, message_type
+from jauge_shared.logging import configure_logging
+from jauge_shared.mongo import database_name, make_mongo_client
+from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, gateway_progress_queue
+
+COMMANDS = (RequestImport,)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    configure_logging(SERVICE, settings.log_level, json=settings.log_json)
+    rabbit = RabbitRouter(**broker_options(settings, SERVICE, REGISTRY), include_in_schema=False)
+    publishers = {
+        message_type(model): rabbit.publisher(
+            message_type(model), exchange=COMMANDS_EXCHANGE, schema=model, title=message_type(model)
+        )
+        for model in COMMANDS
+    }
+    hub = Hub()
+    mongo = make_mongo_client(settings, SERVICE)
+    replica = f"{socket.gethostname()}.{os.getpid()}"
+
+    @rabbit.subscriber(
+        gateway_progress_queue(replica),
+        exchange=EVENTS_EXCHANGE,
+        ack_policy=AckPolicy.ACK_FIRST,
+        title="gateway.progress.<replica>",
+        description="Every progress.updated, pushed to this replica's sockets.",
+    )
+    async def on_progress_updated(event: ProgressUpdated) -> None:
+        hub.dispatch(event.job.model_dump(mode="json", by_alias=True))
+
+    @rabbit.after_startup
+    async def declare_exchanges(app: FastAPI) -> None:
+        await rabbit.broker.declare_exchange(COMMANDS_EXCHANGE)
+        await rabbit.broker.declare_exchange(EVENTS_EXCHANGE)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        users = UserRepository(mongo, database_name(settings, DB_SUFFIX))
+        app.state.gateway = GatewayState(
+            settings=settings,
+            mongo=mongo,
+            users=users,
+            progress=mongo[database_name(settings, PROGRESS_DB_SUFFIX)]["progress"],
+            hub=hub,
+            publishers=publishers,
+            broker=rabbit.broker,
+        )
+        try:
+            yield
+        finally:
+            await hub.close_all()
+            await mongo.close()
+
+    app = FastAPI(
+        title="Jauge",
+        summary="Live progress for back-office work that runs in the background.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(rabbit)
+    for module in (auth, imports, jobs, ws, ops):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Errors are `{"detail": ...}` with the right status, never a stack trace."""
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"][1:]) or "body", "message": err["msg"]}
+            for err in exc.errors()[:20]
+        ]
+        return JSONResponse(
+            {"detail": "Requête invalide : vérifiez les champs indiqués.", "errors": problems},
+            status_code=422,
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, HTTPException):
+            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        return JSONResponse({"detail": "Erreur interne : l'incident a été enregistré."}, 500)
+
+
+def run() -> None:
+    settings = GatewaySettings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s) + 1,
+    )

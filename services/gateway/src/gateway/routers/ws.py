@@ -1,0 +1,128 @@
+"""WS /ws: DESIGN.md's protocol (subscribe, unsubscribe, ping; snapshot, update, error, pong)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from gateway.deps import SESSION_COOKIE, user_from_token
+from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection
+from gateway.routers.jobs import to_public, visible_to
+from gateway.state import GatewayState
+
+router = APIRouter()
+
+CLOSE_UNAUTHORIZED = 4401
+MAX_TOPICS = 1000
+JOBS_SNAPSHOT_LIMIT = 100
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _token_of(websocket: WebSocket) -> str | None:
+    if token := websocket.query_params.get("token"):
+        return token
+    header = websocket.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return websocket.cookies.get(SESSION_COOKIE)
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    state: GatewayState = websocket.app.state.gateway
+    user = await user_from_token(_token_of(websocket), state.settings, state.users)
+    await websocket.accept()
+    if user is None:
+        await websocket.close(CLOSE_UNAUTHORIZED, "authentication required")
+        return
+    connection = Connection(
+        user,
+        websocket.send_text,
+        limit=state.settings.ws_queue_limit,
+        stall_timeout_s=state.settings.ws_stall_timeout_s,
+    )
+    state.hub.add(connection)
+    writer = asyncio.create_task(connection.run_writer())
+    reader = asyncio.create_task(_read_frames(websocket, connection, state))
+    closed = asyncio.create_task(connection.closed.wait())
+    try:
+        await asyncio.wait({writer, reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        state.hub.remove(connection)
+        for task in (writer, reader, closed):
+            task.cancel()
+        for task in (writer, reader, closed):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if connection.close_reason is not None:
+            code, reason = connection.close_reason
+            with contextlib.suppress(Exception):
+                await websocket.close(code, reason)
+
+
+async def _read_frames(websocket: WebSocket, connection: Connection, state: GatewayState) -> None:
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            try:
+                frame = orjson.loads(raw)
+                if not isinstance(frame, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                _error(connection, "bad_frame", "Message illisible : JSON attendu.")
+                continue
+            await _handle(frame, connection, state)
+    except WebSocketDisconnect:
+        connection.closed.set()
+
+
+async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayState) -> None:
+    op = frame.get("op")
+    if op == "ping":
+        connection.send_now({"type": "pong"})
+        return
+    topic = frame.get("topic")
+    if op not in ("subscribe", "unsubscribe"):
+        _error(connection, "unknown_op", f"Opération inconnue : {op!r}.")
+        return
+    if not isinstance(topic, str) or not _valid_topic(topic):
+        _error(connection, "bad_topic", "Sujet invalide : « jobs » ou « job:<id> » attendu.")
+        return
+    if op == "unsubscribe":
+        connection.topics.discard(topic)
+        return
+    if len(connection.topics) >= MAX_TOPICS:
+        _error(connection, "too_many_topics", "Trop d'abonnements sur cette connexion.")
+        return
+    # subscribe first, then read: an update racing the snapshot is kept, not lost
+    connection.topics.add(topic)
+    visible = visible_to(connection.user)
+    if topic == JOBS_TOPIC:
+        cursor = state.progress.find(visible).sort("updated_at", -1).limit(JOBS_SNAPSHOT_LIMIT)
+        async for doc in cursor:
+            job = to_public(doc)
+            connection.offer(
+                (topic, job["id"]), {"type": "snapshot", "topic": topic, "job": job}, 0.0
+            )
+        return
+    job_id = topic.removeprefix(JOB_TOPIC_PREFIX)
+    found = await state.progress.find_one({"_id": job_id, **visible})
+    snapshot = to_public(found) if found else None
+    connection.offer((topic, job_id), {"type": "snapshot", "topic": topic, "job": snapshot}, 0.0)
+
+
+def _valid_topic(topic: str) -> bool:
+    if topic == JOBS_TOPIC:
+        return True
+    return topic.startswith(JOB_TOPIC_PREFIX) and bool(
+        _JOB_ID.match(topic[len(JOB_TOPIC_PREFIX) :])
+    )
+
+
+def _error(connection: Connection, code: str, message: str) -> None:
+    connection.send_now({"type": "error", "code": code, "message": message})

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pydantic import Field, PositiveInt, SecretStr
+
+from jauge_shared.settings import ServiceSettings
+
+SERVICE = "gateway"
+DB_SUFFIX = "gateway"
+PROGRESS_DB_SUFFIX = "progress"
+
+
+class GatewaySettings(ServiceSettings):
+    port: int = Field(default=8000, ge=1, le=65535)
+    jwt_secret: SecretStr = Field(
+        min_length=32, description="Signs access tokens; the same on every gateway replica."
+    )
+    token_ttl_s: PositiveInt = Field(default=1800, description="Access tokens expire after this.")
+    cookie_secure: bool = Field(default=False, description="Session cookie only over HTTPS.")
+    ws_queue_limit: PositiveInt = Field(
+        default=256, description="Frames waiting for one socket before it counts as stalled."
+    )
+    ws_stall_timeout_s: float = Field(
+        default=10.0, gt=0, description="A socket that accepts nothing this long is closed."
+    )
+    rpc_timeout_s: float = Field(default=5.0, gt=0, description="Replies awaited from services.")
+    login_attempts: PositiveInt = Field(default=10, description="Login tries per user and address…")
+    login_window_s: PositiveInt = Field(default=300, description="…within this many seconds.")
+    max_upload_bytes: PositiveInt = Field(default=64 * 1024 * 1024)

@@ -1,0 +1,26 @@
+"""What the gateway opens at start-up and its routes share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.publisher import RabbitPublisher
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
+from gateway.hub import Hub
+from gateway.settings import GatewaySettings
+from gateway.users import UserRepository
+
+
+@dataclass
+class GatewayState:
+    settings: GatewaySettings
+    mongo: AsyncMongoClient[dict[str, Any]]
+    users: UserRepository
+    progress: AsyncCollection[dict[str, Any]]
+    hub: Hub
+    publishers: dict[str, RabbitPublisher]
+    broker: RabbitBroker

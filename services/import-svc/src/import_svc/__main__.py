@@ -1,0 +1,3 @@
+from import_svc.main import run
+
+run()

@@ -1,0 +1,105 @@
+"""Where import files live, and how they move without ever being lost or half-moved.
+
+inbox/<kind>/ → work/<job_id>/ (claimed by one job) → archive/<kind>/YYYY/MM/ or
+errors/<kind>/ with a `.error.txt` beside it. Every move is a rename on one file system,
+which is atomic: a file is in exactly one of these places at any instant.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from jauge_shared.contracts import ImportKind
+
+
+@dataclass(frozen=True)
+class FileStore:
+    root: Path
+
+    def inbox(self, kind: ImportKind) -> Path:
+        return self.root / "inbox" / kind.value
+
+    def uploads(self, upload_id: str) -> Path:
+        return self.root / "uploads" / upload_id
+
+    def work(self, job_id: str) -> Path:
+        return self.root / "work" / job_id
+
+    def archive(self, kind: ImportKind, when: datetime) -> Path:
+        return self.root / "archive" / kind.value / f"{when:%Y}" / f"{when:%m}"
+
+    def errors(self, kind: ImportKind) -> Path:
+        return self.root / "errors" / kind.value
+
+    def ensure_layout(self) -> None:
+        for kind in ImportKind:
+            self.inbox(kind).mkdir(parents=True, exist_ok=True)
+
+    def claim_inbox(self, kind: ImportKind, job_id: str) -> list[str]:
+        """Move every waiting file of `kind` into the job's work folder; returns names."""
+        return self._claim(sorted(p for p in self.inbox(kind).iterdir() if p.is_file()), job_id)
+
+    def claim_uploads(self, upload_ids: list[str], job_id: str) -> list[str]:
+        paths: list[Path] = []
+        for upload_id in upload_ids:
+            folder = self.uploads(upload_id)
+            if folder.is_dir():
+                paths.extend(sorted(p for p in folder.iterdir() if p.is_file()))
+        return self._claim(paths, job_id)
+
+    def _claim(self, paths: list[Path], job_id: str) -> list[str]:
+        work = self.work(job_id)
+        work.mkdir(parents=True, exist_ok=True)
+        claimed: list[str] = []
+        for path in paths:
+            if path.name.startswith("."):
+                continue  # partial uploads and editor files are not import files
+            target = _free_name(work, path.name)
+            os.replace(path, target)
+            claimed.append(target.name)
+        return claimed
+
+    def claimed(self, job_id: str) -> list[str]:
+        work = self.work(job_id)
+        return sorted(p.name for p in work.iterdir()) if work.is_dir() else []
+
+    def archive_file(self, kind: ImportKind, job_id: str, name: str, when: datetime) -> Path | None:
+        return self._move_out(self.work(job_id) / name, self.archive(kind, when))
+
+    def reject_file(self, kind: ImportKind, job_id: str, name: str, reason: str) -> Path | None:
+        folder = self.errors(kind)
+        moved = self._move_out(self.work(job_id) / name, folder)
+        if moved is not None:
+            note = moved.with_name(moved.name + ".error.txt")
+            tmp = note.with_name("." + note.name + ".tmp")
+            tmp.write_text(reason + "\n", encoding="utf-8")
+            os.replace(tmp, note)
+        return moved
+
+    @staticmethod
+    def _move_out(source: Path, folder: Path) -> Path | None:
+        if not source.exists():
+            return None  # already moved by an earlier delivery of the same work
+        folder.mkdir(parents=True, exist_ok=True)
+        target = _free_name(folder, source.name)
+        os.replace(source, target)
+        return target
+
+    def remove_work(self, job_id: str) -> None:
+        work = self.work(job_id)
+        if work.is_dir() and not any(work.iterdir()):
+            work.rmdir()
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """`name`, or `name (2)`, ...: a move never overwrites another file."""
+    target = folder / name
+    stem, suffix = Path(name).stem, Path(name).suffix
+    n = 2
+    while target.exists():
+        target = folder / f"{stem} ({n}){suffix}"
+        n += 1
+    return target

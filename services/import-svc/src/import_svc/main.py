@@ -1,0 +1,119 @@
+"""import-svc: the broker, the app, and the wiring of handlers, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from faststream.asgi import AsgiFastStream
+from prometheus_client import REGISTRY
+
+from import_svc import handlers
+from import_svc.files import FileStore
+from import_svc.lock import ImportLock
+from import_svc.repository import ImportRepository
+from import_svc.service import ImportService
+from import_svc.settings import DB_SUFFIX, SERVICE, ImportSettings
+from jauge_shared.broker import declare_topology, make_broker
+from jauge_shared.contracts import (
+    FileImported,
+    ImportCleanupStarted,
+    ImportFile,
+    ImportFinished,
+    ImportQueued,
+    ImportStarted,
+    Message,
+    message_type,
+)
+from jauge_shared.logging import configure_logging
+from jauge_shared.messaging import publish
+from jauge_shared.mongo import database_name, make_mongo_client
+from jauge_shared.ops import ops_routes, serve, store_is_reachable
+from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, QUEUES_BY_SERVICE
+
+logger = logging.getLogger("import_svc")
+
+
+def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
+    settings = settings or ImportSettings()
+    configure_logging(SERVICE, settings.log_level, json=settings.log_json)
+    broker = make_broker(settings, SERVICE, REGISTRY)
+    publishers = {
+        message_type(model): broker.publisher(
+            message_type(model),
+            exchange=COMMANDS_EXCHANGE if model is ImportFile else EVENTS_EXCHANGE,
+            schema=model,
+            title=message_type(model),
+            description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None,
+        )
+        for model in (
+            ImportFile,
+            ImportQueued,
+            ImportStarted,
+            ImportCleanupStarted,
+            FileImported,
+            ImportFinished,
+        )
+    }
+
+    async def emit(message: Message) -> None:
+        await publish(publishers[message.type], message)
+
+    mongo = make_mongo_client(settings, SERVICE)
+    repository = ImportRepository(mongo, database_name(settings, DB_SUFFIX))
+    files = FileStore(settings.data_dir)
+    lock = ImportLock(repository.lock, settings.lock_lease_s)
+    service = ImportService(
+        repository,
+        lock,
+        files,
+        emit,
+        deadline_s=settings.job_deadline_s,
+        max_file_bytes=settings.max_file_bytes,
+    )
+    handlers.register(broker, settings, service)
+
+    async def scheduler() -> None:
+        while True:
+            await asyncio.sleep(settings.scheduler_interval_s)
+            try:
+                await service.schedule()
+            except Exception:
+                logger.exception("scheduler pass failed")
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        files.ensure_layout()
+        await repository.ensure_indexes()
+        await lock.ensure_indexes()
+        await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
+        task = asyncio.create_task(scheduler())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await mongo.close()
+
+    return AsgiFastStream(
+        broker,
+        lifespan=lifespan,
+        asgi_routes=ops_routes(
+            {"broker": lambda: broker.ping(timeout=2.0), "store": lambda: store_is_reachable(mongo)}
+        ),
+        asyncapi_path="/asyncapi",
+    )
+
+
+def run() -> None:
+    settings = ImportSettings()
+    serve(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        graceful_timeout_s=settings.graceful_timeout_s,
+    )

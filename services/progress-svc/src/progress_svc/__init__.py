@@ -1,0 +1,1 @@
+"""progress-svc: turns progress-bearing events into the `progress` read model."""

@@ -1,0 +1,3 @@
+from progress_svc.main import run
+
+run()

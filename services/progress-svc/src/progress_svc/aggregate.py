@@ -1,0 +1,305 @@
+"""How one event changes one progress document: pure functions, no I/O.
+
+A document is a plain dict shaped like `ProgressDocument`, plus private fields
+(leading underscore) that are never shown to users:
+
+- `_seen`: ids of the item events already counted, so a redelivered event is not
+  counted twice (the id is stable for one piece of work, see `stable_event_id`);
+- `_task_seq`: the colis pipeline's own per-task `seq` of the last applied step, so a
+  late or reordered step never moves a task backwards.
+
+`apply_event` returns the new document, or None when the event changes nothing
+(a duplicate, a stale step, anything after the terminal status).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jauge_shared.contracts import (
+    ColisStepChanged,
+    Event,
+    FileImported,
+    ImportCleanupStarted,
+    ImportFinished,
+    ImportQueued,
+    ImportStarted,
+    ImportStatus,
+    ProgressStatus,
+    TaskStatus,
+)
+from jauge_shared.errors import TransientError
+
+Document = dict[str, Any]
+
+TERMINAL = {
+    s.value for s in (ProgressStatus.COMPLETED, ProgressStatus.FAILED, ProgressStatus.CANCELLED)
+}
+FINAL_TASK_STATUSES = {TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value}
+
+_TASK_TO_PROGRESS: dict[TaskStatus, ProgressStatus] = {
+    TaskStatus.PENDING: ProgressStatus.QUEUED,
+    TaskStatus.COMPLETED: ProgressStatus.COMPLETED,
+    TaskStatus.FAILED: ProgressStatus.FAILED,
+    TaskStatus.FAILED_FINAL: ProgressStatus.FAILED,
+    TaskStatus.CANCELLED: ProgressStatus.CANCELLED,
+}
+
+
+class ItemsStillInFlightError(TransientError):
+    """The end of a job arrived before some of its items: apply it later."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    recent: int = 20
+    errors: int = 200
+
+
+def import_title(kind: str) -> str:
+    return (
+        "Import des factures EDI" if kind == "edi" else f"Import BBGR {kind.removeprefix('bbgr_')}"
+    )
+
+
+def final_import_message(processed: int, failed: int) -> str:
+    files = "fichier traité" if processed <= 1 else "fichiers traités"
+    text = f"Import terminé : {processed} {files}"
+    if failed:
+        text += f", {failed} en erreur"
+    return text
+
+
+def _new_document(
+    event: Event, kind: str, owner: str, title: str, status: ProgressStatus
+) -> Document:
+    return {
+        "_id": event.job_id,
+        "kind": kind,
+        "owner": owner,
+        "title": title,
+        "status": status.value,
+        "step_status": None,
+        "total": 0,
+        "processed": 0,
+        "failed": 0,
+        "percent": 0.0,
+        "current_step": "",
+        "message": "",
+        "errors": [],
+        "recent": [],
+        "queue_position": None,
+        "created_at": event.occurred_at,
+        "started_at": None,
+        "finished_at": None,
+        "updated_at": event.occurred_at,
+        "duration_s": None,
+        "eta_s": None,
+        "seq": 0,
+        "_seen": [],
+    }
+
+
+def _seconds(start: datetime | None, end: datetime) -> float | None:
+    if start is None:
+        return None
+    return round(max((end - start).total_seconds(), 0.0), 3)
+
+
+def _refresh_figures(doc: Document, now: datetime) -> None:
+    total, processed = doc["total"], doc["processed"]
+    doc["percent"] = round(100.0 * processed / total, 2) if total else 0.0
+    doc["duration_s"] = _seconds(doc.get("started_at"), doc.get("finished_at") or now)
+    eta = None
+    if doc["status"] == ProgressStatus.RUNNING.value and total and 0 < processed < total:
+        elapsed = doc["duration_s"] or 0.0
+        eta = round(elapsed / processed * (total - processed), 1)
+    doc["eta_s"] = eta
+    doc["updated_at"] = now
+
+
+def _on_queued(doc: Document | None, event: ImportQueued, limits: Limits) -> Document | None:
+    if doc is None:
+        doc = _new_document(
+            event, f"import.{event.kind.value}", event.user_id, event.title, ProgressStatus.QUEUED
+        )
+    elif (
+        doc["status"] != ProgressStatus.QUEUED.value or doc.get("queue_position") == event.position
+    ):
+        return None
+    doc["queue_position"] = event.position
+    doc["current_step"] = "En attente"
+    doc["message"] = (
+        "En attente : démarrera à la fin de l'import en cours"
+        if event.position <= 1
+        else f"En attente : position {event.position} dans la file"
+    )
+    _refresh_figures(doc, event.occurred_at)
+    return doc
+
+
+def _on_started(doc: Document | None, event: ImportStarted, limits: Limits) -> Document | None:
+    if doc is None:
+        doc = _new_document(
+            event, f"import.{event.kind.value}", event.user_id, event.title, ProgressStatus.RUNNING
+        )
+    elif doc["status"] in TERMINAL or doc.get("started_at") is not None:
+        return None
+    doc.update(
+        status=ProgressStatus.RUNNING.value,
+        owner=event.user_id,
+        title=event.title,
+        total=max(event.total, doc["processed"]),
+        started_at=event.occurred_at,
+        queue_position=None,
+        current_step="Traitement des fichiers",
+        message=f"{event.total} à traiter",
+    )
+    _refresh_figures(doc, event.occurred_at)
+    return doc
+
+
+def _on_file(doc: Document | None, event: FileImported, limits: Limits) -> Document | None:
+    key = str(event.event_id)
+    if doc is None:
+        # an item that overtook import.started: count it, the start fills in the rest
+        doc = _new_document(event, "import", "", "", ProgressStatus.RUNNING)
+    elif doc["status"] in TERMINAL or key in doc["_seen"]:
+        return None
+    if doc["total"] and doc["processed"] >= doc["total"]:
+        return None
+    doc["_seen"].append(key)
+    doc["processed"] += 1
+    result = {"item": event.item, "ok": event.ok, "error": event.error, "at": event.occurred_at}
+    if not event.ok:
+        doc["failed"] += 1
+        doc["errors"] = [*doc["errors"], result][-limits.errors :]
+    doc["recent"] = [result, *doc["recent"]][: limits.recent]
+    doc["message"] = (
+        f"{event.item} importé" if event.ok else f"Erreur sur {event.item} : {event.error}"
+    )
+    _refresh_figures(doc, event.occurred_at)
+    return doc
+
+
+def _on_cleanup(
+    doc: Document | None, event: ImportCleanupStarted, limits: Limits
+) -> Document | None:
+    if doc is None or doc["status"] != ProgressStatus.RUNNING.value:
+        return None
+    if doc["current_step"] == "Nettoyage":
+        return None
+    doc["current_step"] = "Nettoyage"
+    doc["message"] = "Nettoyage et recalcul des totaux…"
+    _refresh_figures(doc, event.occurred_at)
+    return doc
+
+
+def _on_finished(doc: Document | None, event: ImportFinished, limits: Limits) -> Document | None:
+    if doc is None:
+        doc = _new_document(event, "import", "", "", ProgressStatus.RUNNING)
+    elif doc["status"] in TERMINAL:
+        return None
+    if event.processed > doc["processed"]:
+        # another replica still holds some of this job's file.imported: counts must be
+        # exact when the job ends, so wait for them (the message is retried shortly)
+        raise ItemsStillInFlightError(
+            f"job {event.job_id}: finished after {event.processed} items, "
+            f"{doc['processed']} applied so far"
+        )
+    status = ProgressStatus(event.status.value)
+    message = event.message
+    if not message:
+        message = (
+            final_import_message(doc["processed"], doc["failed"])
+            if event.status is ImportStatus.COMPLETED
+            else (event.error or "Import interrompu")
+        )
+    doc.update(
+        status=status.value,
+        finished_at=event.occurred_at,
+        current_step="Terminé" if status is ProgressStatus.COMPLETED else "Interrompu",
+        message=message,
+        queue_position=None,
+    )
+    if event.error:
+        doc["error"] = event.error
+    _refresh_figures(doc, event.occurred_at)
+    if status is ProgressStatus.COMPLETED:
+        doc["percent"] = 100.0
+    doc["eta_s"] = None
+    return doc
+
+
+def _on_step(doc: Document | None, event: ColisStepChanged, limits: Limits) -> Document | None:
+    if doc is None:
+        doc = _new_document(
+            event, f"colis.{event.operation.value}", event.user_id, "", ProgressStatus.QUEUED
+        )
+        doc.pop("_seen")
+        doc["_task_seq"] = -1
+    elif event.seq <= doc.get("_task_seq", -1) or doc.get("step_status") in FINAL_TASK_STATUSES:
+        return None
+    status = _TASK_TO_PROGRESS.get(event.status, ProgressStatus.RUNNING)
+    doc.update(
+        _task_seq=event.seq,
+        status=status.value,
+        step_status=event.status.value,
+        title=doc["title"] or _task_title(event),
+        total=100,
+        processed=event.percent,
+        failed=1 if status is ProgressStatus.FAILED else 0,
+        current_step=event.step,
+        message=event.error or event.step,
+        retry_count=event.retry_count,
+        max_retries=event.max_retries,
+        next_retry_at=event.next_retry_at,
+        colis_id=event.colis_id or doc.get("colis_id"),
+        numero_suivi=event.numero_suivi or doc.get("numero_suivi"),
+        lot_id=event.lot_id,
+        summary=event.summary or doc.get("summary") or {},
+    )
+    if event.error:
+        entry = {"item": event.step, "ok": False, "error": event.error, "at": event.occurred_at}
+        doc["errors"] = [*doc["errors"], entry][-limits.errors :]
+    if doc.get("started_at") is None and event.status is not TaskStatus.PENDING:
+        doc["started_at"] = event.occurred_at
+    doc["finished_at"] = event.occurred_at if status.value in TERMINAL else None
+    _refresh_figures(doc, event.occurred_at)
+    doc["percent"] = float(event.percent)
+    return doc
+
+
+def _task_title(event: ColisStepChanged) -> str:
+    verb = "Création" if event.operation.value == "create" else "Modification"
+    client = event.summary.get("client") if event.summary else None
+    return f"{verb} de colis" + (f" – {client}" if client else "")
+
+
+_HANDLERS: dict[type[Event], Any] = {
+    ImportQueued: _on_queued,
+    ImportStarted: _on_started,
+    FileImported: _on_file,
+    ImportCleanupStarted: _on_cleanup,
+    ImportFinished: _on_finished,
+    ColisStepChanged: _on_step,
+}
+
+PROGRESS_EVENTS: tuple[type[Event], ...] = tuple(_HANDLERS)
+
+
+def apply_event(doc: Document | None, event: Event, limits: Limits = Limits()) -> Document | None:
+    """The document after `event`, or None if the event changes nothing."""
+    handler = _HANDLERS[type(event)]
+    new: Document | None = handler(copy.deepcopy(doc) if doc is not None else None, event, limits)
+    if new is not None:
+        new["seq"] = (doc["seq"] if doc is not None else 0) + 1
+    return new
+
+
+def public_view(doc: Document) -> Document:
+    """The document without its private bookkeeping."""
+    return {k: v for k, v in doc.items() if not k.startswith("_") or k == "_id"}

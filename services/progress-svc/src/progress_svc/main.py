@@ -1,0 +1,73 @@
+"""progress-svc: the broker, the app, and the wiring of handlers, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from faststream.asgi import AsgiFastStream
+from prometheus_client import REGISTRY
+
+from jauge_shared.broker import declare_topology, make_broker
+from jauge_shared.contracts import ProgressUpdated
+from jauge_shared.logging import configure_logging
+from jauge_shared.messaging import publish
+from jauge_shared.mongo import database_name, make_mongo_client
+from jauge_shared.ops import ops_routes, serve, store_is_reachable
+from jauge_shared.topology import EVENTS_EXCHANGE, QUEUES_BY_SERVICE, RK
+from progress_svc import handlers
+from progress_svc.aggregate import Limits
+from progress_svc.repository import ProgressRepository
+from progress_svc.service import ProgressService
+from progress_svc.settings import DB_SUFFIX, SERVICE, ProgressSettings
+
+
+def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
+    settings = settings or ProgressSettings()
+    configure_logging(SERVICE, settings.log_level, json=settings.log_json)
+    broker = make_broker(settings, SERVICE, REGISTRY)
+    progress_updated = broker.publisher(
+        RK.PROGRESS_UPDATED,
+        exchange=EVENTS_EXCHANGE,
+        schema=ProgressUpdated,
+        title="progress.updated",
+        description="The whole progress document after each change.",
+    )
+    mongo = make_mongo_client(settings, SERVICE)
+    repository = ProgressRepository(mongo, database_name(settings, DB_SUFFIX))
+
+    async def announce(event: ProgressUpdated) -> None:
+        await publish(progress_updated, event)
+
+    service = ProgressService(
+        repository, announce, Limits(recent=settings.recent_limit, errors=settings.errors_limit)
+    )
+    handlers.register(broker, settings, service)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        await repository.ensure_indexes()
+        await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
+        try:
+            yield
+        finally:
+            await mongo.close()
+
+    return AsgiFastStream(
+        broker,
+        lifespan=lifespan,
+        asgi_routes=ops_routes(
+            {"broker": lambda: broker.ping(timeout=2.0), "store": lambda: store_is_reachable(mongo)}
+        ),
+        asyncapi_path="/asyncapi",
+    )
+
+
+def run() -> None:
+    settings = ProgressSettings()
+    serve(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        graceful_timeout_s=settings.graceful_timeout_s,
+    )

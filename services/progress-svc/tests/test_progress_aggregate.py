@@ -1,0 +1,190 @@
+"""The aggregation rules of DESIGN.md, on the pure functions."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jauge_shared.contracts import (
+    ColisOperation,
+    ColisStepChanged,
+    FileImported,
+    ImportFinished,
+    ImportKind,
+    ImportQueued,
+    ImportStarted,
+    ImportStatus,
+    TaskStatus,
+    stable_event_id,
+)
+from progress_svc.aggregate import apply_event, public_view
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+def started(job: str = "j1", total: int = 3) -> ImportStarted:
+    return ImportStarted(
+        producer="t",
+        job_id=job,
+        kind=ImportKind.EDI,
+        user_id="alice",
+        title="Import",
+        total=total,
+        occurred_at=T0,
+    )
+
+
+def file(job: str, name: str, ok: bool = True, second: int = 1) -> FileImported:
+    return FileImported(
+        event_id=stable_event_id(job, "file", name),
+        producer="t",
+        job_id=job,
+        item=name,
+        ok=ok,
+        error=None if ok else "Fichier vide",
+        occurred_at=T0 + timedelta(seconds=second),
+    )
+
+
+def finished(job: str = "j1") -> ImportFinished:
+    return ImportFinished(
+        producer="t",
+        job_id=job,
+        status=ImportStatus.COMPLETED,
+        occurred_at=T0 + timedelta(seconds=9),
+    )
+
+
+def run(events: list) -> dict | None:
+    doc = None
+    for event in events:
+        new = apply_event(doc, event)
+        doc = new if new is not None else doc
+    return doc
+
+
+def test_a_clean_import_counts_every_file_and_completes_once() -> None:
+    doc = run([started(), file("j1", "a"), file("j1", "b", ok=False), file("j1", "c"), finished()])
+    assert doc is not None
+    assert (doc["status"], doc["processed"], doc["failed"], doc["total"]) == ("completed", 3, 1, 3)
+    assert doc["percent"] == 100.0
+    assert doc["message"] == "Import terminé : 3 fichiers traités, 1 en erreur"
+    assert doc["errors"][0]["item"] == "b"
+    assert doc["duration_s"] == 9.0
+    assert doc["seq"] == 5
+
+
+def test_a_duplicate_changes_nothing() -> None:
+    doc = run([started(), file("j1", "a")])
+    assert apply_event(doc, file("j1", "a")) is None
+
+
+def test_processed_never_exceeds_total() -> None:
+    doc = run([started(total=1), file("j1", "a"), file("j1", "b")])
+    assert doc is not None and doc["processed"] == 1
+
+
+def test_nothing_changes_after_the_terminal_status() -> None:
+    doc = run([started(total=2), file("j1", "a"), finished()])
+    assert apply_event(doc, file("j1", "b")) is None
+    assert apply_event(doc, finished()) is None
+
+
+def test_a_file_that_overtakes_the_start_is_kept() -> None:
+    doc = run([file("j1", "a"), started(total=2), file("j1", "b"), finished()])
+    assert doc is not None
+    assert (doc["processed"], doc["total"], doc["owner"]) == (2, 2, "alice")
+
+
+def test_queued_then_started() -> None:
+    queued = ImportQueued(
+        producer="t",
+        job_id="j1",
+        kind=ImportKind.EDI,
+        user_id="alice",
+        title="Import",
+        position=2,
+        occurred_at=T0,
+    )
+    doc = run([queued])
+    assert doc is not None and (doc["status"], doc["queue_position"]) == ("queued", 2)
+    doc = run([queued, started()])
+    assert doc is not None and (doc["status"], doc["queue_position"]) == ("running", None)
+
+
+@given(st.permutations(range(8)), st.lists(st.integers(0, 7), max_size=8))
+def test_any_order_and_duplicates_give_the_clean_result(
+    order: list[int], repeats: list[int]
+) -> None:
+    files = [file("j1", f"f{i}", ok=i % 3 != 0, second=i + 1) for i in range(8)]
+    clean = run([started(total=8), *files, finished()])
+    shuffled = [files[i] for i in order] + [files[i] for i in repeats]
+    messy = run([started(total=8), *shuffled, finished()])
+    assert clean is not None and messy is not None
+    for key in ("status", "processed", "failed", "total", "percent"):
+        assert messy[key] == clean[key]
+
+
+def step(seq: int, status: TaskStatus, percent: int) -> ColisStepChanged:
+    return ColisStepChanged(
+        producer="t",
+        job_id="t1",
+        task_id="t1",
+        user_id="bob",
+        lot_id="L1",
+        operation=ColisOperation.CREATE,
+        status=status,
+        step=status.value,
+        percent=percent,
+        seq=seq,
+        occurred_at=T0 + timedelta(seconds=seq),
+    )
+
+
+def test_a_late_step_never_moves_a_task_backwards() -> None:
+    steps = [
+        step(0, TaskStatus.PENDING, 0),
+        step(1, TaskStatus.PROCESSING, 10),
+        step(2, TaskStatus.VALIDATION, 20),
+        step(3, TaskStatus.COMPLETED, 100),
+    ]
+    for _ in range(20):
+        shuffled = steps[:]
+        random.shuffle(shuffled)
+        doc = run(shuffled + steps)
+        assert doc is not None
+        assert (doc["step_status"], doc["percent"], doc["status"]) == (
+            "completed",
+            100.0,
+            "completed",
+        )
+
+
+def test_private_fields_are_not_public() -> None:
+    doc = run([started(), file("j1", "a")])
+    assert doc is not None
+    view = public_view(doc)
+    assert "_seen" not in view and view["_id"] == "j1"
+
+
+def test_the_end_waits_for_items_still_in_flight() -> None:
+    import pytest
+
+    from progress_svc.aggregate import ItemsStillInFlightError
+
+    doc = run([started(total=2), file("j1", "a")])
+    early = ImportFinished(
+        producer="t",
+        job_id="j1",
+        status=ImportStatus.COMPLETED,
+        processed=2,
+        failed=0,
+        occurred_at=T0 + timedelta(seconds=9),
+    )
+    with pytest.raises(ItemsStillInFlightError):
+        apply_event(doc, early)
+    doc = run([started(total=2), file("j1", "a"), file("j1", "b"), early])
+    assert doc is not None and (doc["status"], doc["processed"]) == ("completed", 2)

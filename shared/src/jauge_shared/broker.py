@@ -1,0 +1,71 @@
+"""The one way services open RabbitMQ, and declare what they consume."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from prometheus_client import CollectorRegistry
+
+from jauge_shared.identity import connection_name
+from jauge_shared.messaging import DeadLetterMiddleware
+from jauge_shared.settings import ServiceSettings
+from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, QueueSpec
+
+
+def broker_options(
+    settings: ServiceSettings,
+    service: str,
+    registry: CollectorRegistry,
+    *,
+    middlewares: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Publisher confirms on, prefetch bounded, named connection, poison to the DLQ.
+
+    Shared by `make_broker` and the gateway's FastAPI `RabbitRouter`.
+    """
+    return {
+        "url": str(settings.amqp_url),
+        # FastStream turns client properties into URL query keys, and aiormq reads the
+        # connection name from `name` (shown as connection_name in the management UI)
+        "client_properties": {"name": connection_name(service)},
+        "default_channel": Channel(prefetch_count=settings.prefetch, publisher_confirms=True),
+        "graceful_timeout": settings.graceful_timeout_s,
+        "app_id": service,
+        "middlewares": (
+            RabbitPrometheusMiddleware(registry=registry, app_name=service),
+            DeadLetterMiddleware.factory(settings),
+            *middlewares,
+        ),
+    }
+
+
+def make_broker(
+    settings: ServiceSettings,
+    service: str,
+    registry: CollectorRegistry,
+    *,
+    middlewares: Sequence[Any] = (),
+) -> RabbitBroker:
+    return RabbitBroker(**broker_options(settings, service, registry, middlewares=middlewares))
+
+
+async def declare_topology(
+    broker: RabbitBroker, settings: ServiceSettings, queues: Iterable[QueueSpec]
+) -> None:
+    """Exchanges, each queue with its DLQ, and every binding, before anything consumes.
+
+    Declarations are idempotent, so every replica does this at start-up.
+    """
+    await broker.connect()
+    exchanges = {
+        COMMANDS_EXCHANGE.name: await broker.declare_exchange(COMMANDS_EXCHANGE),
+        EVENTS_EXCHANGE.name: await broker.declare_exchange(EVENTS_EXCHANGE),
+    }
+    for spec in queues:
+        await broker.declare_queue(spec.dead_letter_queue(settings.queue_type))
+        queue = await broker.declare_queue(spec.queue(settings.queue_type, settings.delivery_limit))
+        for routing_key in spec.routing_keys:
+            await queue.bind(exchanges[spec.exchange.name], routing_key=routing_key)

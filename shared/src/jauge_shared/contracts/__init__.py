@@ -1,0 +1,117 @@
+"""Every command and event that crosses the broker, and how to find a model by type."""
+
+from __future__ import annotations
+
+from jauge_shared.contracts.colis import (
+    CancelColisTask,
+    ColisCreated,
+    ColisData,
+    ColisOperation,
+    ColisStepChanged,
+    ColisTaskStalled,
+    ColisUpdated,
+    CreateColis,
+    LotCreated,
+    NotificationRequested,
+    RetryColisTask,
+    TaskStatus,
+    TransportType,
+    UpdateColis,
+)
+from jauge_shared.contracts.envelope import (
+    SCHEMA_VERSION,
+    Command,
+    Event,
+    Message,
+    stable_event_id,
+    utc_now,
+)
+from jauge_shared.contracts.imports import (
+    FileImported,
+    ImportCleanupStarted,
+    ImportFile,
+    ImportFinished,
+    ImportKind,
+    ImportQueued,
+    ImportStarted,
+    ImportStatus,
+    RequestImport,
+)
+from jauge_shared.contracts.progress import (
+    TERMINAL_STATUSES,
+    ItemResult,
+    ProgressDocument,
+    ProgressStatus,
+    ProgressUpdated,
+)
+
+ALL_MESSAGES: tuple[type[Message], ...] = (
+    RequestImport,
+    ImportFile,
+    ImportQueued,
+    ImportStarted,
+    ImportCleanupStarted,
+    FileImported,
+    ImportFinished,
+    CreateColis,
+    UpdateColis,
+    RetryColisTask,
+    CancelColisTask,
+    ColisStepChanged,
+    ColisCreated,
+    ColisUpdated,
+    LotCreated,
+    NotificationRequested,
+    ColisTaskStalled,
+    ProgressUpdated,
+)
+
+
+def message_type(model: type[Message]) -> str:
+    """The routing key a model is published with (its `type` default)."""
+    default = model.model_fields["type"].default
+    assert isinstance(default, str)
+    return default
+
+
+MESSAGES_BY_TYPE: dict[str, type[Message]] = {message_type(m): m for m in ALL_MESSAGES}
+
+__all__ = [
+    "ALL_MESSAGES",
+    "MESSAGES_BY_TYPE",
+    "SCHEMA_VERSION",
+    "TERMINAL_STATUSES",
+    "CancelColisTask",
+    "ColisCreated",
+    "ColisData",
+    "ColisOperation",
+    "ColisStepChanged",
+    "ColisTaskStalled",
+    "ColisUpdated",
+    "Command",
+    "CreateColis",
+    "Event",
+    "FileImported",
+    "ImportCleanupStarted",
+    "ImportFile",
+    "ImportFinished",
+    "ImportKind",
+    "ImportQueued",
+    "ImportStarted",
+    "ImportStatus",
+    "ItemResult",
+    "LotCreated",
+    "Message",
+    "NotificationRequested",
+    "ProgressDocument",
+    "ProgressStatus",
+    "ProgressUpdated",
+    "RequestImport",
+    "RetryColisTask",
+    "TaskStatus",
+    "TransportType",
+    "UpdateColis",
+    "message_type",
+    "stable_event_id",
+    "utc_now",
+]

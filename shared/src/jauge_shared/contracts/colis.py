@@ -1,0 +1,146 @@
+"""Contracts of parcel (colis) tasks, lots and clients (colis-svc)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+
+from jauge_shared.contracts.envelope import Command, Event
+
+
+class TransportType(StrEnum):
+    CARGO = "cargo"
+    EXPRESS = "express"
+    BATEAU = "bateau"
+
+
+class ColisOperation(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+
+
+class TaskStatus(StrEnum):
+    """The seed's task states, plus the validation and creation steps of DESIGN.md."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    VALIDATION = "validation"
+    IMAGE_UPLOADING = "image_uploading"
+    CREATION = "creation"
+    PRICE_CALCULATING = "price_calculating"
+    NOTIFICATION_SENDING = "notification_sending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    FAILED_RETRY = "failed_retry"
+    FAILED_FINAL = "failed_final"
+    CANCELLED = "cancelled"
+
+
+class ColisData(BaseModel):
+    """The parcel form, as the agent filled it in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    client_id: str = Field(min_length=1, max_length=64)
+    type_transport: TransportType
+    longueur: Decimal = Field(gt=0, le=10_000, description="cm")
+    largeur: Decimal = Field(gt=0, le=10_000, description="cm")
+    hauteur: Decimal = Field(gt=0, le=10_000, description="cm")
+    poids: Decimal = Field(gt=0, le=100_000, description="kg")
+    mode_paiement: str = Field(default="comptant", max_length=40)
+    statut: str = Field(default="receptionne", max_length=40)
+    description: str = Field(default="", max_length=2000)
+
+
+class _TaskCommand(Command):
+    task_id: str = Field(min_length=1, max_length=64)
+    user_id: str = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _job_is_the_task(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "job_id" not in data and "task_id" in data:
+            return {**data, "job_id": data["task_id"]}
+        return data
+
+
+class CreateColis(_TaskCommand):
+    type: Literal["colis.create"] = "colis.create"
+    lot_id: str = Field(min_length=1, max_length=64)
+    colis_data: ColisData
+    upload_id: str | None = Field(default=None, description="Photo uploaded with the form.")
+
+
+class UpdateColis(_TaskCommand):
+    type: Literal["colis.update"] = "colis.update"
+    lot_id: str = Field(min_length=1, max_length=64)
+    colis_id: str = Field(min_length=1, max_length=64)
+    colis_data: ColisData
+    upload_id: str | None = None
+
+
+class RetryColisTask(_TaskCommand):
+    type: Literal["colis.retry"] = "colis.retry"
+    edits: dict[str, Any] = Field(
+        default_factory=dict, description="Corrected fields of colis_data."
+    )
+    force: bool = Field(default=False, description="Admin only: retry a failed_final task.")
+
+
+class CancelColisTask(_TaskCommand):
+    type: Literal["colis.cancel"] = "colis.cancel"
+
+
+class ColisStepChanged(Event):
+    type: Literal["colis.step_changed"] = "colis.step_changed"
+    task_id: str
+    user_id: str
+    lot_id: str
+    operation: ColisOperation
+    status: TaskStatus
+    step: str = Field(description="French label of the step.", examples=["Calcul du prix"])
+    percent: int = Field(ge=0, le=100)
+    seq: NonNegativeInt = Field(description="Per task, strictly increasing.")
+    error: str | None = None
+    retry_count: NonNegativeInt = 0
+    max_retries: NonNegativeInt = 3
+    next_retry_at: datetime | None = None
+    colis_id: str | None = None
+    numero_suivi: str | None = None
+    summary: dict[str, Any] = Field(
+        default_factory=dict, description="Short summary of colis_data for the dashboard."
+    )
+
+
+class ColisCreated(Event):
+    type: Literal["colis.created"] = "colis.created"
+    colis: dict[str, Any]
+
+
+class ColisUpdated(Event):
+    type: Literal["colis.updated"] = "colis.updated"
+    colis: dict[str, Any]
+
+
+class LotCreated(Event):
+    type: Literal["lot.created"] = "lot.created"
+    lot: dict[str, Any]
+
+
+class NotificationRequested(Event):
+    type: Literal["notification.requested"] = "notification.requested"
+    user_id: str
+    channel: str = "agent"
+    message: str
+
+
+class ColisTaskStalled(Event):
+    type: Literal["colis.task_stalled"] = "colis.task_stalled"
+    task_id: str
+    status: TaskStatus
+    stalled_since: datetime
+    action: Literal["requeued", "failed"]

@@ -1,0 +1,75 @@
+"""The envelope every message on the broker carries.
+
+`event_id` is the idempotency key: a consumer that sees the same id twice must change
+nothing the second time. Producers that may redo a piece of work after a crash derive
+the id from the work itself (`stable_event_id`) so the redo is recognised as a duplicate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID, uuid4, uuid5
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+_JAUGE_NAMESPACE = UUID("5b0f6a8e-4d3c-4a51-9a35-0b6a4a3f2c11")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def stable_event_id(*parts: str) -> UUID:
+    """The same work always yields the same event id (UUIDv5 over its parts)."""
+    return uuid5(_JAUGE_NAMESPACE, "\x1f".join(parts))
+
+
+class Message(BaseModel):
+    """Envelope fields; subclasses add the payload and fix `type`."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    kind_of_message: ClassVar[Literal["command", "event"]]
+
+    event_id: UUID = Field(
+        default_factory=uuid4, description="Unique id of this message; the idempotency key."
+    )
+    type: str = Field(description="The routing key, repeated in the body.")
+    version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="Schema version of the payload."
+    )
+    occurred_at: AwareDatetime = Field(
+        default_factory=utc_now, description="When it happened (UTC)."
+    )
+    producer: str = Field(
+        min_length=1, max_length=200, description="Service that produced it.", examples=["gateway"]
+    )
+    job_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="The job or task this message belongs to.",
+    )
+
+    def amqp_properties(self) -> dict[str, Any]:
+        """Message properties DESIGN.md asks for; the body is the model itself."""
+        return {
+            "message_id": str(self.event_id),
+            "message_type": self.type,
+            "content_type": "application/json",
+            "persist": True,
+        }
+
+
+class Command(Message):
+    """Work asked of a service (imperative name), published on `jauge.commands`."""
+
+    kind_of_message = "command"
+
+
+class Event(Message):
+    """A fact that happened (past tense), published on `jauge.events`."""
+
+    kind_of_message = "event"

@@ -1,0 +1,90 @@
+"""Contracts of EDI and BBGR imports (import-svc)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt
+
+from jauge_shared.contracts.envelope import Command, Event
+
+
+class ImportKind(StrEnum):
+    EDI = "edi"
+    BBGR_STATMENT = "bbgr_statment"  # spelled as in the original system
+    BBGR_MONTHLY = "bbgr_monthly"
+    BBGR_RETOURS = "bbgr_retours"
+    BBGR_RECEPTIONS = "bbgr_receptions"
+
+
+class ImportStatus(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RequestImport(Command):
+    """Start an import of the files waiting in the kind's inbox, or of uploaded files."""
+
+    type: Literal["import.request"] = "import.request"
+    kind: ImportKind
+    user_id: str = Field(min_length=1, max_length=64)
+    upload_ids: list[str] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Files uploaded for this import only; empty means the whole inbox.",
+    )
+
+
+class ImportFile(Command):
+    """One file of an import, for whichever import-svc replica takes it."""
+
+    type: Literal["import.file"] = "import.file"
+    kind: ImportKind
+    item: str = Field(min_length=1, max_length=255, description="File name in the job's staging.")
+    index: NonNegativeInt
+
+
+class ImportQueued(Event):
+    """An import was accepted and waits for the import lock."""
+
+    type: Literal["import.queued"] = "import.queued"
+    kind: ImportKind
+    user_id: str
+    title: str
+    position: NonNegativeInt = Field(description="1 = next to run.")
+
+
+class ImportStarted(Event):
+    type: Literal["import.started"] = "import.started"
+    kind: ImportKind
+    user_id: str
+    title: str = Field(examples=["Import des factures EDI"])
+    total: NonNegativeInt = Field(description="Files, or rows for a single-file BBGR import.")
+
+
+class ImportCleanupStarted(Event):
+    """Every file is done; the clean-up step runs before the job finishes."""
+
+    type: Literal["import.cleanup_started"] = "import.cleanup_started"
+
+
+class FileImported(Event):
+    type: Literal["file.imported"] = "file.imported"
+    item: str = Field(description="File name (or row label for a BBGR import).")
+    ok: bool
+    error: str | None = Field(default=None, description="Why the file failed, in French.")
+    invoices: NonNegativeInt = 0
+    lines: NonNegativeInt = 0
+    duration_ms: NonNegativeInt = 0
+
+
+class ImportFinished(Event):
+    type: Literal["import.finished"] = "import.finished"
+    status: ImportStatus
+    error: str | None = None
+    processed: NonNegativeInt = 0
+    failed: NonNegativeInt = 0
+    invoices: NonNegativeInt = 0
+    message: str = Field(default="", examples=["Import terminé : 12 fichiers traités, 1 en erreur"])

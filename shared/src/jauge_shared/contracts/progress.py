@@ -1,0 +1,81 @@
+"""The progress read model: one document per job or task, and its change event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+
+from jauge_shared.contracts.envelope import Event
+
+
+class ProgressStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {ProgressStatus.COMPLETED, ProgressStatus.FAILED, ProgressStatus.CANCELLED}
+)
+
+
+class ItemResult(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    item: str
+    ok: bool = True
+    error: str | None = None
+    at: datetime | None = None
+
+
+class ProgressDocument(BaseModel):
+    """What a browser sees of a job or task (DESIGN.md, "The progress document")."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: str = Field(alias="_id", serialization_alias="id")
+    kind: str = Field(examples=["import.edi", "colis.create"])
+    owner: str
+    title: str = ""
+    status: ProgressStatus
+    step_status: str | None = Field(default=None, description="Colis tasks: the detailed state.")
+    total: NonNegativeInt = 0
+    processed: NonNegativeInt = 0
+    failed: NonNegativeInt = 0
+    percent: float = Field(default=0, ge=0, le=100)
+    current_step: str = ""
+    message: str = ""
+    errors: list[ItemResult] = Field(default_factory=list)
+    recent: list[ItemResult] = Field(default_factory=list)
+    queue_position: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+    duration_s: float | None = None
+    eta_s: float | None = None
+    seq: NonNegativeInt = 0
+    # colis tasks only
+    retry_count: int | None = None
+    max_retries: int | None = None
+    next_retry_at: datetime | None = None
+    colis_id: str | None = None
+    numero_suivi: str | None = None
+    lot_id: str | None = None
+    summary: dict[str, Any] | None = None
+
+
+class ProgressUpdated(Event):
+    """progress-svc applied a change; the body carries the whole document after it."""
+
+    type: Literal["progress.updated"] = "progress.updated"
+    job: ProgressDocument

@@ -1,0 +1,196 @@
+"""Publishing with the envelope's properties, and what happens to a message that fails.
+
+- Validation failures and poison: copied to the queue's `.dlq` with the reason in a
+  header, then acked (the copy is confirmed before the ack, so nothing is lost).
+- Transient failures (store or broker away): retried after an exponential, jittered
+  delay, by nacking with requeue once the delay has passed.
+- Anything else is a bug; the message is dead-lettered with the error so that it can be
+  replayed once fixed, instead of spinning forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import aiormq
+from faststream import BaseMiddleware
+from faststream.exceptions import FastStreamException
+from faststream.rabbit.publisher import RabbitPublisher
+from prometheus_client import Counter
+from pydantic import ValidationError
+from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
+
+from jauge_shared.contracts.envelope import Message
+from jauge_shared.errors import PoisonMessageError, TransientError
+from jauge_shared.settings import ServiceSettings
+from jauge_shared.topology import (
+    DEAD_LETTER_QUEUE_HEADER,
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_ROUTING_KEY_HEADER,
+    DLQ_SUFFIX,
+)
+
+logger = logging.getLogger("jauge.messaging")
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientError,
+    ConnectionFailure,
+    AutoReconnect,
+    ServerSelectionTimeoutError,
+    aiormq.exceptions.AMQPConnectionError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    PoisonMessageError,
+    ValidationError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+)
+
+DEAD_LETTERED = Counter(
+    "jauge_messages_dead_lettered_total",
+    "Messages sent to a dead-letter queue, by queue and reason class.",
+    ["queue", "reason"],
+)
+RETRIED = Counter(
+    "jauge_messages_retried_total",
+    "Messages requeued after a transient failure, by queue.",
+    ["queue"],
+)
+
+
+async def publish(publisher: RabbitPublisher, message: Message) -> None:
+    """Publish one command or event on its named publisher, confirmed by the broker."""
+    await publisher.publish(message, **message.amqp_properties())
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason for the DLQ header (pydantic's errors are many lines)."""
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}"
+            for err in exc.errors()[:10]
+        ]
+        return f"schema validation failed: {'; '.join(parts)}"
+    text = str(exc).replace("\n", " ")
+    return f"{type(exc).__name__}: {text}"[:1000]
+
+
+class RetryBackoff:
+    """Exponential delay with full jitter, counted per message id."""
+
+    def __init__(self, base_s: float, max_s: float, memory: int = 10_000) -> None:
+        self.base_s = base_s
+        self.max_s = max_s
+        self._attempts: OrderedDict[str, int] = OrderedDict()
+        self._memory = memory
+
+    def next_delay(self, message_id: str) -> float:
+        attempt = self._attempts.pop(message_id, 0) + 1
+        self._attempts[message_id] = attempt
+        while len(self._attempts) > self._memory:
+            self._attempts.popitem(last=False)
+        ceiling = min(self.max_s, self.base_s * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def forget(self, message_id: str) -> None:
+        self._attempts.pop(message_id, None)
+
+
+class DeadLetterMiddleware(BaseMiddleware):
+    """Applies the failure policy above to every subscriber of a broker."""
+
+    backoff: RetryBackoff
+
+    @classmethod
+    def factory(cls, settings: ServiceSettings) -> Callable[..., DeadLetterMiddleware]:
+        backoff = RetryBackoff(settings.retry_base_delay_s, settings.retry_max_delay_s)
+
+        def build(msg: Any, /, *, context: Any) -> DeadLetterMiddleware:
+            middleware = cls(msg, context=context)
+            middleware.backoff = backoff
+            return middleware
+
+        return build
+
+    async def after_processed(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> bool | None:
+        raw = self.msg
+        message_id = str(getattr(raw, "message_id", "") or "")
+        if exc_val is None:
+            self.backoff.forget(message_id)
+            return False
+        queue = self._queue_name()
+        if queue is None or getattr(raw, "reply_to", None):
+            # exclusive queues and RPC requests have no DLQ: the caller sees the error
+            return False
+        if isinstance(exc_val, TRANSIENT_ERRORS):
+            delay = self.backoff.next_delay(message_id)
+            logger.warning(
+                "transient failure, retrying",
+                extra={
+                    "queue": queue,
+                    "message_id": message_id,
+                    "delay_s": round(delay, 3),
+                    "error": describe_error(exc_val),
+                },
+            )
+            RETRIED.labels(queue).inc()
+            await asyncio.sleep(delay)
+            return False  # the subscriber's NACK_ON_ERROR policy requeues it
+        reason_class = "poison" if isinstance(exc_val, POISON_ERRORS) else "error"
+        if isinstance(exc_val, FastStreamException) and exc_val.__cause__ is not None:
+            exc_val = exc_val.__cause__
+        reason = describe_error(exc_val)
+        await self._dead_letter(raw, queue, reason)
+        DEAD_LETTERED.labels(queue, reason_class).inc()
+        self.backoff.forget(message_id)
+        log = logger.warning if reason_class == "poison" else logger.error
+        log(
+            "message dead-lettered",
+            extra={"queue": queue, "message_id": message_id, "reason": reason},
+            exc_info=reason_class == "error",
+        )
+        return True  # handled: the original is acked
+
+    def _queue_name(self) -> str | None:
+        subscriber = self.context.get("handler_")
+        queue = getattr(subscriber, "queue", None)
+        name = getattr(queue, "name", None)
+        if not name or getattr(queue, "exclusive", False):
+            return None
+        return str(name)
+
+    @staticmethod
+    async def _dead_letter(raw: Any, queue: str, reason: str) -> None:
+        headers = dict(raw.headers or {})
+        headers[DEAD_LETTER_REASON_HEADER] = reason
+        headers[DEAD_LETTER_QUEUE_HEADER] = queue
+        headers[DEAD_LETTER_ROUTING_KEY_HEADER] = raw.routing_key or ""
+        properties = aiormq.spec.Basic.Properties(
+            content_type=raw.content_type,
+            content_encoding=raw.content_encoding,
+            headers=headers,
+            delivery_mode=2,
+            message_id=raw.message_id,
+            message_type=raw.type,
+            timestamp=raw.timestamp,
+            correlation_id=raw.correlation_id,
+            app_id=raw.app_id,
+        )
+        # the consumer's channel has publisher confirms: this returns once it is stored
+        await raw.channel.basic_publish(
+            raw.body, exchange="", routing_key=queue + DLQ_SUFFIX, properties=properties
+        )

@@ -1,0 +1,70 @@
+"""/healthz, /readyz and /metrics for the FastStream services, and how they are served."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import uvicorn
+from faststream.asgi import AsgiResponse, get
+from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
+from pymongo import AsyncMongoClient
+
+logger = logging.getLogger("jauge.ops")
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+CHECK_TIMEOUT_S = 2.0
+_JSON = {"content-type": "application/json"}
+
+
+async def store_is_reachable(client: AsyncMongoClient[Any]) -> bool:
+    try:
+        await asyncio.wait_for(client.admin.command("ping"), CHECK_TIMEOUT_S)
+    except Exception:
+        return False
+    return True
+
+
+async def run_checks(checks: Mapping[str, ReadinessCheck]) -> dict[str, bool]:
+    results = await asyncio.gather(*(check() for check in checks.values()), return_exceptions=True)
+    return {name: result is True for name, result in zip(checks, results, strict=True)}
+
+
+def ops_routes(
+    checks: Mapping[str, ReadinessCheck], registry: CollectorRegistry = REGISTRY
+) -> list[tuple[str, Any]]:
+    """ASGI routes for `AsgiFastStream(asgi_routes=...)`."""
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Any) -> AsgiResponse:
+        return AsgiResponse(b'{"status":"ok"}', status_code=200, headers=_JSON)
+
+    @get(include_in_schema=False)
+    async def readyz(scope: Any) -> AsgiResponse:
+        results = await run_checks(checks)
+        ready = all(results.values())
+        body = json.dumps({"ready": ready, "checks": results}).encode()
+        return AsgiResponse(body, status_code=200 if ready else 503, headers=_JSON)
+
+    return [("/healthz", healthz), ("/readyz", readyz), ("/metrics", make_asgi_app(registry))]
+
+
+def serve(app: Any, *, host: str, port: int, graceful_timeout_s: float) -> None:
+    """Run an ASGI app the way every service runs: uvicorn, our logging, graceful stop.
+
+    uvicorn turns SIGTERM into a lifespan shutdown; the broker then stops consuming and
+    waits up to `graceful_timeout_s` for in-flight handlers, and unacked messages go
+    back to their queue when the connection closes.
+    """
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=int(graceful_timeout_s) + 1,
+        access_log=False,
+    )

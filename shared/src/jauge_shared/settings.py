@@ -1,0 +1,63 @@
+"""The settings every service shares; each service subclasses `ServiceSettings`.
+
+Values come from the environment (prefix ``JAUGE_``) and are validated at start-up,
+so a bad value stops the process with a clear message instead of failing later.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AmqpDsn, Field, MongoDsn, PositiveFloat, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class QueueType(StrEnum):
+    CLASSIC = "classic"
+    QUORUM = "quorum"
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: where the broker and the store are, and how to run."""
+
+    model_config = SettingsConfigDict(env_prefix="JAUGE_", extra="ignore", frozen=True)
+
+    amqp_url: AmqpDsn = Field(
+        default=AmqpDsn("amqp://guest:guest@127.0.0.1:5672/"),
+        description="RabbitMQ connection URL (vhost included).",
+    )
+    mongo_url: MongoDsn = Field(
+        default=MongoDsn("mongodb://127.0.0.1:27017/"),
+        description="MongoDB (or FerretDB) connection URL.",
+    )
+    db_prefix: str = Field(
+        default="jauge",
+        pattern=r"^[a-z][a-z0-9_]{0,30}$",
+        description="Each service's database is named `<db_prefix>_<service>`.",
+    )
+    data_dir: Path = Field(default=Path("var"), description="Root of inbox/, archive/, errors/.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = Field(default=True, description="JSON log lines (false: human-readable).")
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server listens on.")
+    prefetch: PositiveInt = Field(default=32, description="Unacked messages per consumer.")
+    queue_type: QueueType = Field(
+        default=QueueType.CLASSIC,
+        description="Durable queues are declared as this type (quorum in production).",
+    )
+    delivery_limit: PositiveInt = Field(
+        default=20, description="Quorum queues dead-letter a message redelivered this often."
+    )
+    graceful_timeout_s: PositiveFloat = Field(
+        default=15.0, description="On SIGTERM, how long in-flight messages may take to finish."
+    )
+    retry_base_delay_s: PositiveFloat = Field(
+        default=0.5, description="First delay before a message that failed transiently is retried."
+    )
+    retry_max_delay_s: PositiveFloat = Field(
+        default=30.0, description="Longest delay between two retries of a transient failure."
+    )
+    mongo_timeout_ms: PositiveInt = Field(
+        default=5000, description="How long the driver looks for a server before giving up."
+    )
