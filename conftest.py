@@ -26,8 +26,6 @@ import pytest
 from pymongo import MongoClient
 from stack import ROOT, Stack
 
-PORT_OFFSET = 10_000  # tests use 18000, 18101, ...: `make run` may be up meanwhile
-
 
 @dataclass(frozen=True)
 class Servers:
@@ -148,7 +146,7 @@ def make_stack(test_env: TestEnvironment, tmp_path: Path) -> Iterator[Callable[.
 
     def factory(**extra_env: str) -> Stack:
         stack = Stack(
-            env={**test_env.env(), **extra_env}, log_dir=tmp_path / "logs", port_offset=PORT_OFFSET
+            env={**test_env.env(), **extra_env}, log_dir=tmp_path / "logs", free_ports=True
         )
         stacks.append(stack)
         return stack

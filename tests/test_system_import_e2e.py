@@ -40,7 +40,7 @@ async def test_an_import_is_pushed_live_to_its_owner_and_to_nobody_else(
     add_user(test_env.env(), "alice", "agent", "alice-password")
     add_user(test_env.env(), "bob", "agent", "bob-password")
     write_inbox(test_env.data_dir, good=4, bad=1)
-    gateway = next(r for r in stack.running if r.spec.name == "gateway").url
+    gateway = stack.service("gateway").url
 
     alice = await Socket.open(gateway, await login(gateway, "alice", "alice-password"))
     bob = await Socket.open(gateway, await login(gateway, "bob", "bob-password"))

@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,14 +59,15 @@ class Stack:
 
     env: dict[str, str]
     log_dir: Path
-    port_offset: int = 0
+    free_ports: bool = False  # tests: any free port, so parallel runs never collide
     running: list[Running] = field(default_factory=list)
 
     def start(
         self, name: str, *, port: int | None = None, extra_env: dict[str, str] | None = None
     ) -> Running:
         spec = SPECS[name]
-        port = port if port is not None else spec.port + self.port_offset
+        if port is None:
+            port = free_port() if self.free_ports else spec.port
         self.log_dir.mkdir(parents=True, exist_ok=True)
         instance = sum(1 for r in self.running if r.spec.name == name)
         log_path = self.log_dir / f"{name}-{instance}.log"
@@ -82,6 +84,10 @@ class Stack:
         running = Running(spec, port, process, log_path)
         self.running.append(running)
         return running
+
+    def service(self, name: str) -> Running:
+        """The first running instance of `name`."""
+        return next(r for r in self.running if r.spec.name == name)
 
     def start_all(self) -> list[Running]:
         return [self.start(spec.name) for spec in SERVICES]
@@ -117,6 +123,12 @@ class Stack:
                 service.process.send_signal(signal.SIGTERM)
         for service in list(self.running):
             self.stop(service)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def is_ready(url: str) -> bool:
