@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 PY := .venv/bin/python
 INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
 
-.PHONY: help deps infra-start infra-stop run test lint typecheck pytest format clean
+.PHONY: help deps infra-start infra-stop run test test-slow browser lint typecheck pytest format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,10 +19,16 @@ infra-start: deps ## start RabbitMQ and FerretDB unless JAUGE_AMQP_URL / JAUGE_M
 infra-stop: ## stop the RabbitMQ and FerretDB that infra-start started
 	$(INFRA) stop
 
-run: infra-start ## the whole system; prints where to click; Ctrl-C stops it
-	$(PY) deploy/local/stack.py run
+run: deps ## the whole system; prints where to click; Ctrl-C stops what it started
+	deploy/local/run.sh
 
-test: infra-start lint typecheck pytest ## what CI runs
+test: infra-start browser lint typecheck pytest ## what CI runs
+
+browser: ## Debian's chromium for the browser tests
+	$(INFRA) install-browser
+
+test-slow: infra-start browser ## the long tests kept out of `make test` (big batches, soaks)
+	$(PY) -m pytest -m slow
 
 lint: ## ruff
 	$(PY) -m ruff check .

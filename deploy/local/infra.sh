@@ -5,6 +5,8 @@
 #   deploy/local/infra.sh install   install what is missing (apt, go build)
 #   deploy/local/infra.sh start     start what is not running, wait until it answers
 #   deploy/local/infra.sh stop      stop what this script started
+#   deploy/local/infra.sh stop-rabbitmq | stop-ferretdb
+#   deploy/local/infra.sh install-browser   Debian's chromium, for the browser tests
 #   deploy/local/infra.sh status
 #
 # When JAUGE_AMQP_URL / JAUGE_MONGO_URL are set, that server is someone else's:
@@ -84,6 +86,14 @@ install_ferretdb() {
   (cd "$src" && GOBIN="$TOOLS/bin" GOFLAGS=-buildvcs=false go install ./cmd/ferretdb)
   cp "$FERRETDB_BIN" "$cached.tmp" && mv "$cached.tmp" "$cached"
   rm -rf "$src"
+}
+
+install_browser() {
+  # the browser tests drive Debian's Chromium (no browser download of a test tool's own)
+  if [ -x /usr/bin/chromium ]; then log "chromium: installed"; return; fi
+  log "chromium: installing Debian's package"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 }
 
 write_rabbit_config() {
@@ -180,10 +190,13 @@ case "${1:-}" in
     own_rabbit && stop_rabbitmq
     own_mongo && stop_ferretdb
     ;;
+  install-browser) install_browser ;;
+  stop-rabbitmq) own_rabbit && stop_rabbitmq ;;
+  stop-ferretdb) own_mongo && stop_ferretdb ;;
   status)
     if rabbit_ready; then echo "rabbitmq: up"; else echo "rabbitmq: down"; fi
     if port_open $MONGO_PORT && mongo_ping; then echo "ferretdb: up"; else echo "ferretdb: down"; fi
     ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|stop-rabbitmq|stop-ferretdb|status" >&2; exit 2 ;;
 esac
 exit 0

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+import orjson
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi.responses import StreamingResponse
 
-from gateway.deps import CurrentUser, ProgressDep
+from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.hub import JOB_TOPIC_PREFIX, Connection
 from gateway.users import User
 from jauge_shared.contracts import ProgressDocument, ProgressStatus
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
+SSE_HEARTBEAT_S = 15.0
 NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
 
 
@@ -61,3 +67,60 @@ async def list_jobs(
 )
 async def get_job(job_id: str, user: CurrentUser, progress: ProgressDep) -> dict[str, Any]:
     return await find_visible(progress, user, job_id)
+
+
+@router.get(
+    "/{job_id}/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "snapshot, then updates"},
+        404: {"description": "Not the caller's"},
+    },
+)
+async def stream_job(
+    job_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
+    request: Request,
+    user: CurrentUser,
+    progress: ProgressDep,
+    state: StateDep,
+) -> StreamingResponse:
+    """Server-Sent Events for clients that cannot open a WebSocket: the same frames."""
+    doc = await progress.find_one({"_id": job_id})
+    if doc is not None and not user.may_see(doc.get("owner")):
+        raise NOT_FOUND
+    frames: asyncio.Queue[str] = asyncio.Queue()
+
+    async def send(text: str) -> None:
+        await frames.put(text)
+
+    connection = Connection(
+        user,
+        send,
+        limit=state.settings.ws_queue_limit,
+        stall_timeout_s=state.settings.ws_stall_timeout_s,
+    )
+    topic = JOB_TOPIC_PREFIX + job_id
+    connection.topics.add(topic)
+    state.hub.add(connection)
+    snapshot = to_public(doc) if doc is not None else None
+    connection.offer((topic, job_id), {"type": "snapshot", "topic": topic, "job": snapshot}, 0.0)
+
+    async def events() -> AsyncIterator[str]:
+        writer = asyncio.create_task(connection.run_writer())
+        try:
+            while not connection.closed.is_set() and not await request.is_disconnected():
+                try:
+                    text = await asyncio.wait_for(frames.get(), SSE_HEARTBEAT_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                kind = orjson.loads(text)["type"]
+                yield f"event: {kind}\ndata: {text}\n\n"
+        finally:
+            state.hub.remove(connection)
+            connection.fail(1000, "stream closed")
+            writer.cancel()
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )

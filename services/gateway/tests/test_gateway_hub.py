@@ -1,0 +1,113 @@
+"""The hub's per-socket queue: coalescing, seq order, bounded, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from gateway.hub import Connection, Hub
+from gateway.users import Role, User
+
+ALICE = User("alice", Role.AGENT)
+BOB = User("bob", Role.AGENT)
+ADMIN = User("root", Role.ADMIN)
+
+
+def job(seq: int, owner: str = "alice", job_id: str = "j1") -> dict:
+    return {"id": job_id, "owner": owner, "seq": seq, "status": "running"}
+
+
+class Recorder:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.frames: list[dict] = []
+        self.delay = delay
+
+    async def send(self, text: str) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.frames.append(json.loads(text))
+
+
+async def test_a_slow_socket_gets_the_newest_state_not_every_state() -> None:
+    recorder = Recorder(delay=0.05)
+    connection = Connection(ALICE, recorder.send, limit=10, stall_timeout_s=5)
+    connection.topics.add("job:j1")
+    hub = Hub()
+    hub.add(connection)
+    writer = asyncio.create_task(connection.run_writer())
+    for seq in range(1, 51):
+        hub.dispatch(job(seq))
+    await asyncio.sleep(0.3)
+    writer.cancel()
+    seqs = [f["job"]["seq"] for f in recorder.frames]
+    assert seqs[-1] == 50
+    assert seqs == sorted(seqs)
+    assert len(seqs) < 10
+
+
+async def test_older_states_are_never_sent_after_newer_ones() -> None:
+    recorder = Recorder()
+    connection = Connection(ALICE, recorder.send, limit=10, stall_timeout_s=5)
+    connection.topics.add("job:j1")
+    hub = Hub()
+    hub.add(connection)
+    writer = asyncio.create_task(connection.run_writer())
+    for seq in (3, 1, 5, 4, 2, 6):
+        hub.dispatch(job(seq))
+        await asyncio.sleep(0.01)
+    writer.cancel()
+    seqs = [f["job"]["seq"] for f in recorder.frames]
+    assert seqs == sorted(seqs)
+    assert seqs[-1] == 6
+
+
+async def test_updates_reach_only_those_who_may_see_them() -> None:
+    sockets = {}
+    hub = Hub()
+    for user in (ALICE, BOB, ADMIN):
+        recorder = Recorder()
+        connection = Connection(user, recorder.send, limit=10, stall_timeout_s=5)
+        connection.topics.add("jobs")
+        hub.add(connection)
+        sockets[user.username] = (
+            connection,
+            recorder,
+            asyncio.create_task(connection.run_writer()),
+        )
+    hub.dispatch(job(1, owner="alice"))
+    await asyncio.sleep(0.05)
+    assert len(sockets["alice"][1].frames) == 1
+    assert len(sockets["root"][1].frames) == 1
+    assert sockets["bob"][1].frames == []
+    for _, _, writer in sockets.values():
+        writer.cancel()
+
+
+async def test_a_socket_that_falls_too_far_behind_is_closed() -> None:
+    blocked = asyncio.Event()
+
+    async def never(text: str) -> None:
+        await blocked.wait()
+
+    connection = Connection(ADMIN, never, limit=5, stall_timeout_s=0.2)
+    connection.topics.add("jobs")
+    hub = Hub()
+    hub.add(connection)
+    writer = asyncio.create_task(connection.run_writer())
+    hub.dispatch(job(1, job_id="a"))
+    await asyncio.sleep(0.4)
+    assert connection.closed.is_set()
+    assert connection.close_reason == (1013, "client too slow")
+    writer.cancel()
+
+
+async def test_the_snapshot_stays_first_even_when_an_update_overtakes_it() -> None:
+    recorder = Recorder()
+    connection = Connection(ALICE, recorder.send, limit=10, stall_timeout_s=5)
+    connection.topics.add("job:j1")
+    connection.offer(("job:j1", "j1"), {"type": "update", "topic": "job:j1", "job": job(7)}, 0.0)
+    connection.offer(("job:j1", "j1"), {"type": "snapshot", "topic": "job:j1", "job": job(6)}, 0.0)
+    writer = asyncio.create_task(connection.run_writer())
+    await asyncio.sleep(0.05)
+    writer.cancel()
+    assert [(f["type"], f["job"]["seq"]) for f in recorder.frames] == [("snapshot", 7)]
