@@ -6,10 +6,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
-from faststream.asgi import AsgiResponse, get
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.rabbit import RabbitBroker
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 from pymongo import AsyncMongoClient
 
@@ -67,4 +68,36 @@ def serve(app: Any, *, host: str, port: int, graceful_timeout_s: float) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(graceful_timeout_s) + 1,
         access_log=False,
+    )
+
+
+class _Runnable(Protocol):
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def graceful_timeout_s(self) -> float: ...
+
+
+def worker_app(
+    broker: RabbitBroker, mongo: AsyncMongoClient[Any], lifespan: Callable[[], Any]
+) -> AsgiFastStream:
+    """A FastStream service as an ASGI app: the broker, /healthz, /readyz, /metrics."""
+    return AsgiFastStream(
+        broker,
+        lifespan=lifespan,
+        asgi_routes=ops_routes(
+            {
+                "broker": lambda: broker.ping(timeout=CHECK_TIMEOUT_S),
+                "store": lambda: store_is_reachable(mongo),
+            }
+        ),
+        asyncapi_path="/asyncapi",
+    )
+
+
+def run_service(app: Any, settings: _Runnable) -> None:
+    serve(
+        app, host=settings.host, port=settings.port, graceful_timeout_s=settings.graceful_timeout_s
     )

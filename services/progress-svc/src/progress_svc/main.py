@@ -13,7 +13,7 @@ from jauge_shared.contracts import ProgressUpdated
 from jauge_shared.logging import configure_logging
 from jauge_shared.messaging import publish
 from jauge_shared.mongo import database_name, make_mongo_client
-from jauge_shared.ops import ops_routes, serve, store_is_reachable
+from jauge_shared.ops import run_service, worker_app
 from jauge_shared.topology import EVENTS_EXCHANGE, QUEUES_BY_SERVICE, RK
 from progress_svc import handlers
 from progress_svc.aggregate import Limits
@@ -53,21 +53,9 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
         finally:
             await mongo.close()
 
-    return AsgiFastStream(
-        broker,
-        lifespan=lifespan,
-        asgi_routes=ops_routes(
-            {"broker": lambda: broker.ping(timeout=2.0), "store": lambda: store_is_reachable(mongo)}
-        ),
-        asyncapi_path="/asyncapi",
-    )
+    return worker_app(broker, mongo, lifespan)
 
 
 def run() -> None:
     settings = ProgressSettings()
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        graceful_timeout_s=settings.graceful_timeout_s,
-    )
+    run_service(create_app(settings), settings)
