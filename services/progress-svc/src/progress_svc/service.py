@@ -1,45 +1,41 @@
-"""Application service: apply one event, then tell everyone what the job looks like."""
+"""Application service: apply events, then tell everyone what the job looks like.
+
+Group commit: messages are handled concurrently, and the events of one job that arrive
+while its previous write is in flight are applied together, as one write and one
+progress.updated. Each message is acknowledged only once the write that contains it
+is durable and announced, so nothing is held only in memory before its ack.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import Histogram
 
 from jauge_shared.contracts import Event, ProgressDocument, ProgressUpdated
-from progress_svc.aggregate import Limits, apply_event, public_view
+from progress_svc.aggregate import Document, Limits, apply_event, public_view
 from progress_svc.repository import ProgressRepository
 
 logger = logging.getLogger("progress_svc")
 
-
-class KeyedLocks:
-    """One asyncio lock per job, dropped when nobody holds or waits for it.
-
-    Messages are handled concurrently, but the changes to one document are applied one
-    at a time: the store's update filters are not a safe compare-and-set on FerretDB.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
 Announce = Callable[[ProgressUpdated], Awaitable[None]]
+
+BATCH_SIZE = Histogram(
+    "jauge_progress_batch_events",
+    "Events applied by one write of a progress document.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+
+
+@dataclass
+class _JobQueue:
+    """Events of one job waiting for the next write, each with its sender's future."""
+
+    waiting: list[tuple[Event, asyncio.Future[bool]]] = field(default_factory=list)
+    writing: bool = False
 
 
 class ProgressService:
@@ -47,28 +43,76 @@ class ProgressService:
         self.repository = repository
         self.announce = announce
         self.limits = limits
-        self._locks = KeyedLocks()
+        self._jobs: dict[str, _JobQueue] = {}
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def handle(self, event: Event) -> bool:
-        async with self._locks.hold(event.job_id):
-            return await self._apply(event)
+        """Returns once the event is durably applied (True) or was a no-op (False).
 
-    async def _apply(self, event: Event) -> bool:
-        """Returns whether the event changed the document.
-
-        The current snapshot is announced even when nothing changed: a redelivered
-        event may be the one whose announcement was lost in a crash.
+        Raises what applying it raised (the message is then retried or dead-lettered).
         """
-        doc, changed = await self.repository.change(
-            event.job_id, lambda current: apply_event(current, event, self.limits)
-        )
-        if doc is None:
-            return False
-        await self.announce(
-            ProgressUpdated(
-                producer="progress-svc",
-                job_id=event.job_id,
-                job=ProgressDocument.model_validate(public_view(doc)),
-            )
-        )
-        return changed
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        queue = self._jobs.setdefault(event.job_id, _JobQueue())
+        queue.waiting.append((event, future))
+        if not queue.writing:
+            queue.writing = True
+            task = asyncio.create_task(self._write(event.job_id, queue))
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
+        return await future
+
+    async def _write(self, job_id: str, queue: _JobQueue) -> None:
+        """One job's writer: one write at a time, each taking every event waiting."""
+        try:
+            while queue.waiting:
+                batch, queue.waiting = queue.waiting, []
+                await self._apply_batch(job_id, batch)
+        finally:
+            queue.writing = False
+            if not queue.waiting:
+                self._jobs.pop(job_id, None)
+
+    async def _apply_batch(
+        self, job_id: str, batch: list[tuple[Event, asyncio.Future[bool]]]
+    ) -> None:
+        outcomes: dict[int, bool | BaseException] = {}
+
+        def compute(current: Document | None) -> Document | None:
+            outcomes.clear()
+            doc = current
+            for index, (event, _) in enumerate(batch):
+                try:
+                    new = apply_event(doc, event, self.limits)
+                except Exception as e:  # this event only; the others still apply
+                    outcomes[index] = e
+                    continue
+                outcomes[index] = new is not None
+                doc = new if new is not None else doc
+            return doc if doc is not current else None
+
+        try:
+            doc, _ = await self.repository.change(job_id, compute)
+            if doc is not None:
+                # announced even when nothing changed: a redelivered event may be the one
+                # whose announcement was lost in a crash
+                await self.announce(
+                    ProgressUpdated(
+                        producer="progress-svc",
+                        job_id=job_id,
+                        job=ProgressDocument.model_validate(public_view(doc)),
+                    )
+                )
+        except Exception as e:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        BATCH_SIZE.observe(len(batch))
+        for index, (_, future) in enumerate(batch):
+            outcome = outcomes.get(index, False)
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
