@@ -1,0 +1,109 @@
+"""What the benchmarks share: a private vhost and databases, and the stack launcher.
+
+A benchmark never depends on pytest; it starts the same processes as `make run`, on
+the local servers (or JAUGE_AMQP_URL / JAUGE_MONGO_URL), in a vhost and under a
+database prefix of its own, removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+from pymongo import MongoClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+
+from stack import Stack  # noqa: E402
+
+REPORTS = ROOT / "reports" / "bench"
+
+
+@dataclass(frozen=True)
+class BenchEnv:
+    amqp_url: str
+    mongo_url: str
+    db_prefix: str
+    data_dir: Path
+    management_url: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "JAUGE_AMQP_URL": self.amqp_url,
+            "JAUGE_MONGO_URL": self.mongo_url,
+            "JAUGE_DB_PREFIX": self.db_prefix,
+            "JAUGE_DATA_DIR": str(self.data_dir),
+            "JAUGE_JWT_SECRET": "bench-secret-" + "x" * 40,
+            "JAUGE_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+    def stack(self, **extra: str) -> Stack:
+        return Stack(env=self.env(**extra), log_dir=self.data_dir / "logs", free_ports=True)
+
+
+@contextlib.contextmanager
+def bench_env() -> Iterator[BenchEnv]:
+    base = urlsplit(os.environ.get("JAUGE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    mongo_url = os.environ.get("JAUGE_MONGO_URL", "mongodb://127.0.0.1:27017/")
+    management = os.environ.get("JAUGE_RABBIT_MANAGEMENT_URL", f"http://{base.hostname}:15672")
+    auth = (base.username or "guest", base.password or "guest")
+    name = "b" + secrets.token_hex(4)
+    vhost = f"jauge-{name}"
+    api = httpx.Client(base_url=management, auth=auth, timeout=10)
+    api.put(f"/api/vhosts/{quote(vhost, safe='')}").raise_for_status()
+    api.put(
+        f"/api/permissions/{quote(vhost, safe='')}/{auth[0]}",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+    ).raise_for_status()
+    with tempfile.TemporaryDirectory(prefix="jauge-bench-") as tmp:
+        env = BenchEnv(
+            amqp_url=urlunsplit((base.scheme, base.netloc, "/" + quote(vhost, safe=""), "", "")),
+            mongo_url=mongo_url,
+            db_prefix=name,
+            data_dir=Path(tmp),
+            management_url=management,
+        )
+        try:
+            yield env
+        finally:
+            api.delete(f"/api/vhosts/{quote(vhost, safe='')}")
+            with MongoClient(mongo_url) as client:
+                for db in client.list_database_names():
+                    if db.startswith(name + "_"):
+                        client.drop_database(db)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    ordered = sorted(values)
+    cuts = (
+        statistics.quantiles(ordered, n=100, method="inclusive")
+        if len(ordered) > 1
+        else ordered * 99
+    )
+    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98]}
+
+
+def write_report(name: str, data: dict[str, object]) -> Path:
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    path = REPORTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)

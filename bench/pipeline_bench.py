@@ -1,0 +1,406 @@
+"""`make bench`: the progress pipeline, side by side with the broker's ceiling and polling.
+
+    .venv/bin/python bench/pipeline_bench.py [--events 20000] [--quick]
+
+Measures, in one run, on the real broker and store:
+1. the ceiling: raw aio-pika publish (persistent, confirms) and consume (manual ack);
+2. progress-svc: events applied per second, to one job and to 1,000 jobs;
+3. end-to-end latency, publish → WebSocket frame, at 100 and 1,000 events/s and flat out;
+4. the seed's design (one row updated under a lock, browsers polling every second)
+   against push, with the same store and the same number of browsers: staleness and
+   store reads per second.
+Prints a table and writes reports/bench/pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+import aio_pika
+import httpx
+import orjson
+import websockets
+from benchkit import BenchEnv, bench_env, percentiles, table, write_report
+from pymongo import AsyncMongoClient
+from stack import add_user
+
+from jauge_shared.contracts import FileImported, ImportKind, ImportStarted, stable_event_id
+
+WINDOW = 500  # publishes in flight, each awaiting its confirm
+
+
+def started(job: str, total: int) -> ImportStarted:
+    return ImportStarted(
+        producer="bench",
+        job_id=job,
+        kind=ImportKind.EDI,
+        user_id="admin",
+        title="bench",
+        total=total,
+    )
+
+
+def file_event(job: str, index: int) -> FileImported:
+    name = f"f{index:06d}.edi"
+    return FileImported(
+        event_id=stable_event_id(job, "file", name),
+        producer="bench",
+        job_id=job,
+        item=name,
+        ok=True,
+    )
+
+
+async def publish_all(
+    exchange: aio_pika.abc.AbstractExchange, messages: list[tuple[str, bytes]]
+) -> float:
+    """Publish (routing key, body) pairs with confirms, WINDOW at a time; returns seconds."""
+    started_at = time.perf_counter()
+    for i in range(0, len(messages), WINDOW):
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        content_type="application/json",
+                    ),
+                    routing_key=key,
+                )
+                for key, body in messages[i : i + WINDOW]
+            )
+        )
+    return time.perf_counter() - started_at
+
+
+async def ceiling(env: BenchEnv, count: int, body: bytes) -> dict[str, float]:
+    connection = await aio_pika.connect(env.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=256)
+        queue = await channel.declare_queue("bench.ceiling", durable=True)
+        seconds = await publish_all(channel.default_exchange, [(queue.name, body)] * count)
+        received = 0
+        done = asyncio.Event()
+        t0 = time.perf_counter()
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal received
+            await message.ack()
+            received += 1
+            if received == count:
+                done.set()
+
+        await queue.consume(on_message)
+        await done.wait()
+        consume_s = time.perf_counter() - t0
+    return {"publish_per_s": count / seconds, "consume_per_s": count / consume_s}
+
+
+async def wait_applied(
+    mongo: AsyncMongoClient[Any], env: BenchEnv, jobs: int, per_job: int
+) -> None:
+    progress = mongo[f"{env.db_prefix}_progress"]["progress"]
+    # polling the store is the point here: it is what the test observes, not a signal
+    while await progress.count_documents({"processed": per_job}) < jobs:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+async def throughput(env: BenchEnv, jobs: int, per_job: int) -> dict[str, float]:
+    connection = await aio_pika.connect(env.amqp_url)
+    mongo: AsyncMongoClient[Any] = AsyncMongoClient(env.mongo_url)
+    prefix = f"t{jobs}-"
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("jauge.events")
+        starts = [
+            ("import.started", started(f"{prefix}{j}", per_job).model_dump_json().encode())
+            for j in range(jobs)
+        ]
+        await publish_all(exchange, starts)
+        files = [
+            ("file.imported", file_event(f"{prefix}{j}", i).model_dump_json().encode())
+            for i in range(per_job)
+            for j in range(jobs)
+        ]
+        t0 = time.perf_counter()
+        publish_s = await publish_all(exchange, files)
+        await wait_applied(mongo, env, jobs, per_job)
+        elapsed = time.perf_counter() - t0
+    await mongo.close()
+    return {
+        "events": len(files),
+        "applied_per_s": len(files) / elapsed,
+        "publish_per_s": len(files) / publish_s,
+        "seconds": elapsed,
+    }
+
+
+async def latency(
+    env: BenchEnv, gateway: str, token: str, rate: float | None, events: int
+) -> dict[str, Any]:
+    """Publish → frame latency for one job's events at `rate` per second (None: flat out)."""
+    job = f"lat-{rate or 'max'}"
+    sent_at: dict[int, float] = {}
+    latencies: list[float] = []
+    async with websockets.connect(gateway.replace("http", "ws") + f"/ws?token={token}") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": f"job:{job}"}))
+        await ws.recv()  # the (empty) snapshot
+
+        async def read() -> None:
+            while True:
+                frame = orjson.loads(await ws.recv())
+                doc = frame.get("job") or {}
+                processed = doc.get("processed", 0)
+                if processed in sent_at:
+                    latencies.append(time.perf_counter() - sent_at[processed])
+                if processed >= events:
+                    return
+
+        reader = asyncio.create_task(read())
+        connection = await aio_pika.connect(env.amqp_url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange("jauge.events")
+            await exchange.publish(
+                aio_pika.Message(started(job, events).model_dump_json().encode()),
+                routing_key="import.started",
+            )
+            t0 = time.perf_counter()
+            pending: set[asyncio.Task[Any]] = set()
+            for i in range(events):
+                if rate:
+                    delay = t0 + i / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                sent_at[i + 1] = time.perf_counter()
+                task = asyncio.create_task(
+                    exchange.publish(
+                        aio_pika.Message(
+                            file_event(job, i).model_dump_json().encode(),
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key="file.imported",
+                    )
+                )
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                if len(pending) >= WINDOW:
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.gather(*pending)
+            send_s = time.perf_counter() - t0
+            await asyncio.wait_for(reader, 120)
+    ms = [x * 1000 for x in latencies]
+    return {
+        "target_per_s": rate or "max",
+        "achieved_per_s": round(events / send_s, 1),
+        "frames": len(ms),
+        **{k: round(v, 1) for k, v in percentiles(ms).items()},
+    }
+
+
+async def polling_vs_push(
+    env: BenchEnv, gateway: str, token: str, files: int, browsers: int, rate: float
+) -> dict[str, Any]:
+    """The seed's design next to Jauge's, with the same store and number of browsers."""
+    mongo: AsyncMongoClient[Any] = AsyncMongoClient(env.mongo_url)
+    table_ = mongo[f"{env.db_prefix}_seed"]["sseprogress"]
+    await table_.insert_one({"_id": "seed", "processed": 0, "total": files})
+    row_lock = asyncio.Lock()  # select_for_update(): one writer at a time
+    done_at: dict[int, float] = {}
+    reads = 0
+    staleness: list[float] = []
+    stop = asyncio.Event()
+
+    async def worker(indexes: list[int]) -> None:
+        for i in indexes:
+            await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+            async with row_lock:
+                row = await table_.find_one({"_id": "seed"})
+                await table_.update_one(
+                    {"_id": "seed"}, {"$set": {"processed": row["processed"] + 1}}
+                )
+                done_at[row["processed"] + 1] = time.perf_counter()
+
+    async def browser() -> None:
+        nonlocal reads
+        known = 0
+        while not stop.is_set():
+            row = await table_.find_one({"_id": "seed"})
+            reads += 1
+            now = time.perf_counter()
+            for k in range(known + 1, row["processed"] + 1):
+                staleness.append(now - done_at[k])
+            known = row["processed"]
+            if known >= files:
+                return
+            await asyncio.sleep(1.0)
+
+    t0 = time.perf_counter()
+    workers = [worker(list(range(w, files, 4))) for w in range(4)]
+    polling = [browser() for _ in range(browsers)]
+    await asyncio.gather(*workers, *polling)
+    stop.set()
+    poll_s = time.perf_counter() - t0
+    await mongo.close()
+
+    # push: the same rate of file events, the same number of browsers, on WebSockets
+    job = "push-vs-poll"
+    sent_at: dict[int, float] = {}
+    push_staleness: list[float] = []
+
+    async def push_browser() -> None:
+        async with websockets.connect(gateway.replace("http", "ws") + f"/ws?token={token}") as ws:
+            await ws.send(json.dumps({"op": "subscribe", "topic": f"job:{job}"}))
+            known = 0
+            ready.set()
+            while known < files:
+                frame = orjson.loads(await ws.recv())
+                processed = (frame.get("job") or {}).get("processed", 0)
+                now = time.perf_counter()
+                for k in range(known + 1, processed + 1):
+                    if k in sent_at:
+                        push_staleness.append(now - sent_at[k])
+                known = max(known, processed)
+
+    ready = asyncio.Event()
+    clients = [asyncio.create_task(push_browser()) for _ in range(browsers)]
+    await ready.wait()
+    await asyncio.sleep(0.5)
+    connection = await aio_pika.connect(env.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("jauge.events")
+        await exchange.publish(
+            aio_pika.Message(started(job, files).model_dump_json().encode()),
+            routing_key="import.started",
+        )
+        t1 = time.perf_counter()
+        for i in range(files):
+            await asyncio.sleep(max(0.0, t1 + i / rate - time.perf_counter()))
+            await exchange.publish(
+                aio_pika.Message(
+                    file_event(job, i).model_dump_json().encode(),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key="file.imported",
+            )
+            sent_at[i + 1] = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*clients), 120)
+    poll_ms = [x * 1000 for x in staleness]
+    push_ms = [x * 1000 for x in push_staleness]
+    return {
+        "browsers": browsers,
+        "files": files,
+        "rate_per_s": rate,
+        "polling": {
+            "store_reads_per_s": round(reads / poll_s, 1),
+            **{k: round(v, 1) for k, v in percentiles(poll_ms).items()},
+        },
+        "push": {
+            "store_reads_per_s": 0.0,
+            **{k: round(v, 1) for k, v in percentiles(push_ms).items()},
+        },
+    }
+
+
+def step(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with bench_env() as env:
+        sample = file_event("job-with-a-typical-id-0000000000000", 1).model_dump_json().encode()
+        results["message_bytes"] = len(sample)
+        step("ceiling")
+        results["ceiling"] = await ceiling(env, args.events, sample)
+        stack = env.stack()
+        stack.start("progress-svc")
+        gateway = stack.start("gateway")
+        stack.wait_ready()
+        add_user(env.env(), "admin", "admin", "bench-password")
+        async with httpx.AsyncClient(base_url=gateway.url) as client:
+            response = await client.post(
+                "/api/auth/token", data={"username": "admin", "password": "bench-password"}
+            )
+            token = response.json()["access_token"]
+        try:
+            step("progress-svc throughput, one job")
+            results["one_job"] = await throughput(env, 1, args.events)
+            step("progress-svc throughput, 1,000 jobs")
+            results["many_jobs"] = await throughput(env, 1000, max(1, args.events // 1000))
+            step("latency")
+            results["latency"] = [
+                await latency(env, gateway.url, token, rate, events)
+                for rate, events in (
+                    (100.0, 1000 if not args.quick else 300),
+                    (1000.0, 5000 if not args.quick else 2000),
+                    (None, 5000 if not args.quick else 2000),
+                )
+            ]
+            step("polling vs push")
+            results["polling_vs_push"] = await polling_vs_push(
+                env, gateway.url, token, files=300 if args.quick else 600, browsers=50, rate=50.0
+            )
+        finally:
+            stack.stop_all()
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    ceiling_ = results["ceiling"]
+    rows = [
+        ("message size", f"{results['message_bytes']} B"),
+        ("ceiling: publish (persistent, confirms)", f"{ceiling_['publish_per_s']:,.0f} msg/s"),
+        ("ceiling: consume (manual ack)", f"{ceiling_['consume_per_s']:,.0f} msg/s"),
+    ]
+    for key, label in (("one_job", "1 job"), ("many_jobs", "1,000 jobs")):
+        r = results[key]
+        rows.append(
+            (
+                f"progress-svc applied, {label}",
+                f"{r['applied_per_s']:,.0f} events/s "
+                f"({r['applied_per_s'] / ceiling_['consume_per_s']:.0%} of consume ceiling)",
+            )
+        )
+    for r in results["latency"]:
+        rows.append(
+            (
+                f"publish → frame at {r['target_per_s']}/s (got {r['achieved_per_s']}/s)",
+                f"p50 {r['p50']} ms  p95 {r['p95']} ms  p99 {r['p99']} ms",
+            )
+        )
+    pp = results["polling_vs_push"]
+    rows.append(
+        (
+            f"polling 1 s, {pp['browsers']} browsers: staleness",
+            f"p50 {pp['polling']['p50']} ms  p99 {pp['polling']['p99']} ms, "
+            f"{pp['polling']['store_reads_per_s']} store reads/s",
+        )
+    )
+    rows.append(
+        (
+            f"push, {pp['browsers']} browsers: staleness",
+            f"p50 {pp['push']['p50']} ms  p99 {pp['push']['p99']} ms, 0 store reads/s",
+        )
+    )
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    # SIGTERM (a time limit) unwinds like Ctrl-C, so the services and vhost are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
+    arguments = parser.parse_args()
+    outcome = asyncio.run(main(arguments))
+    report(outcome)
+    print(f"\nwritten {write_report('pipeline', outcome)}")
