@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
@@ -13,6 +14,7 @@ from jauge_shared.identity import connection_name
 from jauge_shared.messaging import DeadLetterMiddleware
 from jauge_shared.settings import ServiceSettings
 from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, QueueSpec
+from jauge_shared.tracing import tracer_provider
 
 
 def broker_options(
@@ -26,6 +28,9 @@ def broker_options(
 
     Shared by `make_broker` and the gateway's FastAPI `RabbitRouter`.
     """
+    telemetry: tuple[Any, ...] = ()
+    if (provider := tracer_provider(settings, service)) is not None:
+        telemetry = (RabbitTelemetryMiddleware(tracer_provider=provider),)
     return {
         "url": str(settings.amqp_url),
         # FastStream turns client properties into URL query keys, and aiormq reads the
@@ -35,6 +40,7 @@ def broker_options(
         "graceful_timeout": settings.graceful_timeout_s,
         "app_id": service,
         "middlewares": (
+            *telemetry,
             RabbitPrometheusMiddleware(registry=registry, app_name=service),
             DeadLetterMiddleware.factory(settings),
             *middlewares,

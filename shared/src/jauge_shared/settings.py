@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AmqpDsn, Field, MongoDsn, PositiveFloat, PositiveInt
+from pydantic import AmqpDsn, AnyHttpUrl, Field, MongoDsn, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,12 @@ class ServiceSettings(BaseSettings):
     )
     retry_max_delay_s: PositiveFloat = Field(
         default=30.0, description="Longest delay between two retries of a transient failure."
+    )
+    otlp_endpoint: AnyHttpUrl | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint; tracing is off without it."
+    )
+    trace_dir: Path | None = Field(
+        default=None, description="Also write spans as JSON lines here (tests, debugging)."
     )
     mongo_timeout_ms: PositiveInt = Field(
         default=5000, description="How long the driver looks for a server before giving up."

@@ -17,11 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.users import User
 
 logger = logging.getLogger("gateway.hub")
+_tracer = trace.get_tracer("jauge.gateway.hub")
 
 JOBS_TOPIC = "jobs"
 JOB_TOPIC_PREFIX = "job:"
@@ -141,6 +143,10 @@ class Hub:
 
     def dispatch(self, job: dict[str, Any]) -> None:
         """Offer one progress document to every socket that may see it and listens."""
+        with _tracer.start_as_current_span("ws.push", attributes={"jauge.job_id": str(job["id"])}):
+            self._dispatch(job)
+
+    def _dispatch(self, job: dict[str, Any]) -> None:
         received = asyncio.get_running_loop().time()
         job_id, owner = str(job["id"]), job.get("owner")
         topic = JOB_TOPIC_PREFIX + job_id
