@@ -25,7 +25,12 @@ from faststream.exceptions import FastStreamException
 from faststream.rabbit.publisher import RabbitPublisher
 from prometheus_client import Counter
 from pydantic import ValidationError
-from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from jauge_shared.contracts.envelope import Message
 from jauge_shared.errors import PoisonMessageError, TransientError
@@ -48,6 +53,17 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     ConnectionError,
 )
+# FerretDB on SQLite answers a write that met another writer's lock with this error
+# (SQLITE_BUSY) instead of waiting: the same write succeeds a moment later
+STORE_BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, OperationFailure) and any(m in str(exc) for m in STORE_BUSY_MARKERS)
+
+
 POISON_ERRORS: tuple[type[BaseException], ...] = (
     PoisonMessageError,
     ValidationError,
@@ -136,7 +152,7 @@ class DeadLetterMiddleware(BaseMiddleware):
         if queue is None or getattr(raw, "reply_to", None):
             # exclusive queues and RPC requests have no DLQ: the caller sees the error
             return False
-        if isinstance(exc_val, TRANSIENT_ERRORS):
+        if is_transient(exc_val):
             delay = self.backoff.next_delay(message_id)
             logger.warning(
                 "transient failure, retrying",

@@ -47,6 +47,7 @@ class RK:
     NOTIFICATION_REQUESTED = "notification.requested"
     PROGRESS_UPDATED = "progress.updated"
     COLIS_RPC = "rpc.colis"
+    IMPORT_RPC = "rpc.import"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class QueueSpec:
 
 IMPORT_REQUESTS = QueueSpec("import-svc.requests", COMMANDS_EXCHANGE, (RK.IMPORT_REQUEST,))
 IMPORT_FILES = QueueSpec("import-svc.files", COMMANDS_EXCHANGE, (RK.IMPORT_FILE,))
+# reads the gateway asks of import-svc (report, invoices): request/reply, any replica
+IMPORT_RPC = QueueSpec("import-svc.rpc", COMMANDS_EXCHANGE, (RK.IMPORT_RPC,))
 COLIS_TASKS = QueueSpec("colis-svc.tasks", COMMANDS_EXCHANGE, (RK.COLIS_CREATE, RK.COLIS_UPDATE))
 COLIS_CONTROL = QueueSpec("colis-svc.control", COMMANDS_EXCHANGE, (RK.COLIS_RETRY, RK.COLIS_CANCEL))
 COLIS_RPC = QueueSpec("colis-svc.rpc", COMMANDS_EXCHANGE, (RK.COLIS_RPC,))
@@ -112,7 +115,7 @@ PROGRESS_EVENTS = QueueSpec(
 )
 
 QUEUES_BY_SERVICE: dict[str, tuple[QueueSpec, ...]] = {
-    "import-svc": (IMPORT_REQUESTS, IMPORT_FILES),
+    "import-svc": (IMPORT_REQUESTS, IMPORT_FILES, IMPORT_RPC),
     "colis-svc": (COLIS_TASKS, COLIS_CONTROL, COLIS_RPC),
     "progress-svc": (PROGRESS_EVENTS,),
     "gateway": (),

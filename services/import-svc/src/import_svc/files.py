@@ -58,7 +58,10 @@ class FileStore:
             if path.name.startswith("."):
                 continue  # partial uploads and editor files are not import files
             target = _free_name(work, path.name)
-            os.replace(path, target)
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:
+                continue  # taken meanwhile (a redone claim of the same job): not lost
             claimed.append(target.name)
         return claimed
 

@@ -5,13 +5,22 @@ from __future__ import annotations
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 
+from import_svc.queries import ImportQueries
 from import_svc.service import ImportService
 from jauge_shared.contracts import ImportFile, RequestImport
+from jauge_shared.contracts.import_rpc import (
+    ImportReport,
+    ImportReportRequest,
+    ImportRpcRequest,
+    InvoiceList,
+)
 from jauge_shared.settings import ServiceSettings
-from jauge_shared.topology import IMPORT_FILES, IMPORT_REQUESTS
+from jauge_shared.topology import IMPORT_FILES, IMPORT_REQUESTS, IMPORT_RPC
 
 
-def register(broker: RabbitBroker, settings: ServiceSettings, service: ImportService) -> None:
+def register(
+    broker: RabbitBroker, settings: ServiceSettings, service: ImportService, queries: ImportQueries
+) -> None:
     @broker.subscriber(
         IMPORT_REQUESTS.queue(settings.queue_type, settings.delivery_limit),
         exchange=IMPORT_REQUESTS.exchange,
@@ -31,3 +40,17 @@ def register(broker: RabbitBroker, settings: ServiceSettings, service: ImportSer
     )
     async def on_import_file(command: ImportFile) -> None:
         await service.import_file(command)
+
+    @broker.subscriber(
+        IMPORT_RPC.queue(settings.queue_type, settings.delivery_limit),
+        exchange=IMPORT_RPC.exchange,
+        # a read is never redelivered: the caller has its own timeout and asks again
+        ack_policy=AckPolicy.ACK,
+        title=IMPORT_RPC.name,
+        description="Reads asked by the gateway (import report, invoices); the reply is the "
+        "return value.",
+    )
+    async def on_rpc(request: ImportRpcRequest) -> ImportReport | InvoiceList:
+        if isinstance(request, ImportReportRequest):
+            return await queries.report(request)
+        return await queries.invoices(request)

@@ -17,6 +17,8 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from jauge_shared.identity import connection_name
+
 Doc = dict[str, Any]
 KEEP_GENERATIONS = 1000
 
@@ -52,6 +54,8 @@ class ImportLock:
                     "expires_at": now + self.lease,
                     "released": False,
                     "took_over": current["holder"] if current and not current["released"] else None,
+                    # which replica took it: for ops, and for the crash tests
+                    "taken_by": connection_name("import-svc"),
                 }
             )
         except DuplicateKeyError:

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from import_svc import handlers
 from import_svc.files import FileStore
 from import_svc.lock import ImportLock
+from import_svc.queries import ImportQueries
 from import_svc.repository import ImportRepository
 from import_svc.service import ImportService
 from import_svc.settings import DB_SUFFIX, SERVICE, ImportSettings
@@ -74,7 +75,7 @@ def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
         deadline_s=settings.job_deadline_s,
         max_file_bytes=settings.max_file_bytes,
     )
-    handlers.register(broker, settings, service)
+    handlers.register(broker, settings, service, ImportQueries(repository))
 
     async def scheduler() -> None:
         while True:

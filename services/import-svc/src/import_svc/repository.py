@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 Doc = dict[str, Any]
 STALE_TRANSITION = timedelta(seconds=60)
+
+
+def invoice_key(supplier_id: str, number: str) -> str:
+    return f"{supplier_id}:{number}"
 
 
 class JobState(StrEnum):
@@ -45,6 +51,7 @@ class ImportRepository:
         self.lock = self.db["lock"]
         self.transitions = self.db["job_transitions"]
         self.results = self.db["file_results"]
+        self.source_files = self.db["source_files"]
 
     async def ensure_indexes(self) -> None:
         await self.jobs.create_index([("state", ASCENDING), ("requested_at", ASCENDING)])
@@ -97,7 +104,10 @@ class ImportRepository:
         return [doc async for doc in self.jobs.find({"state": {"$in": [s.value for s in states]}})]
 
     # files
-    async def add_files(self, job_id: str, names: list[str], now: datetime) -> None:
+    async def add_files(
+        self, job_id: str, names: list[str], now: datetime, units: list[int] | None = None
+    ) -> None:
+        """`units`: gauge items per file (1, or its rows for a BBGR import)."""
         if not names:
             return
         docs = [
@@ -106,6 +116,7 @@ class ImportRepository:
                 "job_id": job_id,
                 "name": name,
                 "index": i,
+                "units": units[i] if units else 1,
                 "state": FileState.PENDING.value,
                 "created_at": now,
             }
@@ -128,17 +139,25 @@ class ImportRepository:
         stored = await self.results.find_one({"_id": key})
         assert stored is not None
         stored.pop("_id")
-        await self.files.update_one(
-            {"_id": key, "state": FileState.PENDING.value},
-            {"$set": {"state": FileState.DONE.value, **stored}},
-        )
+        await self._advance(key, FileState.PENDING, {"state": FileState.DONE.value, **stored})
         return stored
 
     async def mark_announced(self, job_id: str, name: str) -> None:
-        await self.files.update_one(
-            {"_id": f"{job_id}/{name}", "state": FileState.DONE.value},
-            {"$set": {"state": FileState.ANNOUNCED.value}},
-        )
+        key = f"{job_id}/{name}"
+        await self._advance(key, FileState.DONE, {"state": FileState.ANNOUNCED.value})
+
+    async def _advance(self, key: str, from_state: FileState, fields: Doc) -> None:
+        """Move a file's state forward, never back.
+
+        Read then write, both by `_id` alone: FerretDB scans the collection for a filter
+        with any other field, once per file. Not atomic, and neither would the filtered
+        update be on FerretDB (docs/decisions.md); both writers of one file write the
+        same first-recorded result, so the only race is a redelivery overlapping the
+        original, which a broker redelivers only once the original's consumer is gone.
+        """
+        current = await self.files.find_one({"_id": key}, {"state": True})
+        if current is not None and current["state"] == from_state.value:
+            await self.files.update_one({"_id": key}, {"$set": fields})
 
     async def count_files(self, job_id: str, *states: FileState) -> int:
         query: Doc = {"job_id": job_id}
@@ -150,7 +169,145 @@ class ImportRepository:
         return [doc async for doc in self.files.find({"job_id": job_id}).sort("index", ASCENDING)]
 
     # invoices
-    async def save_invoice(self, invoice: Doc) -> None:
+    async def save_invoice(self, invoice: Doc) -> str:
         """Keyed by supplier and number: importing the same invoice again updates it."""
-        key = f"{invoice['supplier_id']}:{invoice['number']}"
+        key = invoice_key(invoice["supplier_id"], invoice["number"])
         await self.invoices.replace_one({"_id": key}, {"_id": key, **invoice}, upsert=True)
+        return key
+
+    async def search_invoices(
+        self,
+        *,
+        supplier: str | None,
+        number: str | None,
+        job_id: str | None,
+        job_ids: list[str] | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[int, list[Doc]]:
+        query: Doc = {}
+        if supplier:
+            pattern = re.escape(supplier)
+            query["$or"] = [
+                {"supplier_id": supplier},
+                {"supplier_name": {"$regex": pattern, "$options": "i"}},
+            ]
+        if number:
+            query["number"] = number
+        if job_ids is not None:
+            allowed = [j for j in job_ids if job_id is None or j == job_id]
+            query["job_id"] = {"$in": allowed}
+        elif job_id:
+            query["job_id"] = job_id
+        total = await self.invoices.count_documents(query)
+        cursor = (
+            self.invoices.find(query, {"_id": False})
+            .sort([("supplier_id", ASCENDING), ("number", ASCENDING)])
+            .skip(offset)
+            .limit(limit)
+        )
+        return total, [doc async for doc in cursor]
+
+    # what each supplier's file held when it was last imported, to find orphans
+    async def previous_keys(self, job_id: str, name: str, supplier: str, keys: list[str]) -> Doc:
+        """What the last import of `name` held for `supplier`.
+
+        Returns `{orphans, update}`: the keys it held that this version no longer does,
+        and whether the record must be rewritten at clean-up. A first import records
+        itself at once (it can orphan nothing); a changed file is rewritten only at
+        clean-up, after its orphans are gone, so a failed job leaves the old record.
+        Every read and write is by `_id`: on FerretDB, a filter on another field scans.
+        """
+        record_id = f"{supplier}\x1f{name}"
+        previous = await self.source_files.find_one({"_id": record_id})
+        if previous is None:
+            with contextlib.suppress(DuplicateKeyError):
+                await self.source_files.insert_one(
+                    {"_id": record_id, "keys": sorted(keys), "job_id": job_id}
+                )
+            return {"orphans": [], "update": False}
+        if sorted(previous["keys"]) == sorted(keys):
+            return {"orphans": [], "update": False}
+        kept = set(keys)
+        return {"orphans": [k for k in previous["keys"] if k not in kept], "update": True}
+
+    async def drop_orphans(self, job_id: str, name: str, keys: list[str]) -> list[str]:
+        """Delete the invoices a file no longer holds, unless this job stored them again
+        from another file. Returns their suppliers."""
+        suppliers = []
+        for key in keys:
+            doc = await self.invoices.find_one(
+                {"_id": key}, {"job_id": True, "source_file": True, "supplier_id": True}
+            )
+            if doc is None or doc["job_id"] == job_id or doc["source_file"] != name:
+                continue
+            await self.invoices.delete_one({"_id": key})
+            suppliers.append(doc["supplier_id"])
+        return suppliers
+
+    async def record_source(self, job_id: str, name: str, supplier: str, keys: list[str]) -> None:
+        record_id = f"{supplier}\x1f{name}"
+        await self.source_files.replace_one(
+            {"_id": record_id},
+            {"_id": record_id, "keys": sorted(keys), "job_id": job_id},
+            upsert=True,
+        )
+
+    async def recompute_supplier_totals(self, suppliers: set[str], now: datetime) -> list[Doc]:
+        """Counts and sums of these suppliers' documents, recomputed from scratch.
+
+        One pass over the invoices (FerretDB scans for any filter but `_id`, so one scan
+        for all suppliers rather than one each). Summed with Decimal (amounts are stored
+        as strings, never floats) and written whole, so a replay gives the same result.
+        """
+        if not suppliers:
+            return []
+        zero = {
+            "invoices": 0,
+            "credit_notes": 0,
+            "net": Decimal(0),
+            "tax": Decimal(0),
+            "gross": Decimal(0),
+            "supplier_name": None,
+        }
+        totals: dict[str, Doc] = {s: dict(zero) for s in suppliers}
+        projection = {
+            "supplier_id": True,
+            "supplier_name": True,
+            "type": True,
+            "net": True,
+            "tax": True,
+            "gross": True,
+        }
+        query = {"supplier_id": {"$in": sorted(suppliers)}}
+        async for doc in self.invoices.find(query, projection):
+            entry = totals[doc["supplier_id"]]
+            credit = doc["type"] == "credit_note"
+            entry["credit_notes" if credit else "invoices"] += 1
+            sign = -1 if credit else 1  # credit notes carry positive amounts
+            for field in ("net", "tax", "gross"):
+                entry[field] += sign * Decimal(doc.get(field) or "0")
+            entry["supplier_name"] = entry["supplier_name"] or doc.get("supplier_name")
+        written = []
+        for supplier, entry in sorted(totals.items()):
+            if not entry["invoices"] and not entry["credit_notes"]:
+                await self.supplier_totals.delete_one({"_id": supplier})
+                continue
+            document = {
+                "_id": supplier,
+                **entry,
+                **{f: str(entry[f]) for f in ("net", "tax", "gross")},
+                "updated_at": now,
+            }
+            await self.supplier_totals.replace_one({"_id": supplier}, document, upsert=True)
+            written.append(document)
+        return written
+
+    # BBGR rows
+    async def save_bbgr_rows(self, kind: str, rows: list[Doc]) -> None:
+        """Keyed by each kind's natural key: importing the same rows again updates them."""
+        if rows:
+            collection = self.db[f"bbgr_{kind.removeprefix('bbgr_')}"]
+            await collection.bulk_write(
+                [ReplaceOne({"_id": row["_id"]}, row, upsert=True) for row in rows], ordered=False
+            )

@@ -14,8 +14,8 @@ from typing import Any
 
 from import_svc.files import FileStore
 from import_svc.lock import ImportLock
-from import_svc.processing import FileOutcome, process_file
-from import_svc.repository import FileState, ImportRepository, JobState
+from import_svc.processing import FileOutcome, gauge_units, process_file, row_key
+from import_svc.repository import STALE_TRANSITION, FileState, ImportRepository, JobState
 from jauge_shared.contracts import (
     FileImported,
     ImportCleanupStarted,
@@ -30,6 +30,7 @@ from jauge_shared.contracts import (
     stable_event_id,
     utc_now,
 )
+from jauge_shared.identity import connection_name
 
 logger = logging.getLogger("import_svc")
 
@@ -43,11 +44,12 @@ def import_title(kind: ImportKind) -> str:
     return f"Import BBGR {kind.value.removeprefix('bbgr_')}"
 
 
-def final_message(processed: int, failed: int) -> str:
+def final_message(processed: int, failed: int, *, rows: bool = False) -> str:
     if processed == 0:
         return "Import terminé : aucun fichier à importer"
     plural = "s" if processed > 1 else ""
-    text = f"Import terminé : {processed} fichier{plural} traité{plural}"
+    what = f"ligne{plural} traitée{plural}" if rows else f"fichier{plural} traité{plural}"
+    text = f"Import terminé : {processed} {what}"
     return text + (f", {failed} en erreur" if failed else "")
 
 
@@ -72,6 +74,7 @@ class ImportService:
         self.clock = clock
         self._schedule_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._announced_upto: dict[str, int] = {}
 
     # --- requests -------------------------------------------------------------------
     async def request(self, command: RequestImport) -> None:
@@ -132,25 +135,50 @@ class ImportService:
         )
         if started is None:
             return
+        await self._prepare(started)
+        await self._dispatch(started)
+
+    async def _prepare(self, job: dict[str, Any]) -> None:
+        """Claim the files, record them and the total, announce import.started.
+
+        Safe to redo after a failure half-way (a store error, a crash): files already
+        claimed are in the work folder and counted again, records are inserted once, and
+        import.started has a stable id. Until `names` is recorded the job cannot end.
+        """
         kind = ImportKind(job["kind"])
         if job["upload_ids"]:
-            names = self.files.claim_uploads(job["upload_ids"], job["_id"])
+            self.files.claim_uploads(job["upload_ids"], job["_id"])
         else:
-            names = self.files.claim_inbox(kind, job["_id"])
-        await self.repo.add_files(job["_id"], names, now)
-        await self.repo.jobs.update_one({"_id": job["_id"]}, {"$set": {"total": len(names)}})
+            self.files.claim_inbox(kind, job["_id"])
+        names = self.files.claimed(job["_id"])
+        units = None
+        if kind is not ImportKind.EDI:
+            # a BBGR gauge advances by rows: count them before announcing the total
+            work = self.files.work(job["_id"])
+            units = [
+                await asyncio.to_thread(gauge_units, kind, work / name, self.max_file_bytes)
+                for name in names
+            ]
+        total = sum(units) if units is not None else len(names)
+        await self.repo.add_files(job["_id"], names, self.clock(), units)
+        await self.repo.jobs.update_one(
+            {"_id": job["_id"]}, {"$set": {"total": total, "names": names}}
+        )
+        job.update(total=total, names=names)
+        await self._announce_start(job)
+
+    async def _announce_start(self, job: dict[str, Any]) -> None:
         await self.emit(
             ImportStarted(
                 event_id=stable_event_id(job["_id"], "started"),
                 producer=PRODUCER,
                 job_id=job["_id"],
-                kind=kind,
+                kind=ImportKind(job["kind"]),
                 user_id=job["user_id"],
                 title=job["title"],
-                total=len(names),
+                total=job["total"],
             )
         )
-        await self._dispatch(started)
 
     async def _dispatch(self, job: dict[str, Any]) -> None:
         kind = ImportKind(job["kind"])
@@ -182,7 +210,14 @@ class ImportService:
             return
         if job["state"] == JobState.CLEANING.value:
             await self._clean_up_and_finish(job)
+        elif job.get("names") is None:
+            # the start failed half-way: redo it, but only once the starter has had
+            # time to finish, or two replicas would list the work folder mid-claim
+            if started_at and now - started_at > STALE_TRANSITION:
+                await self._prepare(job)
+                await self._dispatch(job)
         elif not job.get("dispatched"):
+            await self._announce_start(job)  # a duplicate if it was sent: ignored
             await self._dispatch(job)
         else:
             await self._check_completion(job["_id"])
@@ -199,13 +234,14 @@ class ImportService:
         # unprocessed files go back to the inbox: the next import picks them up
         for name in self.files.claimed(job["_id"]):
             self.files._move_out(self.files.work(job["_id"]) / name, self.files.inbox(kind))
-        minutes = int(self.deadline.total_seconds() // 60)
+        seconds = int(self.deadline.total_seconds())
+        limit = f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
         await self._finish(
             failed,
             ImportStatus.FAILED,
             error=(
-                f"Délai dépassé ({minutes} min) : {pending} fichier(s) non traité(s), "
-                "remis dans la boîte de réception"
+                f"Délai dépassé ({limit}) : {pending} fichier(s) non traité(s), "
+                "remis dans la boîte de réception pour le prochain import"
             ),
         )
 
@@ -222,29 +258,58 @@ class ImportService:
         if file["state"] == FileState.PENDING.value:
             path = self.files.work(job["_id"]) / command.item
             outcome = await asyncio.to_thread(process_file, command.kind, path, self.max_file_bytes)
-            for invoice in outcome.invoices:
-                await self.repo.save_invoice(
-                    {**invoice, "job_id": job["_id"], "source_file": command.item}
-                )
-            await self.repo.finish_file(job["_id"], command.item, _result(outcome))
+            sources = await self._save_invoices(job["_id"], command.item, outcome)
+            await self._save_rows(command.kind, job["_id"], command.item, outcome)
+            # which replica did the work: shows in the report that replicas share files
+            result = {
+                **_result(outcome),
+                "worker": connection_name(PRODUCER),
+                "finished_at": self.clock(),
+                **sources,
+            }
+            await self.repo.finish_file(job["_id"], command.item, result)
             file = await self.repo.get_file(command.job_id, command.item)
             assert file is not None
+            current = await self.repo.get_job(command.job_id)
+            if current is None or current["state"] != JobState.RUNNING.value:
+                # the job ran out of time while this file was read: it went back to the
+                # inbox with the others and was counted as not processed, so say nothing
+                return
         self._settle(command.kind, job["_id"], file)
-        await self.emit(
-            FileImported(
-                event_id=stable_event_id(job["_id"], "file", command.item),
-                producer=PRODUCER,
-                job_id=job["_id"],
-                item=command.item,
-                ok=file["ok"],
-                error=file.get("error"),
-                invoices=file.get("invoices", 0),
-                lines=file.get("lines", 0),
-                duration_ms=file.get("duration_ms", 0),
-            )
-        )
+        for event in _item_events(job["_id"], file):
+            await self.emit(event)
         await self.repo.mark_announced(job["_id"], command.item)
         await self._check_completion(job["_id"])
+
+    async def _save_invoices(self, job_id: str, name: str, outcome: FileOutcome) -> dict[str, Any]:
+        """Store the file's invoices; note per supplier what the clean-up must do."""
+        by_supplier: dict[str, list[str]] = {}
+        for invoice in outcome.invoices:
+            key = await self.repo.save_invoice({**invoice, "job_id": job_id, "source_file": name})
+            by_supplier.setdefault(invoice["supplier_id"], []).append(key)
+        sources = []
+        for supplier, keys in sorted(by_supplier.items()):
+            previous = await self.repo.previous_keys(job_id, name, supplier, keys)
+            sources.append({"supplier": supplier, "keys": keys, **previous})
+        return {"sources": sources} if sources else {}
+
+    async def _save_rows(
+        self, kind: ImportKind, job_id: str, name: str, outcome: FileOutcome
+    ) -> None:
+        now = self.clock()
+        docs = [
+            {
+                "_id": row_key(kind, row.values),
+                **row.values,
+                "source_file": name,
+                "line_no": row.line_no,
+                "job_id": job_id,
+                "imported_at": now,
+            }
+            for row in outcome.rows
+            if row.error is None
+        ]
+        await self.repo.save_bbgr_rows(kind.value, docs)
 
     def _settle(self, kind: ImportKind, job_id: str, file: dict[str, Any]) -> None:
         """Move the file to where its result says, if an earlier try did not already."""
@@ -253,9 +318,33 @@ class ImportService:
         else:
             self.files.reject_file(kind, job_id, file["name"], file.get("error") or "")
 
+    async def _all_announced(self, job_id: str) -> bool:
+        """Whether every file of the job is announced, by `_id` lookups only.
+
+        Called after each file, so it must not scan: on FerretDB any filter but `_id`
+        reads the whole collection, which made a 2,000-file import quadratic. Files are
+        checked in order from the first one this replica has not yet seen announced (a
+        file once announced stays so), so each replica does O(files) lookups per job.
+        Two replicas finishing the last two files at once cannot both miss the end:
+        each marks its own file before it checks the other's.
+        """
+        job = await self.repo.get_job(job_id)
+        names = (job or {}).get("names")
+        if names is None:  # its start has not finished: see _prepare
+            return False
+        i = self._announced_upto.get(job_id, 0)
+        while i < len(names):
+            file = await self.repo.get_file(job_id, names[i])
+            if file is None or file["state"] != FileState.ANNOUNCED.value:
+                break
+            i += 1
+        self._announced_upto[job_id] = i
+        return i == len(names)
+
     async def _check_completion(self, job_id: str) -> None:
-        if await self.repo.count_files(job_id, FileState.PENDING, FileState.DONE):
+        if not await self._all_announced(job_id):
             return
+        self._announced_upto.pop(job_id, None)
         job = await self.repo.move_job(job_id, JobState.RUNNING, JobState.CLEANING, self.clock())
         if job is not None:
             await self._clean_up_and_finish(job)
@@ -278,15 +367,45 @@ class ImportService:
             await self._finish(done, ImportStatus.COMPLETED)
 
     async def _clean_up(self, job: dict[str, Any]) -> None:
-        """The seed's sql_clean_general: drop what this import orphaned, recompute totals."""
+        """The seed's sql_clean_general: drop what this import orphaned, recompute totals.
+
+        Idempotent (a replica taking over a job in `cleaning` runs it again): orphans
+        are found by comparison with this job's stamp, totals are recomputed whole.
+        """
+        if job["kind"] == ImportKind.EDI.value:
+            suppliers: set[str] = set()
+            for file in await self.repo.file_results(job["_id"]):
+                for source in file.get("sources", []):
+                    suppliers.add(source["supplier"])
+                    if not source["update"]:
+                        continue
+                    dropped = await self.repo.drop_orphans(
+                        job["_id"], file["name"], source["orphans"]
+                    )
+                    suppliers.update(dropped)
+                    await self.repo.record_source(
+                        job["_id"], file["name"], source["supplier"], source["keys"]
+                    )
+            await self.lock.renew(job["_id"], self.clock())
+            await self.repo.recompute_supplier_totals(suppliers, self.clock())
         self.files.remove_work(job["_id"])
 
     async def _finish(
         self, job: dict[str, Any], status: ImportStatus, error: str | None = None
     ) -> None:
-        processed = await self.repo.count_files(job["_id"], FileState.ANNOUNCED)
-        failed = await self.repo.files.count_documents({"job_id": job["_id"], "ok": False})
-        invoices = sum(d.get("invoices", 0) for d in await self.repo.file_results(job["_id"]))
+        # counted from what was announced (file.imported confirmed), so progress-svc,
+        # which refuses a finish ahead of what it applied, always agrees
+        announced = [
+            d
+            for d in await self.repo.file_results(job["_id"])
+            if d["state"] == FileState.ANNOUNCED.value
+        ]
+        processed = sum(len(d.get("items") or [d]) for d in announced)
+        if job.get("total") is not None:
+            processed = min(processed, job["total"])  # progress-svc never counts past total
+        failed = min(sum(_failed_units(d) for d in announced), processed)
+        invoices = sum(d.get("invoices", 0) for d in announced)
+        rows = job["kind"] != ImportKind.EDI.value
         await self.emit(
             ImportFinished(
                 event_id=stable_event_id(job["_id"], "finished"),
@@ -297,7 +416,7 @@ class ImportService:
                 processed=processed,
                 failed=failed,
                 invoices=invoices,
-                message=final_message(processed, failed) if error is None else error,
+                message=final_message(processed, failed, rows=rows) if error is None else error,
             )
         )
         await self.lock.release(job["_id"])
@@ -308,11 +427,53 @@ class ImportService:
 
 
 def _result(outcome: FileOutcome) -> dict[str, Any]:
-    return {
+    result: dict[str, Any] = {
         "ok": outcome.ok,
         "error": outcome.error,
         "invoices": len(outcome.invoices),
         "lines": outcome.lines,
-        "rows": outcome.rows,
+        "rows": len(outcome.rows),
+        "failed_rows": outcome.failed_rows,
         "duration_ms": outcome.duration_ms,
     }
+    if outcome.rows:
+        # kept so that a redelivery re-announces the same row events after a crash
+        result["items"] = [{"line": row.line_no, "error": row.error} for row in outcome.rows]
+    return result
+
+
+def _failed_units(file: dict[str, Any]) -> int:
+    if file.get("items"):
+        return int(file.get("failed_rows", 0))
+    return 0 if file.get("ok") else 1
+
+
+def _item_events(job_id: str, file: dict[str, Any]) -> list[FileImported]:
+    """The gauge items of a finished file: the file itself, or each of its BBGR rows."""
+    name = file["name"]
+    if not file.get("items"):
+        return [
+            FileImported(
+                event_id=stable_event_id(job_id, "file", name),
+                producer=PRODUCER,
+                job_id=job_id,
+                item=name,
+                ok=file["ok"],
+                error=file.get("error"),
+                invoices=file.get("invoices", 0),
+                lines=file.get("lines", 0),
+                duration_ms=file.get("duration_ms", 0),
+            )
+        ]
+    return [
+        FileImported(
+            event_id=stable_event_id(job_id, "row", name, str(item["line"])),
+            producer=PRODUCER,
+            job_id=job_id,
+            item=f"{name} ligne {item['line']}",
+            ok=item["error"] is None,
+            error=item["error"],
+            lines=1,
+        )
+        for item in file["items"]
+    ]

@@ -1,17 +1,31 @@
-"""Starting imports: answered at once, the work goes to import-svc."""
+"""Imports: started at once (the work goes to import-svc), and their per-file report."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+import unicodedata
+from pathlib import Path
+from typing import Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from pydantic import BaseModel
 
 from gateway.commands import send_command
-from gateway.deps import CurrentUser, StateDep
+from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.routers.jobs import find_visible
+from gateway.rpc import ask
 from jauge_shared.contracts import ImportKind, RequestImport
+from jauge_shared.contracts.import_rpc import ImportReport, ImportReportRequest
+from jauge_shared.topology import RK
 
 router = APIRouter(prefix="/api/imports", tags=["imports"])
+
+CHUNK = 1024 * 1024
+MAX_FILES = 10_000
+MAX_NAME = 200
 
 
 class ImportRequestBody(BaseModel):
@@ -37,3 +51,121 @@ async def start_import(body: ImportRequestBody, user: CurrentUser, state: StateD
         RequestImport(producer="gateway", job_id=job_id, kind=body.kind, user_id=user.username),
     )
     return Accepted(job_id=job_id)
+
+
+def safe_file_name(raw: str | None) -> str:
+    """The uploaded name as it will be stored, or a 400: never a path, never hidden.
+
+    A name with a folder in it is refused rather than cut down to its last part, so a
+    client that sends `../../etc/passwd` learns at once that it is wrong.
+    """
+    name = unicodedata.normalize("NFC", (raw or "").strip())
+    if not name:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="Un fichier envoyé n'a pas de nom.")
+    if (
+        "/" in name
+        or "\\" in name
+        or name in {".", ".."}
+        or name.startswith(".")
+        or any(unicodedata.category(c) == "Cc" for c in name)
+    ):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"Nom de fichier refusé : « {name[:MAX_NAME]} » (ni dossier, ni fichier caché).",
+        )
+    if len(name.encode()) > MAX_NAME:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"Nom de fichier trop long (au plus {MAX_NAME} octets).",
+        )
+    return name
+
+
+async def _save(upload: UploadFile, folder: Path, name: str, max_bytes: int) -> None:
+    """Streamed to a hidden name, renamed when complete: import-svc never sees half a file."""
+    partial = folder / f".{name}.part"
+    size = 0
+    with partial.open("wb") as out:
+        while chunk := await upload.read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise HTTPException(
+                    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                    detail=f"Fichier trop volumineux : « {name} » dépasse "
+                    f"{max_bytes // (1024 * 1024)} Mo.",
+                )
+            await asyncio.to_thread(out.write, chunk)
+    os.replace(partial, folder / name)
+
+
+@router.post(
+    "/upload",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={
+        400: {"description": "No file, or a file name that is a path"},
+        413: {"description": "A file is larger than the limit"},
+        503: {"description": "Broker unavailable: nothing was accepted"},
+    },
+)
+async def upload_import(
+    kind: Annotated[ImportKind, Form()],
+    files: Annotated[list[UploadFile], File(description="The files to import, and only them.")],
+    user: CurrentUser,
+    state: StateDep,
+) -> Accepted:
+    """Import exactly the uploaded files (not the inbox)."""
+    if not files:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="Aucun fichier envoyé.")
+    if len(files) > MAX_FILES:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail=f"Trop de fichiers (au plus {MAX_FILES})."
+        )
+    names = [safe_file_name(f.filename) for f in files]
+    if len(set(names)) != len(names):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail="Plusieurs fichiers envoyés portent le même nom."
+        )
+    upload_id = uuid4().hex
+    folder = state.settings.data_dir / "uploads" / upload_id
+    try:
+        folder.mkdir(parents=True)
+        for upload, name in zip(files, names, strict=True):
+            await _save(upload, folder, name, state.settings.max_upload_bytes)
+        job_id = uuid4().hex
+        await send_command(
+            state,
+            RequestImport(
+                producer="gateway",
+                job_id=job_id,
+                kind=kind,
+                user_id=user.username,
+                upload_ids=[upload_id],
+            ),
+        )
+    except BaseException:
+        # nothing was accepted: leave no orphaned upload behind
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        raise
+    return Accepted(job_id=job_id)
+
+
+@router.get(
+    "/{job_id}/report",
+    response_model=ImportReport,
+    responses={
+        404: {"description": "Unknown, or not the caller's"},
+        504: {"description": "import-svc did not answer in time"},
+    },
+)
+async def import_report(
+    job_id: str, user: CurrentUser, progress: ProgressDep, state: StateDep
+) -> ImportReport:
+    """Every file's result of one import (the progress document keeps only the latest)."""
+    job = await find_visible(progress, user, job_id)
+    if not str(job.get("kind", "")).startswith("import"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Import introuvable.")
+    report = await ask(state, RK.IMPORT_RPC, ImportReportRequest(job_id=job_id), ImportReport)
+    if not report.found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Import introuvable.")
+    return report

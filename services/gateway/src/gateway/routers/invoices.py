@@ -1,0 +1,46 @@
+"""Imported invoices and credit notes, read from import-svc over RabbitMQ."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.rpc import ask
+from jauge_shared.contracts.import_rpc import InvoiceList, InvoiceSearchRequest
+from jauge_shared.topology import RK
+
+router = APIRouter(prefix="/api/invoices", tags=["invoices"])
+
+
+@router.get("", response_model=InvoiceList, responses={504: {"description": "No answer in time"}})
+async def list_invoices(
+    user: CurrentUser,
+    progress: ProgressDep,
+    state: StateDep,
+    supplier: Annotated[
+        str | None, Query(max_length=200, description="Supplier id, or part of its name")
+    ] = None,
+    number: Annotated[str | None, Query(max_length=100)] = None,
+    job_id: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> InvoiceList:
+    """An agent sees the invoices of the imports they started; an admin sees all."""
+    job_ids = None
+    if not user.is_admin:
+        # the read model knows who started which import; import-svc knows no users
+        cursor = progress.find({"owner": user.username, "kind": "import.edi"}, {"_id": True})
+        job_ids = [doc["_id"] async for doc in cursor]
+        if not job_ids:
+            return InvoiceList(total=0, invoices=[])
+    request = InvoiceSearchRequest(
+        supplier=supplier,
+        number=number,
+        job_id=job_id,
+        job_ids=job_ids,
+        limit=limit,
+        offset=offset,
+    )
+    return await ask(state, RK.IMPORT_RPC, request, InvoiceList)

@@ -1,0 +1,57 @@
+"""Reads the gateway asks for over RabbitMQ: an import's report, imported invoices."""
+
+from __future__ import annotations
+
+from import_svc.repository import ImportRepository
+from jauge_shared.contracts.import_rpc import (
+    FileReport,
+    ImportReport,
+    ImportReportRequest,
+    InvoiceList,
+    InvoiceSearchRequest,
+)
+
+
+class ImportQueries:
+    def __init__(self, repository: ImportRepository) -> None:
+        self.repo = repository
+
+    async def report(self, request: ImportReportRequest) -> ImportReport:
+        job = await self.repo.get_job(request.job_id)
+        if job is None:
+            return ImportReport(found=False, job_id=request.job_id)
+        files = [
+            FileReport(
+                item=doc["name"],
+                index=doc["index"],
+                state=doc["state"],
+                ok=doc.get("ok"),
+                error=doc.get("error"),
+                invoices=doc.get("invoices", 0),
+                lines=doc.get("lines", 0),
+                rows=doc.get("rows", 0),
+                failed_rows=doc.get("failed_rows", 0),
+                duration_ms=doc.get("duration_ms", 0),
+                worker=doc.get("worker"),
+            )
+            for doc in await self.repo.file_results(request.job_id)
+        ]
+        return ImportReport(
+            found=True,
+            job_id=request.job_id,
+            kind=job["kind"],
+            state=job["state"],
+            total=job.get("total", 0),
+            files=files,
+        )
+
+    async def invoices(self, request: InvoiceSearchRequest) -> InvoiceList:
+        total, docs = await self.repo.search_invoices(
+            supplier=request.supplier,
+            number=request.number,
+            job_id=request.job_id,
+            job_ids=request.job_ids,
+            limit=request.limit,
+            offset=request.offset,
+        )
+        return InvoiceList(total=total, invoices=docs)

@@ -1,0 +1,133 @@
+"""BBGR gauge by rows, and the clean-up's orphans and supplier totals (on the real store)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from import_svc.domain.fixtures import make_bbgr_csv, make_interchange, sample_invoice
+from import_svc.processing import gauge_units, process_file, row_key
+from import_svc.repository import ImportRepository
+from import_svc.service import _failed_units, _item_events, _result, final_message
+from jauge_shared.contracts import ImportKind
+
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+LIMIT = 1024 * 1024
+
+
+def test_a_bbgr_file_counts_its_rows_and_an_unreadable_one_counts_once(tmp_path: Path) -> None:
+    csv = tmp_path / "mensuel.csv"
+    csv.write_bytes(make_bbgr_csv("bbgr_monthly", 12, bad_rows=(2,)))
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(b"\x00\x01\x02")
+    edi = tmp_path / "f.edi"
+    edi.write_bytes(b"")
+    assert gauge_units(ImportKind.BBGR_MONTHLY, csv, LIMIT) == 12
+    assert gauge_units(ImportKind.BBGR_MONTHLY, junk, LIMIT) == 1
+    assert gauge_units(ImportKind.EDI, edi, LIMIT) == 1
+
+
+def test_each_bbgr_row_is_one_gauge_item_with_a_stable_id(tmp_path: Path) -> None:
+    path = tmp_path / "retours.csv"
+    path.write_bytes(make_bbgr_csv("bbgr_retours", 5, bad_rows=(3,)))
+    outcome = process_file(ImportKind.BBGR_RETOURS, path, LIMIT)
+    assert not outcome.ok and outcome.failed_rows == 1
+    assert "ligne 4" in (outcome.error or "")
+    file = {"name": "retours.csv", **_result(outcome)}
+    events = _item_events("job-1", file)
+    assert [e.item for e in events] == [f"retours.csv ligne {n}" for n in range(2, 7)]
+    assert [e.ok for e in events] == [True, True, False, True, True]
+    assert events[2].error
+    assert [e.event_id for e in _item_events("job-1", file)] == [e.event_id for e in events]
+    assert _failed_units(file) == 1
+    good = outcome.rows[0]
+    assert row_key(ImportKind.BBGR_RETOURS, good.values).count("|") == 1
+
+
+def test_an_edi_file_is_one_item() -> None:
+    file = {"name": "a.edi", "ok": False, "error": "Fichier vide"}
+    [event] = _item_events("job-1", file)
+    assert (event.item, event.ok, event.error) == ("a.edi", False, "Fichier vide")
+    assert _failed_units(file) == 1
+
+
+def test_final_messages() -> None:
+    assert final_message(12, 1) == "Import terminé : 12 fichiers traités, 1 en erreur"
+    assert final_message(25, 2, rows=True) == "Import terminé : 25 lignes traitées, 2 en erreur"
+    assert final_message(1, 0) == "Import terminé : 1 fichier traité"
+    assert final_message(0, 0) == "Import terminé : aucun fichier à importer"
+
+
+@pytest.fixture
+async def repo(test_env):
+    client = AsyncMongoClient(test_env.mongo_url, tz_aware=True)
+    yield ImportRepository(client, f"{test_env.db_prefix}_import")
+    await client.close()
+
+
+async def _import(repo: ImportRepository, job: str, name: str, specs) -> dict:
+    keys = []
+    for spec in specs:
+        document = spec.expected().to_document()
+        keys.append(await repo.save_invoice({**document, "job_id": job, "source_file": name}))
+    supplier = specs[0].supplier_id
+    return {
+        "supplier": supplier,
+        "keys": keys,
+        **await repo.previous_keys(job, name, supplier, keys),
+    }
+
+
+async def test_a_reimported_file_orphans_what_it_no_longer_holds(repo: ImportRepository) -> None:
+    invoices = [sample_invoice(1, f"F{n}", n_lines=2) for n in range(3)]
+    credit = sample_invoice(1, "AV1", n_lines=1, credit_note=True)
+    first = await _import(repo, "job-1", "a.edi", [*invoices, credit])
+    assert (first["orphans"], first["update"]) == ([], False)
+    other = await _import(repo, "job-1", "b.edi", [sample_invoice(2, "X1", n_lines=1)])
+    assert other["orphans"] == []
+
+    # job 2: a.edi again, without F2; F1 moved to another file of the same job
+    again = await _import(repo, "job-2", "a.edi", [invoices[0], credit])
+    moved = await _import(repo, "job-2", "c.edi", [invoices[1]])
+    assert again["update"] and sorted(again["orphans"]) == sorted(
+        [f"{invoices[1].supplier_id}:F1", f"{invoices[2].supplier_id}:F2"]
+    )
+    for _ in range(2):  # the clean-up may run twice
+        dropped = await repo.drop_orphans("job-2", "a.edi", again["orphans"])
+        await repo.record_source("job-2", "a.edi", again["supplier"], again["keys"])
+    assert dropped == []
+    assert moved["orphans"] == []
+    numbers = sorted([d["number"] async for d in repo.invoices.find({})])
+    assert numbers == ["AV1", "F0", "F1", "X1"]
+    assert await repo.invoices.find_one({"number": "F1"}) is not None
+
+    totals = await repo.recompute_supplier_totals({invoices[0].supplier_id}, NOW)
+    assert await repo.recompute_supplier_totals({invoices[0].supplier_id}, NOW) == totals
+    [t] = totals
+    net = invoices[0].net + invoices[1].net - credit.net
+    assert (t["invoices"], t["credit_notes"], t["net"]) == (2, 1, str(net))
+    assert Decimal(t["gross"]) == invoices[0].gross + invoices[1].gross - credit.gross
+    stored = await repo.supplier_totals.find_one({"_id": invoices[0].supplier_id})
+    assert stored is not None and stored["tax"] == t["tax"]
+
+
+async def test_invoices_are_searched_by_supplier_number_and_visible_jobs(repo) -> None:
+    await _import(repo, "job-a", "a.edi", [sample_invoice(1, "F1", n_lines=1)])
+    await _import(repo, "job-b", "b.edi", [sample_invoice(2, "F2", n_lines=1)])
+    search = repo.search_invoices
+    base = {"supplier": None, "number": None, "job_id": None, "limit": 10, "offset": 0}
+    assert (await search(**{**base, "job_ids": None}))[0] == 2
+    assert (await search(**{**base, "job_ids": ["job-a"]}))[1][0]["number"] == "F1"
+    assert (await search(**{**base, "job_ids": []}))[0] == 0
+    assert (await search(**{**base, "job_ids": ["job-a"], "job_id": "job-b"}))[0] == 0
+    assert (await search(**{**base, "job_ids": None, "number": "F2"}))[0] == 1
+    name_part = sample_invoice(2, "F2", n_lines=1).supplier_name.split()[0]
+    assert (await search(**{**base, "job_ids": None, "supplier": name_part}))[0] >= 1
+
+
+def test_interchange_fixture_sanity() -> None:
+    assert make_interchange([sample_invoice(1, "F", n_lines=1)]).startswith(b"UNA")

@@ -1,0 +1,84 @@
+"""Request/reply contracts of import-svc's reads (`rpc.import` on `import-svc.rpc`).
+
+The gateway owns no import data: it asks import-svc over RabbitMQ (DESIGN.md, "Shape").
+Requests carry who may see what (`job_ids`) because import-svc knows nothing of users;
+the gateway decides visibility from the progress read model and passes it down.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+
+RPC_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+
+class _Rpc(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+
+class ImportReportRequest(_Rpc):
+    """Every file's result of one import."""
+
+    op: Literal["import.report"] = "import.report"
+    job_id: str = Field(min_length=1, max_length=64, pattern=RPC_ID_PATTERN)
+
+
+class InvoiceSearchRequest(_Rpc):
+    """Imported invoices and credit notes, filtered; `job_ids` = None means no restriction."""
+
+    op: Literal["invoices.search"] = "invoices.search"
+    supplier: str | None = Field(
+        default=None, max_length=200, description="Supplier id, or part of its name."
+    )
+    number: str | None = Field(default=None, max_length=100)
+    job_id: str | None = Field(default=None, max_length=64, pattern=RPC_ID_PATTERN)
+    job_ids: list[str] | None = Field(
+        default=None,
+        max_length=10_000,
+        description="Only invoices of these jobs (an agent's own); None for an admin.",
+    )
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: NonNegativeInt = 0
+
+
+ImportRpcRequest = Annotated[ImportReportRequest | InvoiceSearchRequest, Field(discriminator="op")]
+
+
+class FileReport(_Rpc):
+    item: str = Field(description="File name as claimed by the job.")
+    index: NonNegativeInt
+    state: str = Field(description="pending, done or announced.")
+    ok: bool | None = None
+    error: str | None = None
+    invoices: NonNegativeInt = 0
+    lines: NonNegativeInt = 0
+    rows: NonNegativeInt = 0
+    failed_rows: NonNegativeInt = 0
+    duration_ms: NonNegativeInt = 0
+    worker: str | None = Field(default=None, description="The import-svc replica that read it.")
+
+
+class ImportReport(_Rpc):
+    found: bool
+    job_id: str
+    kind: str | None = None
+    state: str | None = None
+    total: NonNegativeInt = 0
+    files: list[FileReport] = Field(default_factory=list)
+
+
+class InvoiceList(_Rpc):
+    total: NonNegativeInt
+    invoices: list[dict[str, Any]] = Field(
+        default_factory=list, description="Invoice documents, as in DESIGN.md (amounts as strings)."
+    )
+
+
+RPC_MODELS: tuple[type[BaseModel], ...] = (
+    ImportReportRequest,
+    InvoiceSearchRequest,
+    ImportReport,
+    InvoiceList,
+)
