@@ -1,37 +1,98 @@
-"""colis-svc: the broker, the app, and the wiring of handlers, in one place.
-
-The parcel pipeline's handlers are not wired yet (see the parcel issue): the service
-declares its queues so commands wait there durably, and serves its health endpoints.
-"""
+"""colis-svc: the broker, the app, and the wiring of handlers, in one place."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from faststream.asgi import AsgiFastStream
 from prometheus_client import REGISTRY
 
-from colis_svc.settings import SERVICE, ColisSettings
+from colis_svc import handlers
+from colis_svc.repository import ColisRepository
+from colis_svc.service import ColisService, FileStore, utc_now
+from colis_svc.settings import DB_SUFFIX, SERVICE, ColisSettings
+from colis_svc.sweeper import Sweeper
 from jauge_shared.broker import declare_topology, make_broker
+from jauge_shared.contracts import (
+    ColisCreated,
+    ColisStepChanged,
+    ColisTaskStalled,
+    ColisUpdated,
+    CreateColis,
+    LotCreated,
+    Message,
+    NotificationRequested,
+    UpdateColis,
+    message_type,
+)
 from jauge_shared.logging import configure_logging
-from jauge_shared.mongo import make_mongo_client
+from jauge_shared.messaging import publish
+from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.ops import ops_routes, serve, store_is_reachable
-from jauge_shared.topology import QUEUES_BY_SERVICE
+from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, QUEUES_BY_SERVICE
+
+logger = logging.getLogger("colis_svc")
+COMMANDS = (CreateColis, UpdateColis)
+EVENTS = (
+    ColisStepChanged,
+    ColisCreated,
+    ColisUpdated,
+    LotCreated,
+    NotificationRequested,
+    ColisTaskStalled,
+)
 
 
 def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
     settings = settings or ColisSettings()
     configure_logging(SERVICE, settings.log_level, json=settings.log_json)
     broker = make_broker(settings, SERVICE, REGISTRY)
+    publishers = {
+        message_type(model): broker.publisher(
+            message_type(model),
+            exchange=COMMANDS_EXCHANGE if model in COMMANDS else EVENTS_EXCHANGE,
+            schema=model,
+            title=message_type(model),
+            description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None,
+        )
+        for model in (*COMMANDS, *EVENTS)
+    }
+
+    async def emit(message: Message) -> None:
+        await publish(publishers[message.type], message)
+
     mongo = make_mongo_client(settings, SERVICE)
+    repository = ColisRepository(mongo, database_name(settings, DB_SUFFIX))
+    files = FileStore(settings.data_dir)
+    service = ColisService(repository, files, emit, settings)
+    sweeper = Sweeper(repository, service, settings, emit, emit)
+    handlers.register(broker, settings, service, emit)
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.sweeper_interval_s)
+            try:
+                await sweeper.sweep()
+            except Exception:
+                logger.exception("sweeper pass failed")
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        files.ensure_layout()
+        await repository.ensure_indexes()
+        await repository.seed_demo_data(utc_now())
         await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
+        task = asyncio.create_task(sweep_forever())
         try:
             yield
         finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await mongo.close()
 
     return AsgiFastStream(

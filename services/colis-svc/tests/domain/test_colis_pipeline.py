@@ -80,7 +80,8 @@ def test_active_and_terminal_statuses() -> None:
         (S.FAILED_RETRY, 2, 3, False, True),
         (S.FAILED_RETRY, 3, 3, False, False),  # budget spent
         (S.FAILED, 3, 3, False, False),
-        (S.FAILED_FINAL, 0, 3, False, False),  # only an admin may
+        (S.FAILED_FINAL, 0, 3, False, True),  # a permanent failure, fixed by hand
+        (S.FAILED_FINAL, 3, 3, False, False),  # retries spent: only an admin may
         (S.FAILED_FINAL, 5, 3, True, True),
         (S.FAILED, 9, 3, True, True),
         (S.COMPLETED, 0, 3, True, False),
@@ -162,7 +163,7 @@ def test_transient_failures_retry_three_times_then_fail_for_good() -> None:
 
 def test_permanent_failure_does_not_retry_by_itself_but_can_be_retried_by_hand() -> None:
     state = run_to(new_task(), S.VALIDATION).fail_permanent("Client inconnu : c9")
-    assert (state.status, state.retry_count, state.next_retry_at) == (S.FAILED, 0, None)
+    assert (state.status, state.retry_count, state.next_retry_at) == (S.FAILED_FINAL, 0, None)
     assert state.error == "Client inconnu : c9"
     assert not state.retry_due(NOW + timedelta(days=1))
     assert state.can_retry()

@@ -93,6 +93,12 @@ class RetryColisTask(_TaskCommand):
 
 class CancelColisTask(_TaskCommand):
     type: Literal["colis.cancel"] = "colis.cancel"
+    lot_id: str | None = Field(
+        default=None,
+        description="Known to the gateway; lets colis-svc report a task it "
+        "has not seen yet (its command still queued) as cancelled at once.",
+    )
+    operation: ColisOperation | None = None
 
 
 class ColisStepChanged(Event):
@@ -144,3 +150,30 @@ class ColisTaskStalled(Event):
     status: TaskStatus
     stalled_since: datetime
     action: Literal["requeued", "failed"]
+
+
+class ColisRpcRequest(BaseModel):
+    """Request/reply from the gateway to colis-svc (`rpc.colis` on `colis-svc.rpc`):
+    reads of clients, tariff, lots and parcels, and the synchronous lot/client changes.
+
+    The reply is `{"ok": true, "result": ...}` or `{"ok": false, "status", "detail"}`
+    (an HTTP status and a French message the gateway passes on as they are)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z_]+$",
+        examples=["list_lots", "create_lot", "close_lot", "get_colis", "precheck"],
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ColisRpcReply(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ok: bool
+    result: Any = None
+    status: int = 200
+    detail: str | None = None

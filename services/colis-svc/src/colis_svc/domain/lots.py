@@ -46,9 +46,10 @@ def can_change_lot_statut(current: LotStatut | str, target: LotStatut | str) -> 
 
 
 def counter_key(type_lot: LotType | str, day: date) -> str:
-    """`_id` of the per-type, per-day counter the repository increments with `$inc`
-    (find-one-and-update, upsert): atomic, so two lots created at once never share a
-    number, which counting existing lots (the seed's way) cannot promise."""
+    """The (type, day) sequence a lot number belongs to. The repository does not keep a
+    `$inc` counter here: FerretDB does not apply `$inc` atomically (docs/decisions.md).
+    It reserves each number by inserting it as a unique `_id`, trying the next candidate
+    when another replica got there first, so two lots never share a number."""
     return f"lot:{LotType(type_lot).value}:{day:%Y%m%d}"
 
 

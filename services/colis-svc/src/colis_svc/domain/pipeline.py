@@ -10,10 +10,13 @@ task runs at most four times before an admin has to force it.
 
 - a transient failure schedules an automatic retry (`failed_retry`, `next_retry_at` set)
   while retries remain, else ends in `failed_final`;
-- a permanent failure (unknown client, closed lot, unreadable photo) never retries by
-  itself: it stops in `failed`, where the agent may fix the data and retry by hand, and
-  it spends no retry (only a started retry does). With no retry left it is `failed_final`;
-- `failed_final` is retried only by an admin (`force`);
+- a permanent failure (unknown client, closed lot, unreadable photo, invalid data) never
+  retries by itself: it goes to `failed_final` at once (issue 4) and spends no retry;
+- by hand, the agent may retry any failed task (`failed`, `failed_retry`, `failed_final`)
+  while `retry_count < max_retries`, usually with corrected data. So a task that failed
+  permanently can be fixed and relaunched, while one whose automatic retries are spent
+  (`failed_final` with `retry_count == max_retries`) needs an admin (`force`);
+- `failed` is kept for compatibility (older tasks); nothing moves a task there any more;
 - anything not completed can be cancelled (the seed refuses only completed tasks). A task
   a worker holds is cancelled cooperatively: `request_cancel` raises a flag, the worker's
   next `advance` raises `TaskCancelledError`, the worker undoes its partial parcel, then
@@ -80,7 +83,6 @@ ACTIVE_STATUSES = frozenset(step.status for step in STEPS if step.status != Task
 RUNNING_STATUSES = ACTIVE_STATUSES - {TaskStatus.PENDING}
 FAILED_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.FAILED_RETRY, TaskStatus.FAILED_FINAL})
 TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED_FINAL, TaskStatus.CANCELLED})
-_RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.FAILED_RETRY})
 
 
 def percent_of(status: TaskStatus) -> int | None:
@@ -111,7 +113,7 @@ def can_retry(
 ) -> bool:
     if force:
         return status in FAILED_STATUSES
-    return status in _RETRYABLE and retry_count < max_retries
+    return status in FAILED_STATUSES and retry_count < max_retries
 
 
 def can_cancel(status: TaskStatus) -> bool:
@@ -232,12 +234,12 @@ class TaskState:
         return self._next(status=TaskStatus.FAILED_FINAL, error=error, next_retry_at=None)
 
     def fail_permanent(self, error: str) -> TaskState:
-        self._check_can_fail(TaskStatus.FAILED)
+        """Straight to `failed_final`: retrying the same data cannot help. The agent may
+        still retry by hand (with corrected data) while retries remain, see `can_retry`."""
+        self._check_can_fail(TaskStatus.FAILED_FINAL)
         if self.cancel_requested:
             return self._next(status=TaskStatus.CANCELLED, error=error)
-        exhausted = self.retry_count >= self.max_retries
-        status = TaskStatus.FAILED_FINAL if exhausted else TaskStatus.FAILED
-        return self._next(status=status, error=error, next_retry_at=None)
+        return self._next(status=TaskStatus.FAILED_FINAL, error=error, next_retry_at=None)
 
     def _check_can_fail(self, target: TaskStatus) -> None:
         if self.status not in ACTIVE_STATUSES:

@@ -1,0 +1,66 @@
+"""Subscribers of colis-svc: message in, service call, events out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from faststream import AckPolicy
+from faststream.rabbit import RabbitBroker
+from pydantic import Field, TypeAdapter
+
+from colis_svc.service import ColisService, Emit, store_errors_are_transient
+from jauge_shared.contracts import (
+    CancelColisTask,
+    ColisRpcRequest,
+    CreateColis,
+    RetryColisTask,
+    UpdateColis,
+)
+from jauge_shared.settings import ServiceSettings
+from jauge_shared.topology import COLIS_CONTROL, COLIS_RPC, COLIS_TASKS
+
+TASK_COMMAND: TypeAdapter[CreateColis | UpdateColis] = TypeAdapter(
+    Annotated[CreateColis | UpdateColis, Field(discriminator="type")]
+)
+CONTROL_COMMAND: TypeAdapter[RetryColisTask | CancelColisTask] = TypeAdapter(
+    Annotated[RetryColisTask | CancelColisTask, Field(discriminator="type")]
+)
+
+
+def register(
+    broker: RabbitBroker, settings: ServiceSettings, service: ColisService, republish: Emit
+) -> None:
+    @broker.subscriber(
+        COLIS_TASKS.queue(settings.queue_type, settings.delivery_limit),
+        exchange=COLIS_TASKS.exchange,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=COLIS_TASKS.name,
+        description="colis.create and colis.update: one parcel task's pipeline each.",
+    )
+    async def on_task(body: dict[str, Any]) -> None:
+        # a body that is no task command raises ValidationError: to the DLQ with the reason
+        await service.run_task(TASK_COMMAND.validate_python(body))
+
+    @broker.subscriber(
+        COLIS_CONTROL.queue(settings.queue_type, settings.delivery_limit),
+        exchange=COLIS_CONTROL.exchange,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=COLIS_CONTROL.name,
+        description="colis.retry and colis.cancel; answers when sent as a request.",
+    )
+    async def on_control(body: dict[str, Any]) -> dict[str, Any]:
+        command = CONTROL_COMMAND.validate_python(body)
+        async with store_errors_are_transient():
+            if isinstance(command, RetryColisTask):
+                return await service.retry(command, republish)
+            return await service.cancel(command)
+
+    @broker.subscriber(
+        COLIS_RPC.queue(settings.queue_type, settings.delivery_limit),
+        exchange=COLIS_RPC.exchange,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=COLIS_RPC.name,
+        description="Reads and lot/client changes asked by the gateway (request/reply).",
+    )
+    async def on_rpc(request: ColisRpcRequest) -> dict[str, Any]:
+        return await service.rpc(request.method, request.params)

@@ -1,0 +1,280 @@
+"""colis-svc's own database: clients, the tariff, lots, parcels and parcel tasks.
+
+FerretDB applies updates without isolation (docs/decisions.md), so everything that must be
+unique or exclusive here comes from inserting a unique `_id`:
+
+- a lot number is reserved by inserting it into `lot_numbers` (candidates are tried in
+  order until one insert succeeds), never by `$inc` or by counting lots;
+- a tracking number is reserved the same way in `tracking_numbers`;
+- a creation task's parcel has the task id as `_id`, so a redelivered or resumed
+  creation can never make a second parcel;
+- one-off decisions about a task (the n-th retry, a stall report, a cancel request) are
+  markers inserted into `task_markers`: whoever inserts first acts, the others do nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict
+from datetime import date, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from colis_svc.domain import (
+    DEFAULT_TARIFF,
+    LotStatut,
+    LotType,
+    Tariff,
+    TaskState,
+    format_lot_number,
+    make_tracking_number,
+)
+from jauge_shared.contracts import ColisOperation, TaskStatus
+
+Doc = dict[str, Any]
+
+DEMO_CLIENTS: tuple[Doc, ...] = (
+    {"_id": "cli-demo-1", "name": "Awa Diallo", "phone": "+221 77 123 45 67"},
+    {"_id": "cli-demo-2", "name": "Moussa Traoré", "phone": "+223 76 54 32 10"},
+    {"_id": "cli-demo-3", "name": "Li Wei", "phone": "+86 138 0013 8000"},
+)
+TARIFF_ID = "active"
+_STATE_FIELDS = (
+    "status",
+    "seq",
+    "retry_count",
+    "max_retries",
+    "next_retry_at",
+    "error",
+    "cancel_requested",
+    "percent",
+)
+
+
+def state_to_doc(state: TaskState) -> Doc:
+    doc = asdict(state)
+    doc.pop("task_id")
+    doc["operation"] = state.operation.value
+    doc["status"] = state.status.value
+    return doc
+
+
+def state_from_doc(doc: Doc) -> TaskState:
+    return TaskState(
+        task_id=doc["_id"],
+        operation=ColisOperation(doc["operation"]),
+        **{k: doc[k] for k in _STATE_FIELDS if k in doc and k != "status"},
+        status=TaskStatus(doc["status"]),
+    )
+
+
+def public_lot(doc: Doc) -> Doc:
+    return {
+        "id": doc["_id"],
+        "numero_lot": doc["numero_lot"],
+        "type_lot": doc["type_lot"],
+        "statut": doc["statut"],
+        "created_at": doc["created_at"],
+        "closed_at": doc.get("closed_at"),
+    }
+
+
+def public_client(doc: Doc) -> Doc:
+    return {"id": doc["_id"], "name": doc["name"], "phone": doc.get("phone", "")}
+
+
+def public_colis(doc: Doc) -> Doc:
+    out = {k: v for k, v in doc.items() if k not in ("_id", "image", "thumbnail", "previous")}
+    out["id"] = doc["_id"]
+    has_image = bool(doc.get("image"))
+    out["image_url"] = f"/api/colis/{doc['_id']}/image" if has_image else None
+    out["thumbnail_url"] = f"/api/colis/{doc['_id']}/image?thumbnail=1" if has_image else None
+    return out
+
+
+class ColisRepository:
+    def __init__(self, client: AsyncMongoClient[Doc], database: str) -> None:
+        self.db: AsyncDatabase[Doc] = client[database]
+        self.clients = self.db["clients"]
+        self.tariffs = self.db["tariffs"]
+        self.lots = self.db["lots"]
+        self.lot_numbers = self.db["lot_numbers"]
+        self.colis = self.db["colis"]
+        self.tracking_numbers = self.db["tracking_numbers"]
+        self.tasks = self.db["tasks"]
+        self.markers = self.db["task_markers"]
+
+    async def ensure_indexes(self) -> None:
+        await self.lots.create_index([("created_at", DESCENDING)])
+        await self.lot_numbers.create_index([("prefix", ASCENDING)])
+        await self.colis.create_index([("lot_id", ASCENDING)])
+        await self.tasks.create_index([("status", ASCENDING)])
+        await self.markers.create_index([("task_id", ASCENDING)])
+
+    async def seed_demo_data(self, now: datetime) -> None:
+        """A default tariff and a few demo clients on a fresh install (never overwritten)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.tariffs.insert_one(
+                {"_id": TARIFF_ID, **DEFAULT_TARIFF.to_document(), "updated_at": now}
+            )
+        if await self.clients.count_documents({}, limit=1) == 0:
+            for client in DEMO_CLIENTS:
+                with contextlib.suppress(DuplicateKeyError):
+                    await self.clients.insert_one({**client, "created_at": now})
+
+    # clients and tariff
+    async def add_client(self, client: Doc) -> None:
+        await self.clients.insert_one(client)
+
+    async def get_client(self, client_id: str) -> Doc | None:
+        return await self.clients.find_one({"_id": client_id})
+
+    async def list_clients(self, limit: int = 500) -> list[Doc]:
+        return [d async for d in self.clients.find({}).sort("name", ASCENDING).limit(limit)]
+
+    async def tariff(self) -> Tariff:
+        doc = await self.tariffs.find_one({"_id": TARIFF_ID})
+        return Tariff.from_document(doc) if doc is not None else DEFAULT_TARIFF
+
+    # lots
+    async def create_lot(self, lot_id: str, type_lot: LotType, day: date, now: datetime) -> Doc:
+        """Reserves the first free number of (type, day) by a unique insert, then stores
+        the lot. Two replicas racing for a number: one insert wins, the other tries the
+        next candidate. A number reserved by a process that died before storing its lot
+        is simply skipped (numbers are unique, not gap-free)."""
+        prefix = format_lot_number(type_lot, day, 1)[:-3]
+        counter = await self.lot_numbers.count_documents({"prefix": prefix}) + 1
+        while True:
+            numero = format_lot_number(type_lot, day, counter)
+            try:
+                await self.lot_numbers.insert_one(
+                    {"_id": numero, "prefix": prefix, "lot_id": lot_id, "at": now}
+                )
+                break
+            except DuplicateKeyError:
+                counter += 1
+        lot = {
+            "_id": lot_id,
+            "numero_lot": numero,
+            "type_lot": LotType(type_lot).value,
+            "statut": LotStatut.OUVERT.value,
+            "created_at": now,
+        }
+        await self.lots.insert_one(lot)
+        return lot
+
+    async def get_lot(self, lot_id: str) -> Doc | None:
+        return await self.lots.find_one({"_id": lot_id})
+
+    async def list_lots(self, statut: str | None, limit: int) -> list[Doc]:
+        query: Doc = {"statut": statut} if statut else {}
+        return [d async for d in self.lots.find(query).sort("created_at", DESCENDING).limit(limit)]
+
+    async def set_lot_statut(self, lot_id: str, statut: LotStatut, now: datetime) -> None:
+        await self.lots.update_one(
+            {"_id": lot_id}, {"$set": {"statut": statut.value, "closed_at": now}}
+        )
+
+    # parcels
+    async def reserve_tracking_number(self, colis_id: str, day: date) -> str:
+        """A fresh tracking number for `colis_id`, or the one it already holds."""
+        held = await self.tracking_numbers.find_one({"colis_id": colis_id})
+        if held is not None:
+            return str(held["_id"])
+        while True:
+            numero = make_tracking_number(day)
+            try:
+                await self.tracking_numbers.insert_one({"_id": numero, "colis_id": colis_id})
+                return numero
+            except DuplicateKeyError:
+                continue
+
+    async def insert_colis(self, colis: Doc) -> bool:
+        """False when this parcel already exists (a resumed or redelivered creation)."""
+        try:
+            await self.colis.insert_one(colis)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get_colis(self, colis_id: str) -> Doc | None:
+        return await self.colis.find_one({"_id": colis_id})
+
+    async def update_colis(self, colis_id: str, fields: Doc) -> None:
+        await self.colis.update_one({"_id": colis_id}, {"$set": fields})
+
+    async def replace_colis(self, colis: Doc) -> None:
+        await self.colis.replace_one({"_id": colis["_id"]}, colis)
+
+    async def delete_colis(self, colis_id: str) -> None:
+        await self.colis.delete_one({"_id": colis_id})
+        await self.tracking_numbers.delete_many({"colis_id": colis_id})
+
+    async def list_colis(self, lot_id: str, limit: int) -> list[Doc]:
+        cursor = self.colis.find({"lot_id": lot_id}).sort("created_at", ASCENDING).limit(limit)
+        return [d async for d in cursor]
+
+    # tasks
+    async def insert_task(self, task: Doc) -> bool:
+        try:
+            await self.tasks.insert_one(task)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get_task(self, task_id: str) -> Doc | None:
+        return await self.tasks.find_one({"_id": task_id})
+
+    async def save_state(self, state: TaskState, **fields: Any) -> None:
+        await self.tasks.update_one(
+            {"_id": state.task_id}, {"$set": {**state_to_doc(state), **fields}}
+        )
+
+    async def set_task_fields(self, task_id: str, **fields: Any) -> None:
+        await self.tasks.update_one({"_id": task_id}, {"$set": fields})
+
+    async def tasks_in(self, statuses: list[str], limit: int = 500) -> list[Doc]:
+        cursor = self.tasks.find({"status": {"$in": statuses}}).limit(limit)
+        return [d async for d in cursor]
+
+    async def finished_before(self, statuses: list[str], before: datetime) -> list[Doc]:
+        query = {"status": {"$in": statuses}, "finished_at": {"$lt": before}}
+        return [d async for d in self.tasks.find(query).limit(500)]
+
+    async def live_upload_ids(self, statuses: list[str]) -> set[str]:
+        cursor = self.tasks.find(
+            {"status": {"$in": statuses}, "upload_id": {"$ne": None}}, {"upload_id": 1}
+        )
+        return {str(d["upload_id"]) async for d in cursor}
+
+    async def delete_task(self, task_id: str) -> None:
+        await self.tasks.delete_one({"_id": task_id})
+        await self.markers.delete_many({"task_id": task_id})
+
+    # markers: one winner per decision
+    async def mark(self, task_id: str, decision: str, now: datetime) -> bool:
+        try:
+            await self.markers.insert_one(
+                {"_id": f"{task_id}:{decision}", "task_id": task_id, "at": now}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def decide(self, task_id: str, decision: str, choice: str, now: datetime) -> str:
+        """The first choice stored for `decision` wins; returns the winning choice."""
+        key = f"{task_id}:{decision}"
+        try:
+            await self.markers.insert_one(
+                {"_id": key, "task_id": task_id, "choice": choice, "at": now}
+            )
+        except DuplicateKeyError:
+            stored = await self.markers.find_one({"_id": key})
+            return str(stored["choice"]) if stored else choice
+        return choice
+
+    async def has_marker(self, task_id: str, decision: str) -> bool:
+        return await self.markers.find_one({"_id": f"{task_id}:{decision}"}) is not None

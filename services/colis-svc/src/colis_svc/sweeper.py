@@ -1,0 +1,126 @@
+"""The sweeper: what happens to tasks when nobody is looking.
+
+Every replica runs it every `sweeper_interval_s`; each decision it takes about a task is a
+marker inserted once (see repository.py), so two replicas never act twice.
+
+- due retries: a `failed_retry` task whose `next_retry_at` has come is put back to
+  `pending` and its command published again;
+- stalls: a task still in an active step `task_time_limit_s` after its run started (its
+  worker crashed or hangs) is reported (log, `jauge_colis_tasks_stalled_total`, a
+  `colis.task_stalled` event) and requeued while retries remain, else failed;
+- clean-up: finished tasks older than `finished_task_retention_s` are removed (a
+  failed_final creation's partial parcel with them), and uploads no live task refers to,
+  older than `orphan_upload_age_s`, are deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from prometheus_client import Counter
+
+from colis_svc.domain import RUNNING_STATUSES
+from colis_svc.repository import ColisRepository
+from colis_svc.service import FINISHED, ColisService, Emit
+from colis_svc.settings import SERVICE, ColisSettings
+from jauge_shared.contracts import ColisTaskStalled, TaskStatus, stable_event_id
+
+logger = logging.getLogger("colis_svc.sweeper")
+
+STALLED = Counter(
+    "jauge_colis_tasks_stalled_total", "Parcel tasks found stalled, by action.", ["action"]
+)
+CLEANED = Counter("jauge_colis_cleaned_total", "Old tasks and orphaned uploads removed.", ["what"])
+
+
+class Sweeper:
+    def __init__(
+        self,
+        repository: ColisRepository,
+        service: ColisService,
+        settings: ColisSettings,
+        emit: Emit,
+        republish: Emit,
+    ) -> None:
+        self.repo = repository
+        self.service = service
+        self.settings = settings
+        self.emit = emit
+        self.republish = republish
+
+    async def sweep(self) -> dict[str, int]:
+        counts = {"retried": 0, "stalled": 0, "removed_tasks": 0, "removed_uploads": 0}
+        counts["retried"] = await self.retry_due()
+        counts["stalled"] = await self.stalled()
+        counts["removed_tasks"] = await self.remove_old_tasks()
+        counts["removed_uploads"] = await self.remove_orphan_uploads()
+        return counts
+
+    async def retry_due(self) -> int:
+        retried = 0
+        for doc in await self.repo.tasks_in([TaskStatus.FAILED_RETRY.value]):
+            if await self.service.retry_due(doc, self.republish):
+                retried += 1
+        return retried
+
+    async def stalled(self) -> int:
+        now = self.service.clock()
+        limit = timedelta(seconds=self.settings.task_time_limit_s)
+        found = 0
+        for doc in await self.repo.tasks_in([s.value for s in RUNNING_STATUSES]):
+            started = doc.get("run_started_at") or doc.get("updated_at")
+            if started is None or now - started < limit:
+                continue
+            status, seq = TaskStatus(doc["status"]), str(doc["seq"])
+            if not await self.repo.mark(doc["_id"], f"stalled:{seq}", now):
+                continue
+            action = await self.service.handle_stalled(doc)
+            found += 1
+            STALLED.labels(action).inc()
+            logger.warning(
+                "stalled task",
+                extra={"task_id": doc["_id"], "status": status.value, "action": action},
+            )
+            await self.emit(
+                ColisTaskStalled(
+                    producer=SERVICE,
+                    job_id=doc["_id"],
+                    event_id=stable_event_id(doc["_id"], "stalled", seq),
+                    task_id=doc["_id"],
+                    status=status,
+                    stalled_since=started,
+                    action="failed" if action == "failed" else "requeued",
+                )
+            )
+        return found
+
+    async def remove_old_tasks(self) -> int:
+        before = self.service.clock() - timedelta(seconds=self.settings.finished_task_retention_s)
+        removed = 0
+        for doc in await self.repo.finished_before(FINISHED, before):
+            await self.service.undo_finished(doc)
+            await self.repo.delete_task(doc["_id"])
+            removed += 1
+        CLEANED.labels("tasks").inc(removed)
+        return removed
+
+    async def remove_orphan_uploads(self) -> int:
+        uploads = self.service.files.uploads
+        if not uploads.is_dir():
+            return 0
+        cutoff = time.time() - self.settings.orphan_upload_age_s
+        old = [p for p in uploads.iterdir() if p.is_file() and p.stat().st_mtime < cutoff]
+        if not old:
+            return 0
+        live_statuses = [s.value for s in TaskStatus if s.value not in FINISHED]
+        live_statuses.append(TaskStatus.FAILED_FINAL.value)  # may still be retried by hand
+        live = await self.repo.live_upload_ids(live_statuses)
+        removed = 0
+        for path in old:
+            if path.name not in live:
+                path.unlink(missing_ok=True)
+                removed += 1
+        CLEANED.labels("uploads").inc(removed)
+        return removed

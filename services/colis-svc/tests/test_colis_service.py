@@ -1,0 +1,263 @@
+"""colis-svc's service and sweeper on the real store, without the broker: what is
+published is collected in lists instead."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from pymongo import AsyncMongoClient
+
+from colis_svc.repository import ColisRepository
+from colis_svc.service import ColisService, FileStore
+from colis_svc.settings import ColisSettings
+from colis_svc.sweeper import Sweeper
+from jauge_shared.contracts import (
+    CancelColisTask,
+    ColisData,
+    ColisOperation,
+    ColisStepChanged,
+    ColisTaskStalled,
+    CreateColis,
+    Message,
+    RetryColisTask,
+)
+
+DATA = ColisData.model_validate(
+    {
+        "client_id": "cli-demo-1",
+        "type_transport": "cargo",
+        "longueur": "50",
+        "largeur": "40",
+        "hauteur": "30",
+        "poids": "7.5",
+    }
+)
+
+
+class World:
+    def __init__(self, service: ColisService, repo: ColisRepository, settings: ColisSettings):
+        self.service = service
+        self.repo = repo
+        self.settings = settings
+        self.events: list[Message] = []
+        self.commands: list[Message] = []
+        self.sweeper = Sweeper(repo, service, settings, self.emit, self.republish)
+
+    async def emit(self, message: Message) -> None:
+        self.events.append(message)
+
+    async def republish(self, message: Message) -> None:
+        self.commands.append(message)
+
+    def steps(self, task_id: str) -> list[str]:
+        return [
+            e.status.value
+            for e in self.events
+            if isinstance(e, ColisStepChanged) and e.task_id == task_id
+        ]
+
+    async def lot(self) -> str:
+        return str((await self.service.rpc_create_lot("cargo"))["id"])
+
+    def create(
+        self, task_id: str, lot_id: str, data: ColisData = DATA, **extra: Any
+    ) -> CreateColis:
+        return CreateColis(
+            producer="test",
+            job_id=task_id,
+            task_id=task_id,
+            user_id="alice",
+            lot_id=lot_id,
+            colis_data=data,
+            **extra,
+        )
+
+
+@pytest.fixture
+async def world(test_env, tmp_path: Path):
+    settings = ColisSettings(
+        mongo_url=test_env.mongo_url,
+        db_prefix=test_env.db_prefix,
+        data_dir=tmp_path,
+        task_retry_base_s=0.01,
+        task_retry_max_s=0.02,
+        task_time_limit_s=60,
+    )
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(test_env.mongo_url, tz_aware=True)
+    repo = ColisRepository(client, f"{test_env.db_prefix}_colis")
+    await repo.ensure_indexes()
+    await repo.seed_demo_data(datetime.now(UTC))
+    files = FileStore(tmp_path)
+    files.ensure_layout()
+    holder: list[World] = []
+
+    async def emit(message: Message) -> None:
+        await holder[0].emit(message)
+
+    service = ColisService(repo, files, emit, settings)
+    holder.append(World(service, repo, settings))
+    yield holder[0]
+    await client.close()
+
+
+async def test_lot_numbers_stay_unique_when_many_are_created_at_once(world: World) -> None:
+    lots = await asyncio.gather(*(world.service.rpc_create_lot("bateau") for _ in range(30)))
+    numbers = [lot["numero_lot"] for lot in lots]
+    assert len(set(numbers)) == 30
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    assert sorted(numbers) == [f"BATEAU-{day}{n:03d}" for n in range(1, 31)]
+
+
+async def test_a_creation_runs_every_step_and_a_redelivery_makes_no_second_parcel(
+    world: World,
+) -> None:
+    lot_id = await world.lot()
+    command = world.create("t1", lot_id)
+    await world.service.run_task(command)
+    assert world.steps("t1") == [
+        "processing",
+        "validation",
+        "image_uploading",
+        "creation",
+        "price_calculating",
+        "notification_sending",
+        "completed",
+    ]
+    seqs = [e.seq for e in world.events if isinstance(e, ColisStepChanged)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    colis = await world.repo.get_colis("t1")
+    assert colis is not None and colis["prix"] == "120000"  # 12 kg volumetric × 10 000
+    types = [e.type for e in world.events]
+    assert "notification.requested" in types and "colis.created" in types
+
+    # the same command again (redelivered), and a crash-resumed run: still one parcel
+    await world.service.run_task(command)
+    await world.repo.tasks.update_one({"_id": "t1"}, {"$set": {"status": "creation"}})
+    await world.service.run_task(command)
+    assert await world.repo.colis.count_documents({"lot_id": lot_id}) == 1
+    assert (await world.repo.get_task("t1") or {})["status"] == "completed"
+
+
+async def test_the_photo_is_processed_and_its_upload_deleted(world: World) -> None:
+    lot_id = await world.lot()
+    buffer = io.BytesIO()
+    Image.new("RGB", (3200, 2000), "red").save(buffer, "JPEG")
+    upload_id = "a" * 32
+    (world.service.files.uploads / upload_id).write_bytes(buffer.getvalue())
+    await world.service.run_task(world.create("t-photo", lot_id, upload_id=upload_id))
+    jpeg, thumb = world.service.files.image_paths("t-photo")
+    with Image.open(jpeg) as image:
+        assert max(image.size) == 1600 and image.format == "JPEG"
+    assert thumb.exists()
+    assert not (world.service.files.uploads / upload_id).exists()
+
+
+async def test_an_unreadable_photo_fails_for_good_at_once(world: World) -> None:
+    lot_id = await world.lot()
+    upload_id = "b" * 32
+    (world.service.files.uploads / upload_id).write_bytes(b"\xff\xd8\xffnot really a jpeg")
+    await world.service.run_task(world.create("t-bad", lot_id, upload_id=upload_id))
+    task = await world.repo.get_task("t-bad")
+    assert task is not None and task["status"] == "failed_final"
+    assert task["error"].startswith("Photo illisible") and task["retry_count"] == 0
+
+
+async def test_a_pending_task_is_cancelled_at_once_and_never_runs(world: World) -> None:
+    lot_id = await world.lot()
+    command = world.create("t-pending", lot_id)
+    await world.service._load_or_create(command)  # stored, its worker not there yet
+    cancel = CancelColisTask(producer="test", job_id="t-pending", task_id="t-pending", user_id="a")
+    reply = await world.service.cancel(cancel)
+    assert reply == {"ok": True, "result": {"status": "cancelled"}}
+    await world.service.run_task(command)
+    assert world.steps("t-pending") == ["cancelled"]
+    assert await world.repo.get_colis("t-pending") is None
+    again = await world.service.cancel(cancel)
+    assert again["ok"] is False and again["status"] == 409
+
+
+async def test_a_task_cancelled_before_colis_svc_saw_it_is_cancelled_on_arrival(
+    world: World,
+) -> None:
+    lot_id = await world.lot()
+    cancel = CancelColisTask(
+        producer="test",
+        job_id="t-early",
+        task_id="t-early",
+        user_id="alice",
+        lot_id=lot_id,
+        operation=ColisOperation.CREATE,
+    )
+    assert (await world.service.cancel(cancel))["result"]["status"] == "cancelled"
+    await world.service.run_task(world.create("t-early", lot_id))
+    assert set(world.steps("t-early")) == {"cancelled"}
+    assert await world.repo.get_colis("t-early") is None
+
+
+async def test_a_permanent_failure_is_final_then_retried_by_hand_with_a_corrected_client(
+    world: World,
+) -> None:
+    lot_id = await world.lot()
+    bad = DATA.model_copy(update={"client_id": "cli-nobody"})
+    await world.service.run_task(world.create("t-perm", lot_id, bad))
+    task = await world.repo.get_task("t-perm")
+    assert task is not None and task["status"] == "failed_final"
+    assert task["error"] == "Client inconnu : cli-nobody." and task["retry_count"] == 0
+
+    def retry(**edits: Any) -> RetryColisTask:
+        return RetryColisTask(
+            producer="test", job_id="t-perm", task_id="t-perm", user_id="alice", edits=edits
+        )
+
+    refused = await world.service.retry(retry(poids="-1"), world.republish)
+    assert refused["status"] == 422 and "poids" in refused["detail"]
+    accepted = await world.service.retry(retry(client_id="cli-demo-3"), world.republish)
+    assert accepted["ok"] and accepted["result"]["retry_count"] == 1
+    (command,) = world.commands
+    assert isinstance(command, CreateColis) and command.colis_data.client_id == "cli-demo-3"
+    await world.service.run_task(command)
+    colis = await world.repo.get_colis("t-perm")
+    assert colis is not None and colis["client_id"] == "cli-demo-3"
+    done = await world.service.retry(retry(), world.republish)
+    assert done["status"] == 409
+
+
+async def test_the_sweeper_retries_due_tasks_requeues_stalled_ones_and_cleans_up(
+    world: World,
+) -> None:
+    lot_id = await world.lot()
+    await world.service._load_or_create(world.create("t-stuck", lot_id))
+    long_ago = datetime.now(UTC) - timedelta(minutes=11)
+    await world.repo.tasks.update_one(
+        {"_id": "t-stuck"},
+        {"$set": {"status": "creation", "seq": 4, "run_started_at": long_ago}},
+    )
+    assert await world.sweeper.stalled() == 1
+    assert await world.sweeper.stalled() == 0  # reported once
+    (stalled,) = [e for e in world.events if isinstance(e, ColisTaskStalled)]
+    assert stalled.action == "requeued" and stalled.status.value == "creation"
+    assert (await world.repo.get_task("t-stuck") or {})["status"] == "failed_retry"
+    assert await world.sweeper.retry_due() == 1
+    (command,) = world.commands
+    await world.service.run_task(command)  # type: ignore[arg-type]
+    assert (await world.repo.get_task("t-stuck") or {})["status"] == "completed"
+
+    # finished long ago: removed; an upload nobody refers to: removed
+    await world.repo.tasks.update_one(
+        {"_id": "t-stuck"}, {"$set": {"finished_at": long_ago - timedelta(days=60)}}
+    )
+    orphan = world.service.files.uploads / ("c" * 32)
+    orphan.write_bytes(b"x")
+    old = datetime.now(UTC).timestamp() - 2 * 86400
+    os.utime(orphan, (old, old))
+    assert await world.sweeper.remove_old_tasks() == 1
+    assert await world.sweeper.remove_orphan_uploads() == 1
+    assert not orphan.exists()
+    assert await world.repo.get_colis("t-stuck") is not None  # a completed parcel stays

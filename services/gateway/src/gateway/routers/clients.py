@@ -1,0 +1,34 @@
+"""Parcel clients, owned by colis-svc and asked over RabbitMQ."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from gateway.colis_rpc import call_colis
+from gateway.deps import CurrentUser, StateDep
+
+router = APIRouter(prefix="/api/clients", tags=["colis"])
+
+
+class Client(BaseModel):
+    id: str
+    name: str
+    phone: str = ""
+
+
+class NewClient(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    phone: str = Field(default="", max_length=40)
+
+
+@router.get("", response_model=list[Client])
+async def list_clients(user: CurrentUser, state: StateDep) -> Any:
+    return await call_colis(state, "list_clients")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Client)
+async def create_client(body: NewClient, user: CurrentUser, state: StateDep) -> Any:
+    return await call_colis(state, "create_client", name=body.name, phone=body.phone)

@@ -1,0 +1,57 @@
+"""Lots: created, listed and closed synchronously by colis-svc over RabbitMQ."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel
+
+from gateway.colis_rpc import call_colis
+from gateway.deps import CurrentUser, StateDep
+from jauge_shared.contracts import TransportType
+
+router = APIRouter(prefix="/api/lots", tags=["colis"])
+
+LotId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class Lot(BaseModel):
+    id: str
+    numero_lot: str
+    type_lot: TransportType
+    statut: Literal["ouvert", "ferme", "expedie"]
+    created_at: datetime
+    closed_at: datetime | None = None
+
+
+class NewLot(BaseModel):
+    type_lot: TransportType
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Lot)
+async def create_lot(body: NewLot, user: CurrentUser, state: StateDep) -> Any:
+    """A new open lot numbered `TYPE-YYYYMMDDNNN` (unique even under concurrency)."""
+    return await call_colis(state, "create_lot", type_lot=body.type_lot.value)
+
+
+@router.get("", response_model=list[Lot])
+async def list_lots(
+    user: CurrentUser,
+    state: StateDep,
+    statut: Annotated[Literal["ouvert", "ferme", "expedie"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> Any:
+    return await call_colis(state, "list_lots", statut=statut, limit=limit)
+
+
+@router.get("/{lot_id}", response_model=Lot)
+async def get_lot(lot_id: LotId, user: CurrentUser, state: StateDep) -> Any:
+    return await call_colis(state, "get_lot", lot_id=lot_id)
+
+
+@router.post("/{lot_id}/close", response_model=Lot)
+async def close_lot(lot_id: LotId, user: CurrentUser, state: StateDep) -> Any:
+    """No parcel can be added to a closed lot. Closing a closed lot changes nothing."""
+    return await call_colis(state, "close_lot", lot_id=lot_id)

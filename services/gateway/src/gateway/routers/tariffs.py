@@ -1,0 +1,19 @@
+"""The active price table (colis-svc)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from gateway.colis_rpc import call_colis
+from gateway.deps import CurrentUser, StateDep
+
+router = APIRouter(prefix="/api/tariffs", tags=["colis"])
+
+
+@router.get("")
+async def get_tariff(user: CurrentUser, state: StateDep) -> Any:
+    """`{devise, minimum, tarifs: {cargo: {par_kg}, express: {par_kg}, bateau: {par_m3}}}`;
+    amounts are strings, exact."""
+    return await call_colis(state, "get_tariff")

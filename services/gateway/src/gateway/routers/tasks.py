@@ -1,0 +1,257 @@
+"""The parcel task dashboard, from the progress read model; retry and cancel go to
+colis-svc (request/reply on its control queue, so the answer says what happened).
+
+Agents see and act on their own tasks only (another agent's task id is a 404); an admin
+sees everyone's, may filter by `owner`, and may force the retry of a task whose
+automatic retries are spent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.colis_rpc import ask_control
+from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.routers.jobs import to_public, visible_to
+from gateway.users import User
+from jauge_shared.contracts import (
+    CancelColisTask,
+    ColisOperation,
+    RetryColisTask,
+    TaskStatus,
+    TransportType,
+)
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+
+TaskId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+KINDS = ["colis.create", "colis.update"]
+ACTIVE = [
+    s.value
+    for s in (
+        TaskStatus.PENDING,
+        TaskStatus.PROCESSING,
+        TaskStatus.VALIDATION,
+        TaskStatus.IMAGE_UPLOADING,
+        TaskStatus.CREATION,
+        TaskStatus.PRICE_CALCULATING,
+        TaskStatus.NOTIFICATION_SENDING,
+    )
+]
+FAILED = [TaskStatus.FAILED.value, TaskStatus.FAILED_RETRY.value, TaskStatus.FAILED_FINAL.value]
+ETA_SAMPLE = 20
+NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
+
+
+class ColisEdits(BaseModel):
+    """Every field of the form, optional: the agent's corrections before a manual retry."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    type_transport: TransportType | None = None
+    longueur: Decimal | None = Field(default=None, gt=0, le=10_000)
+    largeur: Decimal | None = Field(default=None, gt=0, le=10_000)
+    hauteur: Decimal | None = Field(default=None, gt=0, le=10_000)
+    poids: Decimal | None = Field(default=None, gt=0, le=100_000)
+    mode_paiement: str | None = Field(default=None, max_length=40)
+    statut: str | None = Field(default=None, max_length=40)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class RetryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    colis_data: ColisEdits | None = Field(
+        default=None, description="Corrected fields of the form (only those that change)."
+    )
+    force: bool = Field(default=False, description="Admin only: retries spent or not.")
+
+
+class Accepted(BaseModel):
+    task_id: str
+    status: str
+    retry_count: int | None = None
+
+
+def can_retry(doc: dict[str, Any], user: User) -> bool:
+    """The same rule as colis-svc (docs/colis.md): any failed task while retries remain;
+    an admin may force any failed task."""
+    if doc.get("step_status") not in FAILED:
+        return False
+    return user.is_admin or (doc.get("retry_count") or 0) < (doc.get("max_retries") or 0)
+
+
+def can_cancel(doc: dict[str, Any]) -> bool:
+    return doc.get("step_status") not in (TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value)
+
+
+async def average_durations(progress: ProgressDep) -> dict[str, float]:
+    """Mean duration of the latest completed tasks of each operation (all agents)."""
+    averages: dict[str, float] = {}
+    for kind in KINDS:
+        cursor = (
+            progress.find(
+                {"kind": kind, "step_status": "completed", "duration_s": {"$ne": None}},
+                {"duration_s": 1},
+            )
+            .sort("finished_at", -1)
+            .limit(ETA_SAMPLE)
+        )
+        durations = [float(d["duration_s"]) async for d in cursor if d.get("duration_s")]
+        if durations:
+            averages[kind] = sum(durations) / len(durations)
+    return averages
+
+
+def present(
+    doc: dict[str, Any], user: User, averages: dict[str, float], now: datetime
+) -> dict[str, Any]:
+    view = to_public(doc)
+    view["can_retry"] = can_retry(doc, user)
+    view["can_cancel"] = can_cancel(doc)
+    eta = None
+    if doc.get("step_status") in ACTIVE and doc.get("kind") in averages:
+        started = doc.get("started_at") or doc.get("created_at") or now
+        elapsed = (now - started).total_seconds()
+        eta = round(max(averages[doc["kind"]] - elapsed, 0.0), 1)
+    view["eta_s"] = eta
+    view["estimated_completion_at"] = (
+        (now + timedelta(seconds=eta)).isoformat() if eta is not None else None
+    )
+    return view
+
+
+def scope(user: User, owner: str | None) -> dict[str, Any]:
+    query: dict[str, Any] = {"kind": {"$in": KINDS}, **visible_to(user)}
+    if owner and user.is_admin:
+        query["owner"] = owner
+    return query
+
+
+@router.get("")
+async def list_tasks(
+    user: CurrentUser,
+    progress: ProgressDep,
+    state: Annotated[Literal["active", "failed", "completed"], Query()] = "active",
+    owner: Annotated[str | None, Query(max_length=64, description="Admin only")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    """`active`: waiting or running; `failed`: retryable first; `completed`: last 24 h."""
+    now = datetime.now(UTC)
+    query = scope(user, owner)
+    sort: list[tuple[str, int]] = [("updated_at", -1)]
+    if state == "active":
+        query["step_status"] = {"$in": ACTIVE}
+        sort = [("created_at", 1)]
+    elif state == "failed":
+        query["step_status"] = {"$in": FAILED}
+    else:
+        query["step_status"] = TaskStatus.COMPLETED.value
+        query["finished_at"] = {"$gte": now - timedelta(hours=24)}
+        sort = [("finished_at", -1)]
+    averages = await average_durations(progress)
+    cursor = progress.find(query).sort(sort).limit(limit)
+    tasks = [present(doc, user, averages, now) async for doc in cursor]
+    if state == "failed":  # retryable first, each group newest first (sort is stable)
+        tasks.sort(key=lambda t: not t["can_retry"])
+    return tasks
+
+
+@router.get("/stats")
+async def task_stats(
+    user: CurrentUser,
+    progress: ProgressDep,
+    owner: Annotated[str | None, Query(max_length=64, description="Admin only")] = None,
+) -> dict[str, Any]:
+    """Today's figures (UTC day) for the caller's tasks, or everyone's for an admin."""
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    query = {**scope(user, owner), "created_at": {"$gte": midnight}}
+    counts: dict[str, int] = {}
+    async for doc in progress.find(query, {"step_status": 1}):
+        key = str(doc.get("step_status"))
+        counts[key] = counts.get(key, 0) + 1
+    total = sum(counts.values())
+    completed = counts.get(TaskStatus.COMPLETED.value, 0)
+    failed = counts.get(TaskStatus.FAILED.value, 0) + counts.get(TaskStatus.FAILED_FINAL.value, 0)
+    active_query = {**scope(user, owner), "step_status": {"$in": [*ACTIVE, "failed_retry"]}}
+    active = await progress.count_documents(active_query)
+    return {
+        "total_today": total,
+        "completed_today": completed,
+        "failed_today": failed,
+        "active_now": active,
+        "success_rate": round(completed / total * 100, 1) if total else 0.0,
+        "scope": "all" if user.is_admin and not owner else (owner or user.username),
+    }
+
+
+async def find_task(progress: ProgressDep, user: User, task_id: str) -> dict[str, Any]:
+    doc = await progress.find_one({"_id": task_id, "kind": {"$in": KINDS}, **visible_to(user)})
+    if doc is None:
+        raise NOT_FOUND
+    return doc
+
+
+@router.get("/{task_id}")
+async def get_task(task_id: TaskId, user: CurrentUser, progress: ProgressDep) -> dict[str, Any]:
+    doc = await find_task(progress, user, task_id)
+    return present(doc, user, await average_durations(progress), datetime.now(UTC))
+
+
+@router.post("/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def retry_task(
+    task_id: TaskId,
+    user: CurrentUser,
+    progress: ProgressDep,
+    state: StateDep,
+    body: Annotated[RetryBody | None, Body()] = None,
+) -> Accepted:
+    """Another run of a failed task, with the agent's corrections if any."""
+    body = body or RetryBody()
+    doc = await find_task(progress, user, task_id)
+    if body.force and not user.is_admin:
+        raise HTTPException(403, detail="Seul un administrateur peut forcer une relance.")
+    if doc.get("step_status") not in FAILED:
+        raise HTTPException(409, detail="Seule une tâche en échec peut être relancée.")
+    edits = body.colis_data.model_dump(mode="json", exclude_none=True) if body.colis_data else {}
+    command = RetryColisTask(
+        producer="gateway",
+        job_id=task_id,
+        task_id=task_id,
+        user_id=user.username,
+        edits=edits,
+        force=body.force,
+    )
+    result = await ask_control(state, command)
+    return Accepted(task_id=task_id, **result)
+
+
+@router.post("/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def cancel_task(
+    task_id: TaskId, user: CurrentUser, progress: ProgressDep, state: StateDep
+) -> Accepted:
+    """A waiting task is cancelled at once; a running one stops at its next step
+    (`status: cancel_requested`); a completed one cannot be (409)."""
+    doc = await find_task(progress, user, task_id)
+    if doc.get("step_status") == TaskStatus.COMPLETED.value:
+        raise HTTPException(409, detail="Impossible d'annuler une tâche terminée.")
+    if doc.get("step_status") == TaskStatus.CANCELLED.value:
+        raise HTTPException(409, detail="La tâche est déjà annulée.")
+    operation = ColisOperation(doc["kind"].split(".", 1)[1])
+    command = CancelColisTask(
+        producer="gateway",
+        job_id=task_id,
+        task_id=task_id,
+        user_id=user.username,
+        lot_id=doc.get("lot_id"),
+        operation=operation,
+    )
+    result = await ask_control(state, command)
+    return Accepted(task_id=task_id, **result)
