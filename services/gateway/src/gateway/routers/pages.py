@@ -1,0 +1,103 @@
+"""The web UI: small server-rendered French pages; live data comes from the API and /ws."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Cookie, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from gateway.deps import SESSION_COOKIE, SettingsDep, UsersDep, user_from_token
+from gateway.users import User
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+STATIC_DIR = WEB_DIR / "static"
+templates = Jinja2Templates(directory=WEB_DIR / "templates")
+
+router = APIRouter(include_in_schema=False)
+
+IMPORT_KINDS: tuple[tuple[str, str], ...] = (
+    ("edi", "Factures fournisseurs EDI"),
+    ("bbgr_statment", "Relevés BBGR"),
+    ("bbgr_monthly", "Mensuel BBGR"),
+    ("bbgr_retours", "Retours BBGR"),
+    ("bbgr_receptions", "Réceptions BBGR"),
+)
+LOT_TYPES: tuple[tuple[str, str], ...] = (
+    ("cargo", "Cargo (aérien)"),
+    ("express", "Express (aérien)"),
+    ("bateau", "Bateau (maritime)"),
+)
+
+
+async def page_user(
+    settings: SettingsDep,
+    users: UsersDep,
+    session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
+) -> User | None:
+    """The user of the session cookie, or None (the page then redirects to /login)."""
+    return await user_from_token(session, settings, users)
+
+
+PageUser = Annotated[User | None, Depends(page_user)]
+
+
+def login_redirect(next_url: str) -> RedirectResponse:
+    target = "/login"
+    if next_url and next_url != "/":
+        target += "?next=" + quote(next_url, safe="/")
+    return RedirectResponse(target, status_code=303)
+
+
+def render(request: Request, name: str, user: User | None, **context: Any) -> Response:
+    if user is None and name != "login.html":
+        return login_redirect(request.url.path)
+    response = templates.TemplateResponse(
+        request, name, {"user": user, "path": request.url.path, **context}
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(
+    request: Request,
+    settings: SettingsDep,
+    users: UsersDep,
+    session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
+) -> Response:
+    next_url = request.query_params.get("next", "/")
+    # only a path of this site: never "//host" or "/\\host" (an open redirect)
+    if not next_url.startswith("/") or next_url[1:2] in ("/", "\\"):
+        next_url = "/"
+    if await user_from_token(session, settings, users) is not None:
+        return RedirectResponse(next_url, status_code=303)
+    return render(request, "login.html", None, next_url=next_url)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def imports_page(request: Request, user: PageUser) -> Response:
+    return render(request, "imports.html", user, kinds=IMPORT_KINDS)
+
+
+@router.get("/imports/{job_id}", response_class=HTMLResponse)
+async def import_report_page(request: Request, job_id: str, user: PageUser) -> Response:
+    return render(request, "import_report.html", user, job_id=job_id, kinds=IMPORT_KINDS)
+
+
+@router.get("/lots", response_class=HTMLResponse)
+async def lots_page(request: Request, user: PageUser) -> Response:
+    return render(request, "lots.html", user, lot_types=LOT_TYPES)
+
+
+@router.get("/lots/{lot_id}", response_class=HTMLResponse)
+async def lot_page(request: Request, lot_id: str, user: PageUser) -> Response:
+    return render(request, "lot.html", user, lot_id=lot_id, lot_types=LOT_TYPES)
+
+
+@router.get("/taches", response_class=HTMLResponse)
+async def tasks_page(request: Request, user: PageUser) -> Response:
+    return render(request, "taches.html", user, lot_types=LOT_TYPES)

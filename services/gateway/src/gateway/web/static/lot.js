@@ -1,0 +1,129 @@
+/* /lots/<id>: the lot's parcels, and the parcel form that answers at once and
+   shows each new task's progress in place (WebSocket job:<task_id>). */
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const { h, live } = Jauge;
+  const form = Jauge.$("#colis-form");
+  const lotId = form.dataset.lotId;
+  const tasks = new Map(); // task id -> latest progress document
+  const clients = new Map();
+
+  function colisRow(c) {
+    const dims = [c.longueur, c.largeur, c.hauteur].map((v) => Jauge.number(v, 1)).join(" × ");
+    const client = clients.get(String(c.client_id));
+    return h("tr", { id: `colis-${c.id}`, "data-colis-id": c.id },
+      h("td", {}, h("strong", { text: c.numero_suivi || "–" })),
+      h("td", { text: client ? client.name : c.client_name || c.client_id || "–" }),
+      h("td", { text: Jauge.TRANSPORT[c.type_transport] || c.type_transport || "–" }),
+      h("td", { text: dims }),
+      h("td", { text: `${Jauge.number(c.poids)} kg` }),
+      h("td", { text: c.prix !== undefined && c.prix !== null ? `${Jauge.number(c.prix)} ${c.devise || ""}` : "–" }),
+      h("td", { text: Jauge.COLIS_STATUT[c.statut] || c.statut || "–" }),
+      h("td", {}, c.thumbnail_url || c.image_url
+        ? h("a", { href: c.image_url || c.thumbnail_url }, h("img", {
+          src: c.thumbnail_url || c.image_url, alt: `Photo du colis ${c.numero_suivi || ""}`,
+          width: "48", height: "48", loading: "lazy" }))
+        : "–"));
+  }
+
+  async function loadLot() {
+    try {
+      const lot = await Jauge.api("GET", `/api/lots/${encodeURIComponent(lotId)}`);
+      Jauge.$("#lot-title").textContent = `Lot ${lot.numero_lot}`;
+      document.title = `Lot ${lot.numero_lot} – Jauge`;
+      Jauge.$("#lot-info").textContent =
+        `${Jauge.TRANSPORT[lot.type_lot] || lot.type_lot} · ${Jauge.LOT_STATUT[lot.statut] || lot.statut} · créé le ${Jauge.dateTime(lot.created_at)}`;
+      if (lot.type_lot) form.type_transport.value = lot.type_lot;
+      if (lot.statut && lot.statut !== "ouvert") {
+        Jauge.flash("Ce lot n'est plus ouvert : on ne peut plus y ajouter de colis.", "warning");
+        form.querySelector("button[type=submit]").disabled = true;
+      }
+    } catch (err) {
+      Jauge.showError(err);
+    }
+  }
+
+  async function loadColis() {
+    const body = Jauge.$("#colis tbody");
+    try {
+      const data = await Jauge.api("GET", `/api/lots/${encodeURIComponent(lotId)}/colis`);
+      const list = Array.isArray(data) ? data : data.items || [];
+      body.replaceChildren(...(list.length ? list.map(colisRow)
+        : [h("tr", { class: "empty" }, h("td", { colspan: "8", text: "Aucun colis dans ce lot." }))]));
+    } catch (err) {
+      body.replaceChildren(h("tr", { class: "empty" }, h("td", { colspan: "8", class: "error-text", role: "alert", text: err.message })));
+    }
+  }
+
+  async function loadClients() {
+    try {
+      const data = await Jauge.api("GET", "/api/clients");
+      const list = Array.isArray(data) ? data : data.items || [];
+      for (const c of list) clients.set(String(c.id), c);
+      const select = form.client_id;
+      select.append(...list.map((c) => h("option", { value: c.id, text: c.phone ? `${c.name} (${c.phone})` : c.name })));
+    } catch (err) {
+      Jauge.showError(err);
+    }
+  }
+
+  function renderTask(job) {
+    let extra = null;
+    if (job.status === "completed") {
+      extra = h("p", { class: "task-done", role: "status", text:
+        `Colis ${job.numero_suivi || ""} enregistré.` });
+    } else if (job.status === "failed" || job.status === "cancelled") {
+      extra = h("p", {}, h("a", { href: "/taches", text: "Corriger ou annuler depuis le suivi des tâches" }));
+    }
+    const card = Jauge.taskCard(job, extra);
+    const old = document.getElementById(`task-${job.id}`);
+    if (old) old.replaceWith(card); else Jauge.$("#tasks").prepend(card);
+  }
+
+  live.on((frame) => {
+    const job = frame.job;
+    if (!job || !tasks.has(job.id) || !live.fresh(job)) return;
+    const before = tasks.get(job.id);
+    tasks.set(job.id, job);
+    renderTask(job);
+    if (job.status === "completed" && before.status !== "completed") loadColis();
+  });
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    Jauge.clearFlash();
+    Jauge.clearErrors(form);
+    if (!form.client_id.value) {
+      Jauge.showError(new Jauge.ApiError(422, "Données invalides : vérifiez les champs indiqués.",
+        [{ field: "client_id", message: "choisissez un client" }]), form);
+      return;
+    }
+    const data = new FormData(form);
+    const image = data.get("image");
+    if (!image || !image.size) data.delete("image");
+    Jauge.busy(form.querySelector("button[type=submit]"), async () => {
+      try {
+        const accepted = await Jauge.api("POST", `/api/lots/${encodeURIComponent(lotId)}/colis`, data);
+        const job = { id: accepted.task_id, kind: "colis.create", status: "queued", step_status: "pending",
+          percent: 0, seq: -1, created_at: new Date().toISOString(), current_step: "Ajouté à la file",
+          summary: { client: form.client_id.selectedOptions[0].textContent, transport: data.get("type_transport"),
+            poids: `${data.get("poids")} kg` } };
+        tasks.set(job.id, job);
+        renderTask(job);
+        live.subscribe(`job:${job.id}`);
+        Jauge.flash(`Colis ajouté à la file de traitement (tâche ${job.id}).`, "success");
+        // keep client and transport: agents often enter several parcels for one client
+        for (const name of ["longueur", "largeur", "hauteur", "poids", "description", "image"]) form[name].value = "";
+        form.image.dispatchEvent(new Event("change", { bubbles: true }));
+        form.longueur.focus();
+      } catch (err) {
+        Jauge.showError(err, form);
+      }
+    });
+  });
+
+  loadClients().then(loadColis);
+  loadLot();
+  live.connect();
+});

@@ -1,0 +1,172 @@
+/* /taches: the parcel tasks dashboard, live (the seed reloaded the page every 30 s). */
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const { h, live } = Jauge;
+  const tasks = new Map(); // task id -> latest progress document
+  const clients = [];
+  const DAY_MS = 24 * 3600 * 1000;
+  const FAILED_STEPS = new Set(["failed", "failed_retry", "failed_final"]);
+
+  const isTask = (job) => job && (job.kind || "").startsWith("colis.");
+
+  // which list a task belongs to: active, failed, completed, or none (cancelled, old)
+  function section(job) {
+    const step = job.step_status || "";
+    if (job.status === "cancelled" || step === "cancelled") return null;
+    if (job.status === "completed") {
+      const at = Date.parse(job.finished_at || job.updated_at || 0);
+      return Date.now() - at < DAY_MS ? "completed" : null;
+    }
+    if (job.status === "failed" || FAILED_STEPS.has(step)) return "failed";
+    return "active";
+  }
+  // the API's rule (routers/tasks.py): any failed step while retries remain; admins may force
+  const admin = document.body.dataset.admin === "true";
+  const canRetry = (job) => job.can_retry ?? (FAILED_STEPS.has(job.step_status) &&
+    (admin || (job.retry_count || 0) < (job.max_retries || 0)));
+  const EDITABLE = ["client_id", "type_transport", "longueur", "largeur", "hauteur", "poids"];
+
+  // the form's values as the task last ran, from the dashboard summary
+  function current(job) {
+    const s = job.summary || {};
+    const dims = String(s.dimensions || "").replace(/cm/, "").split("×").map((v) => parseFloat(v));
+    const values = { client_id: s.client_id, type_transport: s.transport, poids: parseFloat(s.poids),
+      longueur: dims[0], largeur: dims[1], hauteur: dims[2] };
+    for (const [k, v] of Object.entries(values)) values[k] = v === undefined || Number.isNaN(v) ? "" : String(v);
+    return values;
+  }
+
+  function retryForm(job) {
+    const form = Jauge.$("#retry-template").content.firstElementChild.cloneNode(true);
+    const data = current(job);
+    form.client_id.append(...clients.map((c) => h("option", { value: c.id, text: c.name })));
+    if (data.client_id && !clients.some((c) => String(c.id) === data.client_id)) {
+      form.client_id.append(h("option", { value: data.client_id, text: data.client_id }));
+    }
+    for (const name of EDITABLE) form[name].value = data[name];
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      Jauge.clearErrors(form);
+      // send only the fields the agent corrected
+      const edits = {};
+      for (const name of EDITABLE) {
+        const value = form[name].value.trim();
+        if (value !== "" && value !== data[name]) edits[name] = value;
+      }
+      Jauge.busy(form.querySelector("button"), async () => {
+        try {
+          await Jauge.api("POST", `/api/tasks/${encodeURIComponent(job.id)}/retry`, { colis_data: edits });
+          Jauge.flash(`Tâche ${job.id} relancée.`, "success");
+        } catch (err) {
+          Jauge.showError(err, form);
+        }
+      });
+    });
+    return form;
+  }
+
+  function actions(job) {
+    if (job.status === "completed") {
+      const href = job.lot_id ? `/lots/${encodeURIComponent(job.lot_id)}#colis-${job.colis_id || ""}` : null;
+      return h("p", { class: "task-actions" },
+        `Terminée ${Jauge.ago(job.finished_at || job.updated_at)} `,
+        href ? h("a", { class: "btn btn-light", href, text: "Voir le colis" }) : "");
+    }
+    const box = h("div", { class: "task-actions" });
+    if (canRetry(job)) {
+      box.append(h("details", { class: "retry" },
+        h("summary", { class: "btn btn-warning", text: "Corriger et relancer" }), retryForm(job)));
+    }
+    if (job.can_cancel !== false) {
+      box.append(h("button", { type: "button", class: "btn btn-danger-outline", "data-cancel": job.id,
+        text: "Annuler la tâche" }));
+    }
+    return box;
+  }
+
+  function renderTask(job) {
+    const where = section(job);
+    const old = document.getElementById(`task-${job.id}`);
+    if (!where) { old?.remove(); counts(); return; }
+    const list = Jauge.$(`#list-${where}`);
+    // keep an open retry form open while the task's bar moves
+    if (old && old.parentElement === list && old.querySelector("details[open]") && where === "failed") {
+      return;
+    }
+    const card = Jauge.taskCard(job, actions(job));
+    if (old && old.parentElement === list) old.replaceWith(card);
+    else { old?.remove(); list.prepend(card); }
+    counts();
+  }
+
+  function counts() {
+    for (const name of ["active", "failed", "completed"]) {
+      const list = Jauge.$(`#list-${name}`);
+      const n = list.querySelectorAll(".task").length;
+      Jauge.$(`[data-count="${name}"]`).textContent = String(n);
+      list.querySelector(".empty").hidden = n > 0;
+    }
+  }
+
+  async function loadStats() {
+    try {
+      const stats = await Jauge.api("GET", "/api/tasks/stats");
+      for (const el of document.querySelectorAll("[data-stat]")) {
+        const value = stats[el.dataset.stat];
+        el.textContent = el.dataset.stat === "success_rate"
+          ? `${Jauge.number(value, 1)} %` : Jauge.number(value, 0);
+      }
+    } catch (err) {
+      Jauge.showError(err);
+    }
+  }
+  let statsTimer = null;
+  const refreshStats = () => { clearTimeout(statsTimer); statsTimer = setTimeout(loadStats, 300); };
+
+  function apply(job) {
+    if (!isTask(job) || !live.fresh(job)) return;
+    const before = tasks.get(job.id);
+    tasks.set(job.id, job);
+    renderTask(job);
+    if (!before || before.status !== job.status || before.step_status !== job.step_status) refreshStats();
+  }
+
+  live.on((frame) => {
+    if (frame.type === "snapshot" || frame.type === "update") apply(frame.job);
+  });
+
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-cancel]");
+    if (!button) return;
+    const id = button.dataset.cancel;
+    if (!window.confirm(`Annuler la tâche ${id} ? Le colis ne sera pas créé.`)) return;
+    await Jauge.busy(button, async () => {
+      try {
+        await Jauge.api("POST", `/api/tasks/${encodeURIComponent(id)}/cancel`);
+        Jauge.flash(`Tâche ${id} : annulation demandée.`, "success");
+      } catch (err) {
+        Jauge.showError(err);
+      }
+    });
+  });
+
+  (async () => {
+    try {
+      const list = await Jauge.api("GET", "/api/clients");
+      clients.push(...(Array.isArray(list) ? list : list.items || []));
+    } catch (err) { /* the retry form then offers no client choice */ }
+    await Promise.all(["active", "failed", "completed"].map(async (state) => {
+      try {
+        const data = await Jauge.api("GET", `/api/tasks?state=${state}`);
+        for (const job of Array.isArray(data) ? data : data.items || []) apply(job);
+      } catch (err) {
+        Jauge.showError(err);
+      }
+    }));
+    counts();
+    live.subscribe("jobs");
+    live.connect();
+  })();
+  loadStats();
+});
