@@ -5,10 +5,10 @@ export UV_PYTHON_DOWNLOADS := never
 PY := .venv/bin/python
 INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
 
-.PHONY: help deps infra-start infra-stop run test test-slow browser lint typecheck pytest format clean
+.PHONY: help deps infra-start infra-stop run test test-slow browser validate-deploy bench bench-import bench-colis lint typecheck pytest format clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 deps: ## install uv, the Python workspace, RabbitMQ and FerretDB (skips what is there)
 	deploy/local/bootstrap.sh
@@ -22,13 +22,25 @@ infra-stop: ## stop the RabbitMQ and FerretDB that infra-start started
 run: deps ## the whole system; prints where to click; Ctrl-C stops what it started
 	deploy/local/run.sh
 
-test: infra-start browser lint typecheck pytest ## what CI runs
+test: infra-start browser lint typecheck validate-deploy pytest ## what CI runs
 
 browser: ## Debian's chromium for the browser tests
 	$(INFRA) install-browser
 
 test-slow: infra-start browser ## the long tests kept out of `make test` (big batches, soaks)
 	$(PY) -m pytest -m slow
+
+bench: infra-start ## the progress pipeline: broker ceiling, progress-svc, push latency, polling baseline
+	$(PY) bench/pipeline_bench.py
+
+bench-import: infra-start ## an EDI import of 2,000 files, 2 import-svc replicas
+	$(PY) bench/import_bench.py --files 2000
+
+bench-colis: infra-start ## parcel forms under 50 concurrent agents, then the pipeline's throughput
+	$(PY) bench/colis_bench.py
+
+validate-deploy: ## offline checks of deploy/: compose schema, hadolint, kustomize+kubeconform, promtool, dashboard
+	deploy/validate.sh
 
 lint: ## ruff
 	$(PY) -m ruff check .

@@ -15,8 +15,9 @@ from typing import Any
 from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI
 
-from jauge_shared.contracts import ALL_MESSAGES, Command, message_type
-from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
+from jauge_shared.contracts import ALL_MESSAGES, ColisRpcRequest, Command, message_type
+from jauge_shared.contracts.import_rpc import ImportReportRequest, InvoiceSearchRequest
+from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, RK
 
 TITLE = "Jauge messages"
 VERSION = "1"
@@ -37,6 +38,27 @@ def build_document() -> dict[str, Any]:
             title=routing_key,
             description=(model.__doc__ or "").strip().split("\n")[0] or None,
         )
+    # request/reply reads: the request is published like a command, the reply goes to
+    # the caller's Direct Reply-To queue (its schema is in the request's description)
+    for request_model, reply in (
+        (ImportReportRequest, "ImportReport"),
+        (InvoiceSearchRequest, "InvoiceList"),
+    ):
+        broker.publisher(
+            RK.IMPORT_RPC,
+            exchange=COMMANDS_EXCHANGE,
+            schema=request_model,
+            title=f"{RK.IMPORT_RPC} ({request_model.model_fields['op'].default})",
+            description=f"{(request_model.__doc__ or '').strip()} Reply: {reply}.",
+        )
+    broker.publisher(
+        RK.COLIS_RPC,
+        exchange=COMMANDS_EXCHANGE,
+        schema=ColisRpcRequest,
+        title=RK.COLIS_RPC,
+        description=(ColisRpcRequest.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        + " Reply: ColisRpcReply.",
+    )
     spec = AsyncAPI(broker, title=TITLE, version=VERSION, schema_version="3.0.0")
     document: dict[str, Any] = spec.to_specification().to_jsonable()
     return document

@@ -11,22 +11,49 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from faststream import AckPolicy
 from faststream.rabbit.fastapi import RabbitRouter
 from prometheus_client import REGISTRY
 
 from gateway.hub import Hub
-from gateway.routers import auth, imports, jobs, ops, ws
+from gateway.routers import (
+    auth,
+    clients,
+    colis,
+    imports,
+    invoices,
+    jobs,
+    lots,
+    ops,
+    pages,
+    tariffs,
+    tasks,
+    ws,
+)
+from gateway.rpc import RpcClient
 from gateway.settings import DB_SUFFIX, PROGRESS_DB_SUFFIX, SERVICE, GatewaySettings
 from gateway.state import GatewayState
+from gateway.tracing import HttpTracingMiddleware
 from gateway.users import UserRepository
 from jauge_shared.broker import broker_options
-from jauge_shared.contracts import ProgressUpdated, RequestImport, message_type
+from jauge_shared.contracts import (
+    ColisStepChanged,
+    CreateColis,
+    ProgressUpdated,
+    RequestImport,
+    UpdateColis,
+    message_type,
+)
+from jauge_shared.identity import connection_name
 from jauge_shared.logging import configure_logging
 from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, gateway_progress_queue
+from jauge_shared.tracing import tracer_provider
 
-COMMANDS = (RequestImport,)
+COMMANDS = (RequestImport, CreateColis, UpdateColis)
+# the gateway announces a parcel task as pending (seq 0) when it queues it
+EVENTS = (ColisStepChanged,)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -38,6 +65,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             message_type(model), exchange=COMMANDS_EXCHANGE, schema=model, title=message_type(model)
         )
         for model in COMMANDS
+    } | {
+        message_type(model): rabbit.publisher(
+            message_type(model), exchange=EVENTS_EXCHANGE, schema=model, title=message_type(model)
+        )
+        for model in EVENTS
     }
     hub = Hub()
     mongo = make_mongo_client(settings, SERVICE)
@@ -61,6 +93,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         users = UserRepository(mongo, database_name(settings, DB_SUFFIX))
+        rpc = RpcClient(str(settings.amqp_url), connection_name(SERVICE) + "/rpc")
         app.state.gateway = GatewayState(
             settings=settings,
             mongo=mongo,
@@ -69,11 +102,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             hub=hub,
             publishers=publishers,
             broker=rabbit.broker,
+            rpc=rpc,
         )
         try:
             yield
         finally:
             await hub.close_all()
+            await rpc.close()
             await mongo.close()
 
     app = FastAPI(
@@ -83,9 +118,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(rabbit)
-    for module in (auth, imports, jobs, ws, ops):
+    for module in (auth, imports, invoices, jobs, ws, ops, clients, tariffs, lots, colis, tasks):
         app.include_router(module.router)
+    app.include_router(pages.router)  # the web UI
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     install_error_handlers(app)
+    if tracer_provider(settings, SERVICE) is not None:
+        app.add_middleware(HttpTracingMiddleware)
     return app
 
 

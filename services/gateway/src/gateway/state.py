@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.publisher import RabbitPublisher
@@ -13,6 +13,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from gateway.hub import Hub
 from gateway.settings import GatewaySettings
 from gateway.users import UserRepository
+
+if TYPE_CHECKING:  # rpc needs the state, the state only names the client
+    from gateway.rpc import RpcClient
 
 
 @dataclass
@@ -24,3 +27,4 @@ class GatewayState:
     hub: Hub
     publishers: dict[str, RabbitPublisher]
     broker: RabbitBroker
+    rpc: RpcClient
