@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -103,22 +107,37 @@ async def ceiling(env: BenchEnv, count: int, body: bytes) -> dict[str, float]:
     return {"publish_per_s": count / seconds, "consume_per_s": count / consume_s}
 
 
-async def wait_applied(
-    mongo: AsyncMongoClient[Any], env: BenchEnv, jobs: int, per_job: int
-) -> None:
-    progress = mongo[f"{env.db_prefix}_progress"]["progress"]
-    # polling the store is the point here: it is what the test observes, not a signal
-    while await progress.count_documents({"processed": per_job}) < jobs:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
+async def watch_applied(
+    channel: aio_pika.abc.AbstractChannel, jobs: int, per_job: int
+) -> asyncio.Event:
+    """Set once every job's progress.updated says `per_job` items are applied.
+
+    Listening to progress.updated, as a gateway does, costs the store nothing; polling
+    it with a count would scan every document and slow down what is being measured.
+    """
+    done = asyncio.Event()
+    complete: set[str] = set()
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind("jauge.events", routing_key="progress.updated")
+
+    async def on_update(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        event = orjson.loads(message.body)
+        if event["job"]["processed"] >= per_job:
+            complete.add(event["job_id"])
+            if len(complete) >= jobs:
+                done.set()
+
+    await queue.consume(on_update, no_ack=True)
+    return done
 
 
 async def throughput(env: BenchEnv, jobs: int, per_job: int) -> dict[str, float]:
     connection = await aio_pika.connect(env.amqp_url)
-    mongo: AsyncMongoClient[Any] = AsyncMongoClient(env.mongo_url)
     prefix = f"t{jobs}-"
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange("jauge.events")
+        applied = await watch_applied(await connection.channel(), jobs, per_job)
         starts = [
             ("import.started", started(f"{prefix}{j}", per_job).model_dump_json().encode())
             for j in range(jobs)
@@ -131,9 +150,8 @@ async def throughput(env: BenchEnv, jobs: int, per_job: int) -> dict[str, float]
         ]
         t0 = time.perf_counter()
         publish_s = await publish_all(exchange, files)
-        await wait_applied(mongo, env, jobs, per_job)
+        await applied.wait()
         elapsed = time.perf_counter() - t0
-    await mongo.close()
     return {
         "events": len(files),
         "applied_per_s": len(files) / elapsed,
@@ -314,15 +332,61 @@ def step(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
+STEPS = ("ceiling", "throughput", "latency", "polling")
+
+
+def py_spy() -> str:
+    """py-spy as a uv tool: a profiler, not a dependency of Jauge."""
+    subprocess.run(["uv", "tool", "install", "--quiet", "py-spy"], check=True)
+    bin_dir = subprocess.run(
+        ["uv", "tool", "dir", "--bin"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return str(Path(bin_dir) / "py-spy")
+
+
+@contextlib.contextmanager
+def profiled(pid: int, out_dir: str | None, name: str) -> Iterator[None]:
+    """py-spy samples progress-svc while `name` runs (`--profile DIR`); a flame graph."""
+    if out_dir is None:
+        yield
+        return
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    svg = Path(out_dir) / f"progress-svc-{name}.svg"
+    spy = subprocess.Popen(
+        [
+            "uv",
+            "tool",
+            "run",
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "-o",
+            str(svg),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+        step(f"profile written: {svg}")
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    steps = set(args.steps)
     with bench_env() as env:
         sample = file_event("job-with-a-typical-id-0000000000000", 1).model_dump_json().encode()
         results["message_bytes"] = len(sample)
-        step("ceiling")
-        results["ceiling"] = await ceiling(env, args.events, sample)
+        if "ceiling" in steps:
+            step("ceiling")
+            results["ceiling"] = await ceiling(env, args.events, sample)
         stack = env.stack()
-        stack.start("progress-svc")
+        progress = stack.start("progress-svc")
         gateway = stack.start("gateway")
         stack.wait_ready()
         add_user(env.env(), "admin", "admin", "bench-password")
@@ -331,66 +395,82 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "/api/auth/token", data={"username": "admin", "password": "bench-password"}
             )
             token = response.json()["access_token"]
+        pid = progress.process.pid
         try:
-            step("progress-svc throughput, one job")
-            results["one_job"] = await throughput(env, 1, args.events)
-            step("progress-svc throughput, 1,000 jobs")
-            results["many_jobs"] = await throughput(env, 1000, max(1, args.events // 1000))
-            step("latency")
-            results["latency"] = [
-                await latency(env, gateway.url, token, rate, events)
-                for rate, events in (
-                    (100.0, 1000 if not args.quick else 300),
-                    (1000.0, 5000 if not args.quick else 2000),
-                    (None, 5000 if not args.quick else 2000),
+            if "throughput" in steps:
+                step("progress-svc throughput, one job")
+                with profiled(pid, args.profile, "one-job"):
+                    results["one_job"] = await throughput(env, 1, args.events)
+                step("progress-svc throughput, 1,000 jobs")
+                with profiled(pid, args.profile, "many-jobs"):
+                    results["many_jobs"] = await throughput(env, 1000, max(1, args.events // 1000))
+            if "latency" in steps:
+                step("latency")
+                results["latency"] = [
+                    await latency(env, gateway.url, token, rate, events)
+                    for rate, events in (
+                        (100.0, 1000 if not args.quick else 300),
+                        (1000.0, 5000 if not args.quick else 2000),
+                        (None, 5000 if not args.quick else 2000),
+                    )
+                ]
+            if "polling" in steps:
+                step("polling vs push")
+                results["polling_vs_push"] = await polling_vs_push(
+                    env,
+                    gateway.url,
+                    token,
+                    files=300 if args.quick else 600,
+                    browsers=50,
+                    rate=50.0,
                 )
-            ]
-            step("polling vs push")
-            results["polling_vs_push"] = await polling_vs_push(
-                env, gateway.url, token, files=300 if args.quick else 600, browsers=50, rate=50.0
-            )
         finally:
             stack.stop_all()
     return results
 
 
 def report(results: dict[str, Any]) -> None:
-    ceiling_ = results["ceiling"]
-    rows = [
-        ("message size", f"{results['message_bytes']} B"),
-        ("ceiling: publish (persistent, confirms)", f"{ceiling_['publish_per_s']:,.0f} msg/s"),
-        ("ceiling: consume (manual ack)", f"{ceiling_['consume_per_s']:,.0f} msg/s"),
-    ]
+    rows = [("message size", f"{results['message_bytes']} B")]
+    ceiling_ = results.get("ceiling")
+    if ceiling_:
+        rows += [
+            ("ceiling: publish (persistent, confirms)", f"{ceiling_['publish_per_s']:,.0f} msg/s"),
+            ("ceiling: consume (manual ack)", f"{ceiling_['consume_per_s']:,.0f} msg/s"),
+        ]
     for key, label in (("one_job", "1 job"), ("many_jobs", "1,000 jobs")):
+        if key not in results:
+            continue
         r = results[key]
-        rows.append(
-            (
-                f"progress-svc applied, {label}",
-                f"{r['applied_per_s']:,.0f} events/s "
-                f"({r['applied_per_s'] / ceiling_['consume_per_s']:.0%} of consume ceiling)",
-            )
+        ratio = (
+            f" ({r['applied_per_s'] / ceiling_['consume_per_s']:.0%} of consume ceiling)"
+            if ceiling_
+            else ""
         )
-    for r in results["latency"]:
+        rows.append(
+            (f"progress-svc applied, {label}", f"{r['applied_per_s']:,.0f} events/s{ratio}")
+        )
+    for r in results.get("latency", []):
         rows.append(
             (
                 f"publish → frame at {r['target_per_s']}/s (got {r['achieved_per_s']}/s)",
                 f"p50 {r['p50']} ms  p95 {r['p95']} ms  p99 {r['p99']} ms",
             )
         )
-    pp = results["polling_vs_push"]
-    rows.append(
-        (
-            f"polling 1 s, {pp['browsers']} browsers: staleness",
-            f"p50 {pp['polling']['p50']} ms  p99 {pp['polling']['p99']} ms, "
-            f"{pp['polling']['store_reads_per_s']} store reads/s",
+    pp = results.get("polling_vs_push")
+    if pp:
+        rows.append(
+            (
+                f"polling 1 s, {pp['browsers']} browsers: staleness",
+                f"p50 {pp['polling']['p50']} ms  p99 {pp['polling']['p99']} ms, "
+                f"{pp['polling']['store_reads_per_s']} store reads/s",
+            )
         )
-    )
-    rows.append(
-        (
-            f"push, {pp['browsers']} browsers: staleness",
-            f"p50 {pp['push']['p50']} ms  p99 {pp['push']['p99']} ms, 0 store reads/s",
+        rows.append(
+            (
+                f"push, {pp['browsers']} browsers: staleness",
+                f"p50 {pp['push']['p50']} ms  p99 {pp['push']['p99']} ms, 0 store reads/s",
+            )
         )
-    )
     print(table(rows))
 
 
@@ -400,6 +480,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
+    parser.add_argument("--profile", metavar="DIR", help="py-spy flame graphs of progress-svc")
     arguments = parser.parse_args()
     outcome = asyncio.run(main(arguments))
     report(outcome)

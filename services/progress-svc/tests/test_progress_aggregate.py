@@ -188,3 +188,17 @@ def test_the_end_waits_for_items_still_in_flight() -> None:
         apply_event(doc, early)
     doc = run([started(total=2), file("j1", "a"), file("j1", "b"), early])
     assert doc is not None and (doc["status"], doc["processed"]) == ("completed", 2)
+
+
+def test_applying_an_event_leaves_the_previous_document_untouched() -> None:
+    """The service may drop a computed document (a failed write), so the one it came
+    from must still be exactly what the store holds."""
+    import copy
+
+    events = [started(total=3), file("j1", "a"), file("j1", "b", ok=False), finished()]
+    doc = None
+    for event in events:
+        before = copy.deepcopy(doc)
+        new = apply_event(doc, event)
+        assert doc == before
+        doc = new if new is not None else doc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -39,6 +40,9 @@ def broker_options(
         "default_channel": Channel(prefetch_count=settings.prefetch, publisher_confirms=True),
         "graceful_timeout": settings.graceful_timeout_s,
         "app_id": service,
+        # FastStream logs every message received and processed; at INFO that was 16% of
+        # progress-svc's time under load (profiled). They stay available at DEBUG.
+        "log_level": logging.DEBUG,
         "middlewares": (
             *telemetry,
             RabbitPrometheusMiddleware(registry=registry, app_name=service),

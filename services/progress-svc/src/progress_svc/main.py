@@ -40,12 +40,16 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
         await publish(progress_updated, event)
 
     service = ProgressService(
-        repository, announce, Limits(recent=settings.recent_limit, errors=settings.errors_limit)
+        repository,
+        announce,
+        Limits(recent=settings.recent_limit, errors=settings.errors_limit),
+        concurrent_writes=settings.concurrent_writes,
     )
     handlers.register(broker, settings, service)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        await repository.detect_store()
         await repository.ensure_indexes()
         await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
         try:

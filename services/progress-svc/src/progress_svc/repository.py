@@ -1,8 +1,15 @@
 """The `progress` collection: read, and compare-and-set on `seq`.
 
-No transactions are needed (FerretDB has none): each change is a whole-document
-replace guarded by the `seq` it was computed from, so concurrent replicas never
-lose each other's updates; the loser reads again and recomputes.
+No transactions are needed: each change is a whole-document replace guarded by the
+`seq` it was computed from, so concurrent replicas never lose each other's updates;
+the loser reads again and recomputes.
+
+On FerretDB the guard is left out. Its SQLite backend looks documents up by `_id`
+only; a filter with `seq` as well reads the whole collection (measured: 3 s with a
+thousand jobs under load, against milliseconds), and its replace is not atomic
+anyway, so the guard would cost everything and protect nothing. There, the single
+writer is what keeps updates from being lost: progress-svc's queue has a single
+active consumer (see docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ MAX_CONFLICTS = 100
 
 class ProgressRepository:
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self.client = client
         self.collection: AsyncCollection[Document] = client[database][COLLECTION]
+        self.guard_with_seq = True
+
+    async def detect_store(self) -> None:
+        info = await self.client.admin.command("buildInfo")
+        self.guard_with_seq = "ferretdbVersion" not in info
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("owner", ASCENDING), ("updated_at", DESCENDING)])
@@ -47,7 +60,10 @@ class ProgressRepository:
                 except DuplicateKeyError:
                     continue
                 return new, True
-            result = await self.collection.replace_one({"_id": job_id, "seq": current["seq"]}, new)
+            guard = (
+                {"_id": job_id, "seq": current["seq"]} if self.guard_with_seq else {"_id": job_id}
+            )
+            result = await self.collection.replace_one(guard, new)
             if result.matched_count == 1:
                 return new, True
         raise TransientError(f"too many concurrent changes to progress document {job_id}")

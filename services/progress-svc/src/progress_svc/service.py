@@ -39,10 +39,20 @@ class _JobQueue:
 
 
 class ProgressService:
-    def __init__(self, repository: ProgressRepository, announce: Announce, limits: Limits) -> None:
+    def __init__(
+        self,
+        repository: ProgressRepository,
+        announce: Announce,
+        limits: Limits,
+        concurrent_writes: int = 4,
+    ) -> None:
         self.repository = repository
         self.announce = announce
         self.limits = limits
+        # the store takes one writer at a time (SQLite behind FerretDB): hundreds of jobs
+        # writing at once only fail with "database is locked" and back off; few slots
+        # also let each job's events pile up into bigger batches while they wait
+        self._write_slots = asyncio.Semaphore(concurrent_writes)
         self._jobs: dict[str, _JobQueue] = {}
         self._writers: set[asyncio.Task[None]] = set()
 
@@ -65,8 +75,9 @@ class ProgressService:
         """One job's writer: one write at a time, each taking every event waiting."""
         try:
             while queue.waiting:
-                batch, queue.waiting = queue.waiting, []
-                await self._apply_batch(job_id, batch)
+                async with self._write_slots:
+                    batch, queue.waiting = queue.waiting, []
+                    await self._apply_batch(job_id, batch)
         finally:
             queue.writing = False
             if not queue.waiting:

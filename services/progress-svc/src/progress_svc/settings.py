@@ -15,3 +15,10 @@ class ProgressSettings(ServiceSettings):
     )
     recent_limit: PositiveInt = Field(default=20, description="Latest item results kept per job.")
     errors_limit: PositiveInt = Field(default=200, description="Item errors kept per job.")
+    concurrent_writes: PositiveInt = Field(
+        default=4,
+        description=(
+            "Progress documents written at once. The store serialises writes (SQLite behind "
+            "FerretDB), so more only adds lock contention; raise it for MongoDB."
+        ),
+    )
