@@ -111,3 +111,24 @@ async def test_the_snapshot_stays_first_even_when_an_update_overtakes_it() -> No
     await asyncio.sleep(0.05)
     writer.cancel()
     assert [(f["type"], f["job"]["seq"]) for f in recorder.frames] == [("snapshot", 7)]
+
+
+async def test_an_update_that_overtakes_the_snapshot_read_goes_out_as_the_snapshot() -> None:
+    recorder = Recorder()
+    connection = Connection(ALICE, recorder.send, limit=10, stall_timeout_s=5)
+    connection.subscribe("jobs")
+    writer = asyncio.create_task(connection.run_writer())
+    connection.offer(("jobs", "j1"), {"type": "update", "topic": "jobs", "job": job(8)}, 0.0)
+    await asyncio.sleep(0.02)  # the update is out before the snapshot's read returns
+    for stale in (8, 7):
+        connection.offer(
+            ("jobs", "j1"), {"type": "snapshot", "topic": "jobs", "job": job(stale)}, 0.0
+        )
+    connection.snapshot_sent("jobs")
+    connection.offer(("jobs", "j1"), {"type": "update", "topic": "jobs", "job": job(9)}, 0.0)
+    await asyncio.sleep(0.02)
+    writer.cancel()
+    assert [(f["type"], f["job"]["seq"]) for f in recorder.frames] == [
+        ("snapshot", 8),
+        ("update", 9),
+    ]

@@ -55,11 +55,22 @@ class Connection:
         self.limit = limit
         self.stall_timeout_s = stall_timeout_s
         self.topics: set[str] = set()
+        # topics whose snapshot is being read: an update arriving meanwhile is itself
+        # the first state the client sees, so it goes out as the snapshot
+        self._snapshotting: set[str] = set()
         self._pending: OrderedDict[tuple[str, str], tuple[Frame, float]] = OrderedDict()
         self._sent_seq: dict[tuple[str, str], int] = {}
         self._wakeup = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_reason: tuple[int, str] | None = None
+
+    def subscribe(self, topic: str) -> None:
+        """Listen to `topic` from now on; its snapshot is read next (see `snapshot_sent`)."""
+        self.topics.add(topic)
+        self._snapshotting.add(topic)
+
+    def snapshot_sent(self, topic: str) -> None:
+        self._snapshotting.discard(topic)
 
     def offer(self, key: tuple[str, str], frame: Frame, received: float) -> None:
         """Queue a frame; an update not newer than what the socket has is dropped."""
@@ -71,10 +82,13 @@ class Connection:
                 self._sent_seq.get(key, -1), queued_seq if queued_seq is not None else -1
             ):
                 return
-            if queued and queued[0]["type"] == "snapshot":
+            if key[0] in self._snapshotting or (queued and queued[0]["type"] == "snapshot"):
                 frame = {**frame, "type": "snapshot"}  # still the first frame of the topic
-        elif frame["type"] == "snapshot" and queued and _newer(queued_seq, seq):
-            frame = {**queued[0], "type": "snapshot"}  # an update overtook the snapshot read
+        elif frame["type"] == "snapshot":
+            if seq is not None and seq <= self._sent_seq.get(key, -1):
+                return  # an update overtook the read and went out as the snapshot
+            if queued and _newer(queued_seq, seq):
+                frame = {**queued[0], "type": "snapshot"}  # an update overtook the read
         if queued is not None:
             WS_COALESCED.inc()
         self._pending[key] = (frame, received)

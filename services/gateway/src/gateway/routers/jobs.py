@@ -100,10 +100,13 @@ async def stream_job(
         stall_timeout_s=state.settings.ws_stall_timeout_s,
     )
     topic = JOB_TOPIC_PREFIX + job_id
-    connection.topics.add(topic)
+    connection.subscribe(topic)
     state.hub.add(connection)
+    # read again once subscribed: an update between the first read and now is not lost
+    doc = await progress.find_one({"_id": job_id}) or doc
     snapshot = to_public(doc) if doc is not None else None
     connection.offer((topic, job_id), {"type": "snapshot", "topic": topic, "job": snapshot}, 0.0)
+    connection.snapshot_sent(topic)
 
     async def events() -> AsyncIterator[str]:
         writer = asyncio.create_task(connection.run_writer())

@@ -100,7 +100,14 @@ async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayS
         _error(connection, "too_many_topics", "Trop d'abonnements sur cette connexion.")
         return
     # subscribe first, then read: an update racing the snapshot is kept, not lost
-    connection.topics.add(topic)
+    connection.subscribe(topic)
+    try:
+        await _offer_snapshot(state, connection, topic)
+    finally:
+        connection.snapshot_sent(topic)
+
+
+async def _offer_snapshot(state: GatewayState, connection: Connection, topic: str) -> None:
     visible = visible_to(connection.user)
     if topic == JOBS_TOPIC:
         cursor = state.progress.find(visible).sort("updated_at", -1).limit(JOBS_SNAPSHOT_LIMIT)
