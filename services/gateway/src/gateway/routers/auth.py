@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from gateway.deps import SESSION_COOKIE, CurrentUser, SettingsDep, UsersDep
+from gateway.errors import AUTHENTICATED, error_responses
 from gateway.security import create_access_token
 
 router = APIRouter(prefix="/api", tags=["auth"])
@@ -55,7 +56,7 @@ limiter = LoginRateLimiter()
 @router.post(
     "/auth/token",
     response_model=Token,
-    responses={401: {"description": "Wrong credentials"}, 429: {"description": "Too many tries"}},
+    responses=error_responses(401, 422, 429, e401="Wrong username or password"),
 )
 async def login(
     request: Request,
@@ -102,6 +103,6 @@ async def logout(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE)
 
 
-@router.get("/me", response_model=Me, responses={401: {"description": "Not logged in"}})
+@router.get("/me", response_model=Me, responses=AUTHENTICATED)
 async def me(user: CurrentUser) -> Me:
     return Me(username=user.username, role=user.role.value)

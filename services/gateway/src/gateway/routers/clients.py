@@ -9,8 +9,11 @@ from pydantic import BaseModel, Field
 
 from gateway.colis_rpc import call_colis
 from gateway.deps import CurrentUser, StateDep
+from gateway.errors import AUTHENTICATED, THROUGH_BROKER
 
-router = APIRouter(prefix="/api/clients", tags=["colis"])
+router = APIRouter(
+    prefix="/api/clients", tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER}
+)
 
 
 class Client(BaseModel):

@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 from gateway.colis_rpc import call_colis, read_colis
 from gateway.commands import send_command
 from gateway.deps import CurrentUser, StateDep
+from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
 from gateway.state import GatewayState
 from jauge_shared.contracts import (
     ColisData,
@@ -34,7 +35,7 @@ from jauge_shared.contracts import (
 )
 
 logger = logging.getLogger("gateway.colis")
-router = APIRouter(tags=["colis"])
+router = APIRouter(tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER})
 
 ItemId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 FORM_FIELDS = tuple(ColisData.model_fields)
@@ -211,7 +212,7 @@ async def queue_task(
     "/api/lots/{lot_id}/colis",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses={404: {}, 409: {"description": "Lot not open"}, 413: {}, 415: {}, 422: {}},
+    responses=error_responses(404, 409, 413, 415, e409="The lot is not open"),
 )
 async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, state: StateDep) -> Any:
     """Multipart: the parcel form's fields and an optional `image`. Follow the task on
@@ -247,7 +248,7 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
     "/api/colis/{colis_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses={404: {}, 409: {"description": "Lot not open"}, 413: {}, 415: {}, 422: {}},
+    responses=error_responses(404, 409, 413, 415, e409="The lot is not open"),
 )
 async def update_colis(
     colis_id: ItemId, request: Request, user: CurrentUser, state: StateDep
@@ -284,12 +285,12 @@ async def update_colis(
     return Accepted(task_id=task_id)
 
 
-@router.get("/api/colis/{colis_id}")
+@router.get("/api/colis/{colis_id}", responses=error_responses(404))
 async def get_colis(colis_id: ItemId, user: CurrentUser, state: StateDep) -> Any:
     return await call_colis(state, "get_colis", colis_id=colis_id)
 
 
-@router.get("/api/lots/{lot_id}/colis")
+@router.get("/api/lots/{lot_id}/colis", responses=error_responses(404))
 async def list_lot_colis(
     lot_id: ItemId,
     user: CurrentUser,
@@ -302,7 +303,7 @@ async def list_lot_colis(
 @router.get(
     "/api/colis/{colis_id}/image",
     response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}}}, 404: {}},
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404)},
 )
 async def get_colis_image(
     colis_id: ItemId, user: CurrentUser, state: StateDep, thumbnail: bool = False

@@ -15,13 +15,14 @@ from pydantic import BaseModel
 
 from gateway.commands import send_command
 from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.errors import AUTHENTICATED, error_responses
 from gateway.routers.jobs import find_visible
 from gateway.rpc import ask
 from jauge_shared.contracts import ImportKind, RequestImport
 from jauge_shared.contracts.import_rpc import ImportReport, ImportReportRequest
 from jauge_shared.topology import RK
 
-router = APIRouter(prefix="/api/imports", tags=["imports"])
+router = APIRouter(prefix="/api/imports", tags=["imports"], responses=AUTHENTICATED)
 
 CHUNK = 1024 * 1024
 MAX_FILES = 10_000
@@ -41,7 +42,7 @@ class Accepted(BaseModel):
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses={503: {"description": "Broker unavailable: nothing was accepted"}},
+    responses=error_responses(503),
 )
 async def start_import(body: ImportRequestBody, user: CurrentUser, state: StateDep) -> Accepted:
     """Import the files waiting in the kind's inbox; follow the job on /ws or /api/jobs."""
@@ -102,11 +103,7 @@ async def _save(upload: UploadFile, folder: Path, name: str, max_bytes: int) -> 
     "/upload",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses={
-        400: {"description": "No file, or a file name that is a path"},
-        413: {"description": "A file is larger than the limit"},
-        503: {"description": "Broker unavailable: nothing was accepted"},
-    },
+    responses=error_responses(400, 413, 503),
 )
 async def upload_import(
     kind: Annotated[ImportKind, Form()],
@@ -153,10 +150,7 @@ async def upload_import(
 @router.get(
     "/{job_id}/report",
     response_model=ImportReport,
-    responses={
-        404: {"description": "Unknown, or not the caller's"},
-        504: {"description": "import-svc did not answer in time"},
-    },
+    responses=error_responses(404, 503, 504),
 )
 async def import_report(
     job_id: str, user: CurrentUser, progress: ProgressDep, state: StateDep

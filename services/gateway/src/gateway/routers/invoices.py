@@ -7,14 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.errors import AUTHENTICATED, THROUGH_BROKER
 from gateway.rpc import ask
 from jauge_shared.contracts.import_rpc import InvoiceList, InvoiceSearchRequest
 from jauge_shared.topology import RK
 
-router = APIRouter(prefix="/api/invoices", tags=["invoices"])
+router = APIRouter(
+    prefix="/api/invoices", tags=["invoices"], responses={**AUTHENTICATED, **THROUGH_BROKER}
+)
 
 
-@router.get("", response_model=InvoiceList, responses={504: {"description": "No answer in time"}})
+@router.get("", response_model=InvoiceList)
 async def list_invoices(
     user: CurrentUser,
     progress: ProgressDep,

@@ -12,11 +12,12 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.errors import AUTHENTICATED, error_responses
 from gateway.hub import JOB_TOPIC_PREFIX, Connection
 from gateway.users import User
 from jauge_shared.contracts import ProgressDocument, ProgressStatus
 
-router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
 SSE_HEARTBEAT_S = 15.0
 NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
@@ -63,7 +64,7 @@ async def list_jobs(
     "/{job_id}",
     response_model=ProgressDocument,
     response_model_by_alias=True,
-    responses={404: {"description": "Unknown, or not the caller's"}},
+    responses=error_responses(404),
 )
 async def get_job(job_id: str, user: CurrentUser, progress: ProgressDep) -> dict[str, Any]:
     return await find_visible(progress, user, job_id)
@@ -74,7 +75,7 @@ async def get_job(job_id: str, user: CurrentUser, progress: ProgressDep) -> dict
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "snapshot, then updates"},
-        404: {"description": "Not the caller's"},
+        **error_responses(404),
     },
 )
 async def stream_job(

@@ -10,9 +10,12 @@ from pydantic import BaseModel
 
 from gateway.colis_rpc import call_colis
 from gateway.deps import CurrentUser, StateDep
+from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
 from jauge_shared.contracts import TransportType
 
-router = APIRouter(prefix="/api/lots", tags=["colis"])
+router = APIRouter(
+    prefix="/api/lots", tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER}
+)
 
 LotId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -46,12 +49,12 @@ async def list_lots(
     return await call_colis(state, "list_lots", statut=statut, limit=limit)
 
 
-@router.get("/{lot_id}", response_model=Lot)
+@router.get("/{lot_id}", response_model=Lot, responses=error_responses(404))
 async def get_lot(lot_id: LotId, user: CurrentUser, state: StateDep) -> Any:
     return await call_colis(state, "get_lot", lot_id=lot_id)
 
 
-@router.post("/{lot_id}/close", response_model=Lot)
+@router.post("/{lot_id}/close", response_model=Lot, responses=error_responses(404))
 async def close_lot(lot_id: LotId, user: CurrentUser, state: StateDep) -> Any:
     """No parcel can be added to a closed lot. Closing a closed lot changes nothing."""
     return await call_colis(state, "close_lot", lot_id=lot_id)

@@ -8,8 +8,11 @@ from fastapi import APIRouter
 
 from gateway.colis_rpc import call_colis
 from gateway.deps import CurrentUser, StateDep
+from gateway.errors import AUTHENTICATED, THROUGH_BROKER
 
-router = APIRouter(prefix="/api/tariffs", tags=["colis"])
+router = APIRouter(
+    prefix="/api/tariffs", tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER}
+)
 
 
 @router.get("")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.colis_rpc import ask_control
 from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.errors import AUTHENTICATED, error_responses
 from gateway.routers.jobs import to_public, visible_to
 from gateway.users import User
 from jauge_shared.contracts import (
@@ -27,7 +28,7 @@ from jauge_shared.contracts import (
     TransportType,
 )
 
-router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=AUTHENTICATED)
 
 TaskId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 KINDS = ["colis.create", "colis.update"]
@@ -199,13 +200,18 @@ async def find_task(progress: ProgressDep, user: User, task_id: str) -> dict[str
     return doc
 
 
-@router.get("/{task_id}")
+@router.get("/{task_id}", responses=error_responses(404))
 async def get_task(task_id: TaskId, user: CurrentUser, progress: ProgressDep) -> dict[str, Any]:
     doc = await find_task(progress, user, task_id)
     return present(doc, user, await average_durations(progress), datetime.now(UTC))
 
 
-@router.post("/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/{task_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=error_responses(403, 404, 409, 503, e409="Only a failed task can be retried"),
+)
 async def retry_task(
     task_id: TaskId,
     user: CurrentUser,
@@ -233,7 +239,12 @@ async def retry_task(
     return Accepted(task_id=task_id, **result)
 
 
-@router.post("/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/{task_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=error_responses(404, 409, 503, e409="The task has already ended"),
+)
 async def cancel_task(
     task_id: TaskId, user: CurrentUser, progress: ProgressDep, state: StateDep
 ) -> Accepted:
