@@ -8,7 +8,9 @@ Measures, in one run, on the real broker and store:
 3. end-to-end latency, publish → WebSocket frame, at 100 and 1,000 events/s and flat out;
 4. the seed's design (one row updated under a lock, browsers polling every second)
    against push, with the same store and the same number of browsers: staleness and
-   store reads per second.
+   store reads per second;
+5. the accept latency of POST /api/imports and POST /api/lots/{id}/colis, 50 clients
+   at once, while events keep the pipeline busy.
 Prints a table and writes reports/bench/pipeline.json.
 """
 
@@ -328,11 +330,102 @@ async def polling_vs_push(
     }
 
 
+async def accept_under_load(
+    env: BenchEnv, gateway: str, token: str, clients: int, seconds: float, load_rate: float
+) -> dict[str, Any]:
+    """What an agent waits for a 202 while the pipeline is busy.
+
+    Half the clients start imports, half register parcels (no photo), each posting again
+    as soon as it has its answer; meanwhile `load_rate` file.imported events per second
+    flow through progress-svc, and the parcels themselves run in colis-svc.
+    """
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=gateway, headers=headers, timeout=60, limits=limits
+    ) as http:
+        lot = (await http.post("/api/lots", json={"type_lot": "cargo"})).json()
+        routes = {
+            "imports": lambda: http.post("/api/imports", json={"kind": "edi"}),
+            "colis": lambda: http.post(f"/api/lots/{lot['id']}/colis", data=COLIS_FORM),
+        }
+        answers: dict[str, list[float]] = {name: [] for name in routes}
+        refused: list[str] = []
+        deadline = time.perf_counter() + seconds
+
+        async def agent(route: str) -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                response = await routes[route]()
+                if response.status_code == 202:
+                    answers[route].append((time.perf_counter() - t0) * 1000)
+                else:
+                    refused.append(f"{route} {response.status_code} {response.text[:120]}")
+
+        load = asyncio.create_task(steady_load(env, load_rate, seconds))
+        await asyncio.gather(*(agent(list(routes)[i % 2]) for i in range(clients)))
+        load_achieved = await load
+    return {
+        "clients": clients,
+        "load_target_per_s": load_rate,
+        "load_achieved_per_s": round(load_achieved, 1),
+        "refused": len(refused),
+        "refused_examples": refused[:3],
+        **{
+            route: {
+                "requests": len(ms),
+                **{k: round(v, 1) for k, v in percentiles(ms).items()},
+                "max": round(max(ms), 1) if ms else None,
+            }
+            for route, ms in answers.items()
+        },
+    }
+
+
+COLIS_FORM = {
+    "client_id": "cli-demo-1",
+    "type_transport": "cargo",
+    "longueur": "50",
+    "largeur": "40",
+    "hauteur": "30",
+    "poids": "7.5",
+    "mode_paiement": "comptant",
+    "description": "bench",
+}
+
+
+async def steady_load(env: BenchEnv, rate: float, seconds: float) -> float:
+    """file.imported events for 100 jobs at `rate` per second; returns the rate achieved."""
+    jobs = [f"load-{j}" for j in range(100)]
+    connection = await aio_pika.connect(env.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("jauge.events")
+        total = int(rate * seconds)
+        await publish_all(
+            exchange,
+            [("import.started", started(j, total).model_dump_json().encode()) for j in jobs],
+        )
+        t0 = time.perf_counter()
+        sent = 0
+        while sent < total:
+            # one tick a tenth of a second: publish what the rate allows so far
+            due = min(total, int((time.perf_counter() - t0) * rate) + 1)
+            batch = [
+                ("file.imported", file_event(jobs[i % 100], i).model_dump_json().encode())
+                for i in range(sent, due)
+            ]
+            await publish_all(exchange, batch)
+            sent = due
+            await asyncio.sleep(0.1)
+        return sent / (time.perf_counter() - t0)
+
+
 def step(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-STEPS = ("ceiling", "throughput", "latency", "polling")
+STEPS = ("ceiling", "throughput", "latency", "polling", "accept")
 
 
 def py_spy() -> str:
@@ -388,6 +481,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         stack = env.stack()
         progress = stack.start("progress-svc")
         gateway = stack.start("gateway")
+        if "accept" in steps:
+            stack.start("import-svc")
+            stack.start("colis-svc")
         stack.wait_ready()
         add_user(env.env(), "admin", "admin", "bench-password")
         async with httpx.AsyncClient(base_url=gateway.url) as client:
@@ -423,6 +519,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     files=300 if args.quick else 600,
                     browsers=50,
                     rate=50.0,
+                )
+            if "accept" in steps:
+                step("accept latency under load")
+                results["accept"] = await accept_under_load(
+                    env,
+                    gateway.url,
+                    token,
+                    clients=50,
+                    seconds=10 if args.quick else 30,
+                    load_rate=500.0 if args.quick else 1000.0,
                 )
         finally:
             stack.stop_all()
@@ -471,6 +577,18 @@ def report(results: dict[str, Any]) -> None:
                 f"p50 {pp['push']['p50']} ms  p99 {pp['push']['p99']} ms, 0 store reads/s",
             )
         )
+    accept = results.get("accept")
+    if accept:
+        for route, path in (("imports", "POST /api/imports"), ("colis", "POST .../colis")):
+            r = accept[route]
+            rows.append(
+                (
+                    f"{path}, {accept['clients']} clients, "
+                    f"{accept['load_achieved_per_s']:.0f} events/s",
+                    f"p50 {r['p50']} ms  p95 {r['p95']} ms  p99 {r['p99']} ms "
+                    f"({r['requests']} answers, {accept['refused']} refused)",
+                )
+            )
     print(table(rows))
 
 
