@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 PY := .venv/bin/python
 INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
 
-.PHONY: help deps infra-start infra-stop run test test-slow browser validate-deploy bench bench-import bench-colis lint typecheck pytest format clean
+.PHONY: help deps infra-start infra-stop run test test-slow browser validate-deploy bench bench-import bench-colis bench-ws lint typecheck pytest format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ bench-import: infra-start ## an EDI import of 2,000 files, 2 import-svc replicas
 
 bench-colis: infra-start ## parcel forms under 50 concurrent agents, then the pipeline's throughput
 	$(PY) bench/colis_bench.py
+
+bench-ws: infra-start ## 5,000 WebSocket clients on one gateway, 5% never reading: latency, memory
+	$(PY) bench/ws_bench.py
 
 validate-deploy: ## offline checks of deploy/: compose schema, hadolint, kustomize+kubeconform, promtool, dashboard
 	deploy/validate.sh

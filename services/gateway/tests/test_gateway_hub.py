@@ -132,3 +132,27 @@ async def test_an_update_that_overtakes_the_snapshot_read_goes_out_as_the_snapsh
         ("snapshot", 8),
         ("update", 9),
     ]
+
+
+async def test_subscriptions_follow_subscribe_unsubscribe_and_leave_nothing_behind() -> None:
+    recorder = Recorder()
+    connection = Connection(ALICE, recorder.send, limit=10, stall_timeout_s=5)
+    hub = Hub()
+    hub.add(connection)
+    connection.subscribe("job:j1")
+    connection.snapshot_sent("job:j1")
+    writer = asyncio.create_task(connection.run_writer())
+    hub.dispatch(job(1))
+    hub.dispatch(job(1, job_id="j2"))
+    await asyncio.sleep(0.02)
+    connection.unsubscribe("job:j1")
+    hub.dispatch(job(2))
+    connection.subscribe("job:j2")
+    connection.snapshot_sent("job:j2")
+    hub.dispatch(job(2, job_id="j2"))
+    await asyncio.sleep(0.02)
+    writer.cancel()
+    assert [(f["job"]["id"], f["job"]["seq"]) for f in recorder.frames] == [("j1", 1), ("j2", 2)]
+    hub.remove(connection)
+    hub.dispatch(job(3, job_id="j2"))
+    assert hub._by_topic == {} and hub.connections == set()

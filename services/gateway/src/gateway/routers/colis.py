@@ -200,8 +200,12 @@ async def queue_task(
     upload_id: str | None,
 ) -> None:
     try:
-        await send_command(state, event)  # type: ignore[arg-type]
-        await send_command(state, command)
+        # both confirms awaited at once; their order does not matter, since progress-svc
+        # drops a step older than the one it has (the pending event is seq 0)
+        await asyncio.gather(
+            send_command(state, event),  # type: ignore[arg-type]
+            send_command(state, command),
+        )
     except HTTPException:
         if upload_id:
             (state.settings.data_dir / "uploads" / "colis" / upload_id).unlink(missing_ok=True)

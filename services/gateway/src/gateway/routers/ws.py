@@ -94,7 +94,7 @@ async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayS
         _error(connection, "bad_topic", "Sujet invalide : « jobs » ou « job:<id> » attendu.")
         return
     if op == "unsubscribe":
-        connection.topics.discard(topic)
+        connection.unsubscribe(topic)
         return
     if len(connection.topics) >= MAX_TOPICS:
         _error(connection, "too_many_topics", "Trop d'abonnements sur cette connexion.")
