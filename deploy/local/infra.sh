@@ -20,6 +20,10 @@ CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/jauge
 FERRETDB_VERSION=v1.24.2
 FERRETDB_MODULE=github.com/FerretDB/FerretDB
 FERRETDB_BIN=$TOOLS/bin/ferretdb
+# the patches applied to the FerretDB source (see install_ferretdb); change the build id
+# with them, so a binary built without them is rebuilt
+FERRETDB_PATCHES=("$ROOT/deploy/local/ferretdb-sqlite-id-index.patch")
+FERRETDB_BUILD=$FERRETDB_VERSION+jauge.1
 RABBIT_NODE=jauge@localhost
 RABBIT_HOME=$VAR/rabbitmq
 FERRET_HOME=$VAR/ferretdb
@@ -57,16 +61,21 @@ install_rabbitmq() {
     apt-get install -y -qq --no-install-recommends rabbitmq-server curl >/dev/null
 }
 
+ferretdb_built() {  # $1: a binary; true if it is this build
+  [ -x "$1" ] && [ "$(cat "$1.build" 2>/dev/null)" = "$FERRETDB_BUILD" ] &&
+    "$1" --version 2>/dev/null | grep -q "$FERRETDB_VERSION"
+}
+
 install_ferretdb() {
-  if [ -x "$FERRETDB_BIN" ] && "$FERRETDB_BIN" --version 2>/dev/null | grep -q "$FERRETDB_VERSION"; then
-    log "ferretdb $FERRETDB_VERSION: built"
+  if ferretdb_built "$FERRETDB_BIN"; then
+    log "ferretdb $FERRETDB_BUILD: built"
     return
   fi
   mkdir -p "$TOOLS/bin" "$CACHE"
-  local cached=$CACHE/ferretdb-$FERRETDB_VERSION
-  if [ -x "$cached" ] && "$cached" --version 2>/dev/null | grep -q "$FERRETDB_VERSION"; then
-    log "ferretdb $FERRETDB_VERSION: from the build cache"
-    cp "$cached" "$FERRETDB_BIN"
+  local cached=$CACHE/ferretdb-$FERRETDB_BUILD
+  if ferretdb_built "$cached"; then
+    log "ferretdb $FERRETDB_BUILD: from the build cache"
+    cp "$cached" "$FERRETDB_BIN" && cp "$cached.build" "$FERRETDB_BIN.build"
     return
   fi
   command -v go >/dev/null || { log "Go is needed to build FerretDB"; exit 1; }
@@ -83,8 +92,14 @@ install_ferretdb() {
   rm -rf "$src"; mkdir -p "$(dirname "$src")"
   cp -r "$dir" "$src"; chmod -R u+w "$src"
   echo "$FERRETDB_VERSION" > "$src/build/version/version.txt"
+  local patch
+  for patch in "${FERRETDB_PATCHES[@]}"; do
+    (cd "$src" && git apply "$patch") || { log "could not apply $patch"; exit 1; }
+  done
   (cd "$src" && GOBIN="$TOOLS/bin" GOFLAGS=-buildvcs=false go install ./cmd/ferretdb)
+  echo "$FERRETDB_BUILD" > "$FERRETDB_BIN.build"
   cp "$FERRETDB_BIN" "$cached.tmp" && mv "$cached.tmp" "$cached"
+  cp "$FERRETDB_BIN.build" "$cached.build"
   rm -rf "$src"
 }
 

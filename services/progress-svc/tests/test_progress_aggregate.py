@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,12 @@ from jauge_shared.contracts import (
     TaskStatus,
     stable_event_id,
 )
-from progress_svc.aggregate import apply_event, public_view
+from progress_svc.aggregate import (
+    ItemsStillInFlightError,
+    apply_event,
+    apply_events,
+    public_view,
+)
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
@@ -193,7 +199,6 @@ def test_the_end_waits_for_items_still_in_flight() -> None:
 def test_applying_an_event_leaves_the_previous_document_untouched() -> None:
     """The service may drop a computed document (a failed write), so the one it came
     from must still be exactly what the store holds."""
-    import copy
 
     events = [started(total=3), file("j1", "a"), file("j1", "b", ok=False), finished()]
     doc = None
@@ -202,3 +207,41 @@ def test_applying_an_event_leaves_the_previous_document_untouched() -> None:
         new = apply_event(doc, event)
         assert doc == before
         doc = new if new is not None else doc
+
+
+def test_a_batch_gives_the_same_document_as_its_events_one_by_one() -> None:
+    events = [
+        started(total=4),
+        file("j1", "a"),
+        file("j1", "b", ok=False),
+        file("j1", "a"),  # a duplicate within the batch
+        finished(),  # says 0 processed: ends the job, so the next file changes nothing
+        file("j1", "c"),
+    ]
+    one_by_one = None
+    expected = []
+    for event in events:
+        try:
+            new = apply_event(one_by_one, event)
+        except Exception as e:
+            expected.append(type(e))
+            continue
+        expected.append(new is not None)
+        one_by_one = new if new is not None else one_by_one
+    stored = apply_event(None, started(total=4))
+    before = copy.deepcopy(stored)
+    batched, outcomes = apply_events(stored, events[1:])
+    assert stored == before
+    assert [type(o) if isinstance(o, Exception) else o for o in outcomes] == expected[1:]
+    assert batched == one_by_one
+    assert batched is not None and batched["status"] == "completed"
+    assert (batched["processed"], len(batched["_seen"])) == (2, 2)
+
+
+def test_an_event_that_fails_in_a_batch_leaves_no_trace_and_the_others_apply() -> None:
+    early_end = ImportFinished(
+        producer="t", job_id="j1", status=ImportStatus.COMPLETED, processed=3, occurred_at=T0
+    )
+    doc, outcomes = apply_events(None, [started(total=3), file("j1", "a"), early_end])
+    assert outcomes[:2] == [True, True] and isinstance(outcomes[2], ItemsStillInFlightError)
+    assert doc is not None and (doc["status"], doc["processed"], doc["seq"]) == ("running", 1, 2)

@@ -8,8 +8,9 @@ A document is a plain dict shaped like `ProgressDocument`, plus private fields
 - `_task_seq`: the colis pipeline's own per-task `seq` of the last applied step, so a
   late or reordered step never moves a task backwards.
 
-`apply_event` returns the new document, or None when the event changes nothing
-(a duplicate, a stale step, anything after the terminal status).
+`apply_events` applies a batch of one job's events in order: the new document, or None
+when no event changes anything (a duplicate, a stale step, anything after the terminal
+status), and each event's outcome. `apply_event` is the same for one event.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ class ItemsStillInFlightError(TransientError):
 class Limits:
     recent: int = 20
     errors: int = 200
+
+
+@dataclass
+class _Batch:
+    """What the events of one batch share: the limits, and `_seen` as a set.
+
+    A job of 20,000 files carries 20,000 ids in `_seen`: looking one up in the list, or
+    copying the list for each event, made a big job quadratic (profiled), so a batch
+    copies the list once, appends to its own copy and looks ids up in this set.
+    """
+
+    limits: Limits
+    seen: set[str]
 
 
 def import_title(kind: str) -> str:
@@ -120,7 +134,7 @@ def _refresh_figures(doc: Document, now: datetime) -> None:
     doc["updated_at"] = now
 
 
-def _on_queued(doc: Document | None, event: ImportQueued, limits: Limits) -> Document | None:
+def _on_queued(doc: Document | None, event: ImportQueued, batch: _Batch) -> Document | None:
     if doc is None:
         doc = _new_document(
             event, f"import.{event.kind.value}", event.user_id, event.title, ProgressStatus.QUEUED
@@ -140,7 +154,7 @@ def _on_queued(doc: Document | None, event: ImportQueued, limits: Limits) -> Doc
     return doc
 
 
-def _on_started(doc: Document | None, event: ImportStarted, limits: Limits) -> Document | None:
+def _on_started(doc: Document | None, event: ImportStarted, batch: _Batch) -> Document | None:
     if doc is None:
         doc = _new_document(
             event, f"import.{event.kind.value}", event.user_id, event.title, ProgressStatus.RUNNING
@@ -161,31 +175,33 @@ def _on_started(doc: Document | None, event: ImportStarted, limits: Limits) -> D
     return doc
 
 
-def _on_file(doc: Document | None, event: FileImported, limits: Limits) -> Document | None:
+def _on_file(doc: Document | None, event: FileImported, batch: _Batch) -> Document | None:
     key = str(event.event_id)
     if doc is None:
         # an item that overtook import.started: count it, the start fills in the rest
         doc = _new_document(event, "import", "", "", ProgressStatus.RUNNING)
-    elif doc["status"] in TERMINAL or key in doc["_seen"]:
+    elif doc["status"] in TERMINAL or key in batch.seen:
         return None
     if doc["total"] and doc["processed"] >= doc["total"]:
         return None
-    doc["_seen"] = [*doc["_seen"], key]
     doc["processed"] += 1
     result = {"item": event.item, "ok": event.ok, "error": event.error, "at": event.occurred_at}
     if not event.ok:
         doc["failed"] += 1
-        doc["errors"] = [*doc["errors"], result][-limits.errors :]
-    doc["recent"] = [result, *doc["recent"]][: limits.recent]
+        doc["errors"] = [*doc["errors"], result][-batch.limits.errors :]
+    doc["recent"] = [result, *doc["recent"]][: batch.limits.recent]
     doc["message"] = (
         f"{event.item} importé" if event.ok else f"Erreur sur {event.item} : {event.error}"
     )
     _refresh_figures(doc, event.occurred_at)
+    # last, so an event that failed above leaves no trace: the list is the batch's own
+    doc["_seen"].append(key)
+    batch.seen.add(key)
     return doc
 
 
 def _on_cleanup(
-    doc: Document | None, event: ImportCleanupStarted, limits: Limits
+    doc: Document | None, event: ImportCleanupStarted, batch: _Batch
 ) -> Document | None:
     if doc is None or doc["status"] != ProgressStatus.RUNNING.value:
         return None
@@ -197,7 +213,7 @@ def _on_cleanup(
     return doc
 
 
-def _on_finished(doc: Document | None, event: ImportFinished, limits: Limits) -> Document | None:
+def _on_finished(doc: Document | None, event: ImportFinished, batch: _Batch) -> Document | None:
     if doc is None:
         doc = _new_document(event, "import", "", "", ProgressStatus.RUNNING)
     elif doc["status"] in TERMINAL:
@@ -233,7 +249,7 @@ def _on_finished(doc: Document | None, event: ImportFinished, limits: Limits) ->
     return doc
 
 
-def _on_step(doc: Document | None, event: ColisStepChanged, limits: Limits) -> Document | None:
+def _on_step(doc: Document | None, event: ColisStepChanged, batch: _Batch) -> Document | None:
     if doc is None:
         doc = _new_document(
             event, f"colis.{event.operation.value}", event.user_id, "", ProgressStatus.QUEUED
@@ -263,7 +279,7 @@ def _on_step(doc: Document | None, event: ColisStepChanged, limits: Limits) -> D
     )
     if event.error:
         entry = {"item": event.step, "ok": False, "error": event.error, "at": event.occurred_at}
-        doc["errors"] = [*doc["errors"], entry][-limits.errors :]
+        doc["errors"] = [*doc["errors"], entry][-batch.limits.errors :]
     if doc.get("started_at") is None and event.status is not TaskStatus.PENDING:
         doc["started_at"] = event.occurred_at
     doc["finished_at"] = event.occurred_at if status.value in TERMINAL else None
@@ -290,14 +306,42 @@ _HANDLERS: dict[type[Event], Any] = {
 PROGRESS_EVENTS: tuple[type[Event], ...] = tuple(_HANDLERS)
 
 
+Outcome = bool | Exception
+
+
+def apply_events(
+    doc: Document | None, events: list[Event], limits: Limits = Limits()
+) -> tuple[Document | None, list[Outcome]]:
+    """The document after `events` in order (None if none changes it), and each event's
+    outcome: True if applied, False if it changed nothing, or the exception it raised
+    (that event alone is left out). `doc` itself is left untouched."""
+    work = doc
+    if work is not None and "_seen" in work:
+        work = {**work, "_seen": list(work["_seen"])}
+    batch = _Batch(limits, set(work["_seen"]) if work is not None and "_seen" in work else set())
+    outcomes: list[Outcome] = []
+    for event in events:
+        try:
+            # handlers replace nested values rather than mutate them (but for the
+            # batch's own `_seen`), so a shallow copy keeps `work` as it was on failure
+            new = _HANDLERS[type(event)](dict(work) if work is not None else None, event, batch)
+        except Exception as e:
+            outcomes.append(e)
+            continue
+        if new is None:
+            outcomes.append(False)
+            continue
+        new["seq"] = (work["seq"] if work is not None else 0) + 1
+        work = new
+        outcomes.append(True)
+    return (work if any(o is True for o in outcomes) else None), outcomes
+
+
 def apply_event(doc: Document | None, event: Event, limits: Limits = Limits()) -> Document | None:
     """The document after `event`, or None if the event changes nothing."""
-    handler = _HANDLERS[type(event)]
-    # handlers replace nested values and never mutate them, so a shallow copy leaves
-    # `doc` intact; a deep copy of `_seen` per event made big jobs quadratic (profiled)
-    new: Document | None = handler(dict(doc) if doc is not None else None, event, limits)
-    if new is not None:
-        new["seq"] = (doc["seq"] if doc is not None else 0) + 1
+    new, (outcome,) = apply_events(doc, [event], limits)
+    if isinstance(outcome, Exception):
+        raise outcome
     return new
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Histogram
 
 from jauge_shared.contracts import Event, ProgressDocument, ProgressUpdated
-from progress_svc.aggregate import Document, Limits, apply_event, public_view
+from progress_svc.aggregate import Document, Limits, Outcome, apply_events, public_view
 from progress_svc.repository import ProgressRepository
 
 logger = logging.getLogger("progress_svc")
@@ -44,14 +44,14 @@ class ProgressService:
         repository: ProgressRepository,
         announce: Announce,
         limits: Limits,
-        concurrent_writes: int = 4,
+        concurrent_writes: int = 16,
     ) -> None:
         self.repository = repository
         self.announce = announce
         self.limits = limits
-        # the store takes one writer at a time (SQLite behind FerretDB): hundreds of jobs
-        # writing at once only fail with "database is locked" and back off; few slots
-        # also let each job's events pile up into bigger batches while they wait
+        # hundreds of jobs writing at once only make SQLite (behind FerretDB) answer
+        # "database is locked" and back off; a bounded number of slots also lets each
+        # job's events pile up into bigger batches while they wait
         self._write_slots = asyncio.Semaphore(concurrent_writes)
         self._jobs: dict[str, _JobQueue] = {}
         self._writers: set[asyncio.Task[None]] = set()
@@ -86,20 +86,13 @@ class ProgressService:
     async def _apply_batch(
         self, job_id: str, batch: list[tuple[Event, asyncio.Future[bool]]]
     ) -> None:
-        outcomes: dict[int, bool | BaseException] = {}
+        events = [event for event, _ in batch]
+        outcomes: list[Outcome] = []
 
         def compute(current: Document | None) -> Document | None:
-            outcomes.clear()
-            doc = current
-            for index, (event, _) in enumerate(batch):
-                try:
-                    new = apply_event(doc, event, self.limits)
-                except Exception as e:  # this event only; the others still apply
-                    outcomes[index] = e
-                    continue
-                outcomes[index] = new is not None
-                doc = new if new is not None else doc
-            return doc if doc is not current else None
+            nonlocal outcomes
+            doc, outcomes = apply_events(current, events, self.limits)
+            return doc
 
         try:
             doc, _ = await self.repository.change(job_id, compute)
@@ -119,8 +112,7 @@ class ProgressService:
                     future.set_exception(e)
             return
         BATCH_SIZE.observe(len(batch))
-        for index, (_, future) in enumerate(batch):
-            outcome = outcomes.get(index, False)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
             if isinstance(outcome, BaseException):
