@@ -245,3 +245,70 @@ def test_an_event_that_fails_in_a_batch_leaves_no_trace_and_the_others_apply() -
     doc, outcomes = apply_events(None, [started(total=3), file("j1", "a"), early_end])
     assert outcomes[:2] == [True, True] and isinstance(outcomes[2], ItemsStillInFlightError)
     assert doc is not None and (doc["status"], doc["processed"], doc["seq"]) == ("running", 1, 2)
+
+
+# a run that fails at the image, is retried and completes, as colis-svc emits it
+RETRIED_RUN = [
+    (TaskStatus.PENDING, 0, None, 0),
+    (TaskStatus.PROCESSING, 10, None, 0),
+    (TaskStatus.IMAGE_UPLOADING, 40, None, 0),
+    (TaskStatus.FAILED_RETRY, 40, "Panne simulée", 0),
+    (TaskStatus.PENDING, 0, None, 1),
+    (TaskStatus.PROCESSING, 10, None, 1),
+    (TaskStatus.CREATION, 60, "Stockage lent", 1),
+    (TaskStatus.COMPLETED, 100, None, 1),
+]
+
+
+def retried_run() -> list[ColisStepChanged]:
+    return [
+        step(seq, status, percent).model_copy(update={"error": error, "retry_count": retries})
+        for seq, (status, percent, error, retries) in enumerate(RETRIED_RUN)
+    ]
+
+
+@given(st.permutations(range(len(RETRIED_RUN))), st.lists(st.integers(0, 7), max_size=8))
+def test_reordered_and_repeated_steps_end_as_the_steps_in_order(
+    order: list[int], repeats: list[int]
+) -> None:
+    steps = retried_run()
+    clean = run(steps)
+    messy = run([steps[i] for i in order] + [steps[i] for i in repeats])
+    assert clean is not None and messy is not None
+    # `seq` counts the changes applied, which differ; everything else is the same
+    assert {**messy, "seq": 0} == {**clean, "seq": 0}
+    assert [e["error"] for e in clean["errors"]] == ["Panne simulée", "Stockage lent"]
+
+
+def test_a_late_failed_step_redelivered_after_a_write_is_not_added_twice() -> None:
+    """The stored document has millisecond dates: the redelivered step's own date has
+    microseconds, and must still be recognised."""
+    failed = ColisStepChanged(
+        producer="t",
+        job_id="t1",
+        task_id="t1",
+        user_id="alice",
+        lot_id="L1",
+        operation=ColisOperation.CREATE,
+        status=TaskStatus.FAILED_RETRY,
+        step="Calcul du prix",
+        percent=80,
+        seq=3,
+        error="Base indisponible",
+        occurred_at=T0 + timedelta(seconds=3, microseconds=123456),
+    )
+    done = failed.model_copy(
+        update={
+            "status": TaskStatus.COMPLETED,
+            "step": "Colis finalisé",
+            "percent": 100,
+            "seq": 7,
+            "error": None,
+            "occurred_at": T0 + timedelta(seconds=7),
+        }
+    )
+    doc = apply_event(apply_event(None, done), failed)
+    assert doc is not None and len(doc["errors"]) == 1
+    stored = copy.deepcopy(doc)
+    stored["errors"][0]["at"] = stored["errors"][0]["at"].replace(microsecond=123000)
+    assert apply_event(stored, failed) is None

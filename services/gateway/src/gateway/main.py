@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from faststream import AckPolicy
 from faststream.rabbit.fastapi import RabbitRouter
 from prometheus_client import REGISTRY
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.hub import Hub
 from gateway.routers import (
@@ -143,11 +145,34 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=422,
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if unreadable_body(exc):
+            return JSONResponse(
+                {
+                    "detail": "Requête invalide : le corps de la requête est illisible.",
+                    "errors": [{"field": "body", "message": "corps illisible"}],
+                },
+                status_code=422,
+            )
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, HTTPException):
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
         return JSONResponse({"detail": "Erreur interne : l'incident a été enregistré."}, 500)
+
+
+# What FastAPI raises, in English and as an undocumented 400, when a body cannot even be
+# decoded (bytes that are not UTF-8 under a JSON content type, a broken multipart).
+_FASTAPI_UNREADABLE_BODY = "There was an error parsing the body"
+
+
+def unreadable_body(exc: StarletteHTTPException) -> bool:
+    """A body that cannot be decoded is a 422 like malformed JSON (FastAPI's json_invalid),
+    with the same French shape, rather than FastAPI's English 400 that no route documents."""
+    return exc.status_code == 400 and exc.detail == _FASTAPI_UNREADABLE_BODY
 
 
 def listening_socket(config: uvicorn.Config, stall_timeout_s: float) -> socket.socket:

@@ -6,11 +6,12 @@ A document is a plain dict shaped like `ProgressDocument`, plus private fields
 - `_seen`: ids of the item events already counted, so a redelivered event is not
   counted twice (the id is stable for one piece of work, see `stable_event_id`);
 - `_task_seq`: the colis pipeline's own per-task `seq` of the last applied step, so a
-  late or reordered step never moves a task backwards.
+  late or reordered step never moves a task backwards (it only adds to the history:
+  when the task began, its error).
 
 `apply_events` applies a batch of one job's events in order: the new document, or None
-when no event changes anything (a duplicate, a stale step, anything after the terminal
-status), and each event's outcome. `apply_event` is the same for one event.
+when no event changes anything (a duplicate, a stale step that adds nothing, anything
+after the terminal status), and each event's outcome. `apply_event` is the same for one event.
 """
 
 from __future__ import annotations
@@ -256,7 +257,9 @@ def _on_step(doc: Document | None, event: ColisStepChanged, batch: _Batch) -> Do
         )
         doc.pop("_seen")
         doc["_task_seq"] = -1
-    elif event.seq <= doc.get("_task_seq", -1) or doc.get("step_status") in FINAL_TASK_STATUSES:
+    elif event.seq < doc.get("_task_seq", -1):
+        return _merge_late_step(doc, event, batch)
+    elif event.seq == doc.get("_task_seq", -1) or doc.get("step_status") in FINAL_TASK_STATUSES:
         return None
     status = _TASK_TO_PROGRESS.get(event.status, ProgressStatus.RUNNING)
     doc.update(
@@ -286,6 +289,37 @@ def _on_step(doc: Document | None, event: ColisStepChanged, batch: _Batch) -> Do
     _refresh_figures(doc, event.occurred_at)
     doc["percent"] = float(event.percent)
     return doc
+
+
+def _merge_late_step(doc: Document, event: ColisStepChanged, batch: _Batch) -> Document | None:
+    """A step older than the one shown: it never moves the task backwards, but what it
+    adds to the history is kept (when the task began, its error), so the document ends
+    as after the steps in order. None if it adds nothing (a duplicate, say)."""
+    before = (doc["created_at"], doc.get("started_at"), doc["errors"])
+    doc["created_at"] = min(doc["created_at"], event.occurred_at)
+    if event.status is not TaskStatus.PENDING:
+        started = doc.get("started_at") or event.occurred_at
+        doc["started_at"] = min(started, event.occurred_at)
+    if event.error:
+        entry = {"item": event.step, "ok": False, "error": event.error, "at": event.occurred_at}
+        if _error_key(entry) not in {_error_key(e) for e in doc["errors"]}:
+            # in time order, as the steps happened; the list keeps the latest errors
+            errors = sorted([*doc["errors"], entry], key=lambda e: e["at"])
+            doc["errors"] = errors[-batch.limits.errors :]
+    if (doc["created_at"], doc.get("started_at"), doc["errors"]) == before:
+        return None
+    _refresh_figures(doc, doc["updated_at"])
+    doc["percent"] = float(doc["processed"])
+    return doc
+
+
+def _error_key(entry: Document) -> tuple[Any, ...]:
+    """An error entry as the store keeps it: BSON dates have milliseconds, so an entry
+    read back differs from the event it came from in its microseconds."""
+    at = entry["at"]
+    if isinstance(at, datetime):
+        at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    return (entry["item"], entry["error"], at)
 
 
 def _task_title(event: ColisStepChanged) -> str:

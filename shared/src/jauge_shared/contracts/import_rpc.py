@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 RPC_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+# The store's skip is a signed 64-bit integer: a larger offset made import-svc fail on
+# the read and leave the gateway waiting for its timeout (a 504). No page exists that far.
+MAX_OFFSET = 1_000_000_000
 
 
 class _Rpc(BaseModel):
@@ -40,7 +43,7 @@ class InvoiceSearchRequest(_Rpc):
         description="Only invoices of these jobs (an agent's own); None for an admin.",
     )
     limit: int = Field(default=100, ge=1, le=1000)
-    offset: NonNegativeInt = 0
+    offset: NonNegativeInt = Field(default=0, le=MAX_OFFSET)
 
 
 ImportRpcRequest = Annotated[ImportReportRequest | InvoiceSearchRequest, Field(discriminator="op")]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from gateway.deps import CurrentUser, ProgressDep, StateDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER
 from gateway.rpc import ask
-from jauge_shared.contracts.import_rpc import InvoiceList, InvoiceSearchRequest
+from jauge_shared.contracts.import_rpc import MAX_OFFSET, InvoiceList, InvoiceSearchRequest
 from jauge_shared.topology import RK
 
 router = APIRouter(
@@ -28,7 +28,7 @@ async def list_invoices(
     number: Annotated[str | None, Query(max_length=100)] = None,
     job_id: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InvoiceList:
     """An agent sees the invoices of the imports they started; an admin sees all."""
     job_ids = None
