@@ -174,13 +174,17 @@ async def latency(
         await ws.recv()  # the (empty) snapshot
 
         async def read() -> None:
+            known = 0
             while True:
                 frame = orjson.loads(await ws.recv())
-                doc = frame.get("job") or {}
-                processed = doc.get("processed", 0)
-                if processed in sent_at:
-                    latencies.append(time.perf_counter() - sent_at[processed])
-                if processed >= events:
+                processed = (frame.get("job") or {}).get("processed", 0)
+                now = time.perf_counter()
+                # a frame carries a batch: every event it covers was waiting until now,
+                # not only the newest one
+                for k in range(known + 1, processed + 1):
+                    latencies.append(now - sent_at[k])
+                known = max(known, processed)
+                if known >= events:
                     return
 
         reader = asyncio.create_task(read())
@@ -220,7 +224,7 @@ async def latency(
     return {
         "target_per_s": rate or "max",
         "achieved_per_s": round(events / send_s, 1),
-        "frames": len(ms),
+        "events_seen": len(ms),
         **{k: round(v, 1) for k, v in percentiles(ms).items()},
     }
 

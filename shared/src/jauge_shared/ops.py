@@ -53,7 +53,9 @@ def ops_routes(
     return [("/healthz", healthz), ("/readyz", readyz), ("/metrics", make_asgi_app(registry))]
 
 
-def serve(app: Any, *, host: str, port: int, graceful_timeout_s: float) -> None:
+def serve(
+    app: Any, *, host: str, port: int, graceful_timeout_s: float, event_loop: str = "auto"
+) -> None:
     """Run an ASGI app the way every service runs: uvicorn, our logging, graceful stop.
 
     uvicorn turns SIGTERM into a lifespan shutdown; the broker then stops consuming and
@@ -68,6 +70,7 @@ def serve(app: Any, *, host: str, port: int, graceful_timeout_s: float) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(graceful_timeout_s) + 1,
         access_log=False,
+        loop=event_loop,
     )
 
 
@@ -78,6 +81,8 @@ class _Runnable(Protocol):
     def port(self) -> int: ...
     @property
     def graceful_timeout_s(self) -> float: ...
+    @property
+    def event_loop(self) -> str: ...
 
 
 def worker_app(
@@ -99,5 +104,9 @@ def worker_app(
 
 def run_service(app: Any, settings: _Runnable) -> None:
     serve(
-        app, host=settings.host, port=settings.port, graceful_timeout_s=settings.graceful_timeout_s
+        app,
+        host=settings.host,
+        port=settings.port,
+        graceful_timeout_s=settings.graceful_timeout_s,
+        event_loop=settings.event_loop,
     )

@@ -41,6 +41,10 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(default=True, description="JSON log lines (false: human-readable).")
     host: str = Field(default="127.0.0.1", description="Address the HTTP server listens on.")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        default="auto",
+        description="asyncio's event loop, or uvloop's (auto: uvloop when installed).",
+    )
     prefetch: PositiveInt = Field(default=32, description="Unacked messages per consumer.")
     queue_type: QueueType = Field(
         default=QueueType.CLASSIC,

@@ -205,6 +205,7 @@ def run() -> None:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s) + 1,
+        loop=settings.event_loop,
     )
     server = uvicorn.Server(config)
     with suppress(KeyboardInterrupt):
