@@ -21,13 +21,16 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
+import aio_pika
 import httpx
 from pymongo import MongoClient
-from stack import ROOT
+from stack import ROOT, Stack, add_user
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -289,3 +292,54 @@ class PrivateFerretDB:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+USERS = {"alice": "agent", "bob": "agent", "root": "admin"}
+# one message at a time per worker: the load is still running when the fault comes
+WORKER_ENV = {"JAUGE_PREFETCH": "1"}
+
+
+def start_stack(make_stack: Callable[..., Stack], env: dict[str, str], **extra: str) -> Stack:
+    """The four services, workers taking one message at a time, colis-svc's test hooks
+    on (a parcel's description can slow its steps), and the users of `USERS`."""
+    stack: Stack = make_stack(**{**env, **extra})
+    stack.start("progress-svc")
+    stack.start("import-svc", extra_env=WORKER_ENV)
+    stack.start("colis-svc", extra_env={**WORKER_ENV, "JAUGE_TEST_HOOKS": "true"})
+    stack.start("gateway")
+    for name, role in USERS.items():
+        add_user(env, name, role, f"{name}-password")
+    stack.wait_ready(timeout_s=180)
+    return stack
+
+
+async def dead_letter_counts(test_env: Any) -> dict[str, int]:
+    """Every `.dlq` of the test's vhost (the management API lists them) and its message
+    count, read exactly by a passive declare (the API's counts lag a few seconds)."""
+    servers = test_env.servers
+    async with httpx.AsyncClient(auth=servers.management_auth, timeout=10) as client:
+        response = await client.get(
+            f"{servers.management_url}/api/queues/{quote(test_env.vhost, safe='')}"
+        )
+    response.raise_for_status()
+    names = sorted(q["name"] for q in response.json() if q["name"].endswith(".dlq"))
+    counts: dict[str, int] = {}
+    connection = await aio_pika.connect(test_env.amqp_url)
+    async with connection:
+        for name in names:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(name, passive=True)
+            count = queue.declaration_result.message_count
+            assert count is not None, name
+            counts[name] = count
+            await channel.close()
+    return counts
+
+
+def dead_lettered_in_logs(log_dir: Path) -> list[str]:
+    return [
+        f"{log.name}: {line[:300]}"
+        for log in sorted(log_dir.glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if "dead-lettered" in line
+    ]

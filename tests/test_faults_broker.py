@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from faults_support import PrivateRabbit
-from stack import Stack, add_user, is_ready
+from faults_support import PrivateRabbit, start_stack
+from stack import is_ready
 from system_client import login
 from system_colis_support import FAST, FORM
 from system_colis_support import Api as ColisApi
@@ -41,7 +41,6 @@ pytestmark = pytest.mark.system
 FILES = 100
 PARCELS = 20
 OUTAGE_S = 10.0
-USERS = {"alice": "agent", "bob": "agent", "root": "admin"}
 # gateway.commands.send_command's answer when the broker does not confirm a command
 COMMAND_NOT_DELIVERED = (
     "Service momentanément indisponible : la demande n'a pas été enregistrée, "
@@ -52,9 +51,6 @@ COLIS_UNAVAILABLE = (
     "Service des colis momentanément indisponible : la demande n'a pas abouti, "
     "réessayez dans un instant."
 )
-# one message at a time, and each parcel step pauses: the load is still running when
-# the broker stops
-WORKER_ENV = {"JAUGE_PREFETCH": "1"}
 SLOW_STEPS = "[test:delay=0.2]"
 
 
@@ -62,18 +58,6 @@ SLOW_STEPS = "[test:delay=0.2]"
 def rabbit(tmp_path: Path) -> Iterator[PrivateRabbit]:
     with PrivateRabbit(tmp_path / "rabbitmq") as node:
         yield node
-
-
-def start_stack(make_stack: Callable[..., Stack], env: dict[str, str]) -> Stack:
-    stack: Stack = make_stack(**env)
-    stack.start("progress-svc")
-    stack.start("import-svc", extra_env=WORKER_ENV)
-    stack.start("colis-svc", extra_env={**WORKER_ENV, "JAUGE_TEST_HOOKS": "true"})
-    stack.start("gateway")
-    for name, role in USERS.items():
-        add_user(env, name, role, f"{name}-password")
-    stack.wait_ready(timeout_s=180)
-    return stack
 
 
 async def test_broker_restart_mid_load_loses_nothing_and_the_gateway_answers_503(

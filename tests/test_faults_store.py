@@ -24,12 +24,10 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import aio_pika
 import httpx
 import pytest
-from faults_support import PrivateFerretDB
+from faults_support import PrivateFerretDB, dead_letter_counts, dead_lettered_in_logs
 from pymongo import MongoClient
 from stack import Stack, add_user
 from system_client import login
@@ -89,38 +87,6 @@ async def watch_readiness(
 
             await asyncio.gather(*(probe(r.spec.name, r.url) for r in stack.running))
             await asyncio.sleep(0.3)
-
-
-async def dead_letter_counts(test_env: Any) -> dict[str, int]:
-    """Every `.dlq` of the test's vhost (the management API lists them) and its message
-    count, read exactly by a passive declare (the API's counts lag a few seconds)."""
-    servers = test_env.servers
-    async with httpx.AsyncClient(auth=servers.management_auth, timeout=10) as client:
-        response = await client.get(
-            f"{servers.management_url}/api/queues/{quote(test_env.vhost, safe='')}"
-        )
-    response.raise_for_status()
-    names = sorted(q["name"] for q in response.json() if q["name"].endswith(".dlq"))
-    counts: dict[str, int] = {}
-    connection = await aio_pika.connect(test_env.amqp_url)
-    async with connection:
-        for name in names:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(name, passive=True)
-            count = queue.declaration_result.message_count
-            assert count is not None, name
-            counts[name] = count
-            await channel.close()
-    return counts
-
-
-def dead_lettered_in_logs(stack_logs: Path) -> list[str]:
-    found = []
-    for log in sorted(stack_logs.glob("*.log")):
-        for line in log.read_text(errors="replace").splitlines():
-            if "dead-lettered" in line:
-                found.append(f"{log.name}: {line[:300]}")
-    return found
 
 
 @pytest.mark.timeout(600)
