@@ -27,6 +27,13 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 from stack import Stack  # noqa: E402
 
+from jauge_shared.contracts import (  # noqa: E402
+    FileImported,
+    ImportKind,
+    ImportStarted,
+    stable_event_id,
+)
+
 REPORTS = ROOT / "reports" / "bench"
 
 
@@ -107,3 +114,40 @@ def write_report(name: str, data: dict[str, object]) -> Path:
 def table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+# the parcel form the benchmarks post (a demo client that every fresh stack has)
+COLIS_FORM = {
+    "client_id": "cli-demo-1",
+    "type_transport": "cargo",
+    "longueur": "50",
+    "largeur": "40",
+    "hauteur": "30",
+    "poids": "7.5",
+    "mode_paiement": "comptant",
+    "description": "bench",
+}
+
+
+def started(job: str, total: int, owner: str = "admin", producer: str = "bench") -> ImportStarted:
+    """The import.started a benchmark publishes in place of import-svc."""
+    return ImportStarted(
+        producer=producer,
+        job_id=job,
+        kind=ImportKind.EDI,
+        user_id=owner,
+        title=producer,
+        total=total,
+    )
+
+
+def file_event(job: str, index: int, producer: str = "bench") -> FileImported:
+    """The index-th file.imported of `job`, with the stable id import-svc would give it."""
+    name = f"f{index:06d}.edi"
+    return FileImported(
+        event_id=stable_event_id(job, "file", name),
+        producer=producer,
+        job_id=job,
+        item=name,
+        ok=True,
+    )

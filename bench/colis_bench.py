@@ -22,20 +22,10 @@ import statistics
 import time
 
 import httpx
-from benchkit import BenchEnv, bench_env, percentiles, write_report
+from benchkit import COLIS_FORM, BenchEnv, bench_env, percentiles, write_report
 from PIL import Image
 from pymongo import MongoClient
 from stack import add_user
-
-FORM = {
-    "client_id": "cli-demo-1",
-    "type_transport": "cargo",
-    "longueur": "50",
-    "largeur": "40",
-    "hauteur": "30",
-    "poids": "7.5",
-    "description": "bench",
-}
 
 
 def photo_of_about(kb: int) -> bytes:
@@ -66,7 +56,7 @@ async def run(args: argparse.Namespace, gateway: str, bench: BenchEnv) -> None:
         # warm-up: one parcel through the whole pipeline
         warm = await client.post(
             f"/api/lots/{lot['id']}/colis",
-            data=FORM,
+            data=COLIS_FORM,
             files={"image": ("p.jpg", photo, "image/jpeg")},
             headers=headers,
         )
@@ -82,7 +72,7 @@ async def run(args: argparse.Namespace, gateway: str, bench: BenchEnv) -> None:
                 started = time.perf_counter()
                 response = await http.post(
                     f"/api/lots/{lot['id']}/colis",
-                    data=FORM,
+                    data=COLIS_FORM,
                     files={"image": ("p.jpg", photo, "image/jpeg")},
                     headers=headers,
                 )

@@ -32,35 +32,20 @@ import aio_pika
 import httpx
 import orjson
 import websockets
-from benchkit import BenchEnv, bench_env, percentiles, table, write_report
+from benchkit import (
+    COLIS_FORM,
+    BenchEnv,
+    bench_env,
+    file_event,
+    percentiles,
+    started,
+    table,
+    write_report,
+)
 from pymongo import AsyncMongoClient
 from stack import add_user
 
-from jauge_shared.contracts import FileImported, ImportKind, ImportStarted, stable_event_id
-
 WINDOW = 500  # publishes in flight, each awaiting its confirm
-
-
-def started(job: str, total: int) -> ImportStarted:
-    return ImportStarted(
-        producer="bench",
-        job_id=job,
-        kind=ImportKind.EDI,
-        user_id="admin",
-        title="bench",
-        total=total,
-    )
-
-
-def file_event(job: str, index: int) -> FileImported:
-    name = f"f{index:06d}.edi"
-    return FileImported(
-        event_id=stable_event_id(job, "file", name),
-        producer="bench",
-        job_id=job,
-        item=name,
-        ok=True,
-    )
 
 
 async def publish_all(
@@ -401,18 +386,6 @@ async def accept_under_load(
             for route, ms in answers.items()
         },
     }
-
-
-COLIS_FORM = {
-    "client_id": "cli-demo-1",
-    "type_transport": "cargo",
-    "longueur": "50",
-    "largeur": "40",
-    "hauteur": "30",
-    "poids": "7.5",
-    "mode_paiement": "comptant",
-    "description": "bench",
-}
 
 
 async def steady_load(env: BenchEnv, rate: float, seconds: float) -> float:

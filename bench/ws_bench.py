@@ -44,12 +44,12 @@ import aio_pika
 import httpx
 import orjson
 import websockets
-from benchkit import BenchEnv, bench_env, percentiles, table, write_report
+from benchkit import BenchEnv, bench_env, file_event, percentiles, started, table, write_report
 from prometheus_client.parser import text_string_to_metric_families
 from stack import Stack, add_user
 from websockets.asyncio.client import ClientConnection
 
-from jauge_shared.contracts import Event, FileImported, ImportKind, ImportStarted, stable_event_id
+from jauge_shared.contracts import Event
 from jauge_shared.topology import EVENTS_EXCHANGE, RK
 
 PASSWORD = "bench-password"
@@ -211,28 +211,6 @@ async def tokens_for(env: BenchEnv, gateway: str, plan: Plan) -> dict[str, str]:
             response.raise_for_status()
             tokens[name] = response.json()["access_token"]
     return tokens
-
-
-def started(job: str, owner: str, total: int) -> ImportStarted:
-    return ImportStarted(
-        producer="ws-bench",
-        job_id=job,
-        kind=ImportKind.EDI,
-        user_id=owner,
-        title="ws bench",
-        total=total,
-    )
-
-
-def file_event(job: str, index: int) -> FileImported:
-    name = f"f{index:06d}.edi"
-    return FileImported(
-        event_id=stable_event_id(job, "file", name),
-        producer="ws-bench",
-        job_id=job,
-        item=name,
-        ok=True,
-    )
 
 
 def amqp_message(event: Event) -> aio_pika.Message:
@@ -454,7 +432,7 @@ async def publish_steadily(
         job = plan.jobs[i % len(plan.jobs)]
         processed[job] += 1
         measures.sent_at[job][processed[job]] = time.perf_counter()
-        event = file_event(job, processed[job])
+        event = file_event(job, processed[job], producer="ws-bench")
         task = asyncio.create_task(exchange.publish(amqp_message(event), routing_key=event.type))
         pending.add(task)
         task.add_done_callback(pending.discard)
@@ -585,7 +563,9 @@ async def drive(
         jobs_exist = await watch_updates(await connection.channel(), measures, len(plan.jobs))
 
         step(f"{len(plan.jobs)} jobs: import.started")
-        await publish(exchange, [started(j, plan.owner[j], plan.per_job * 2) for j in plan.jobs])
+        await publish(
+            exchange, [started(j, plan.per_job * 2, plan.owner[j], "ws-bench") for j in plan.jobs]
+        )
         await asyncio.wait_for(jobs_exist.wait(), 60)  # before anyone subscribes
 
         rss_before = rss_mib(pid)

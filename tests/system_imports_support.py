@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -135,3 +136,25 @@ def bad_edi_files(big_mb: int = 50) -> dict[str, bytes]:
 def expected_documents(specs: list[InvoiceSpec]) -> dict[tuple[str, str], dict[str, Any]]:
     """By (supplier, number); a later message with the same key replaces an earlier one."""
     return {(s.supplier_id, s.number): s.expected().to_document() for s in specs}
+
+
+def assert_each_file_imported_once(
+    import_db: Any,
+    data_dir: Path,
+    job_id: str,
+    batch: dict[str, tuple[bytes, list[InvoiceSpec]]],
+    *,
+    rejected: tuple[str, ...] = (),
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Nothing lost, nothing twice: every invoice of `batch` stored exactly once, one
+    file result per file of the job (`rejected` ones included), the good files archived
+    and the inbox empty. Returns the expected invoice documents."""
+    expected = expected_documents([s for _, specs in batch.values() for s in specs])
+    stored = Counter((d["supplier_id"], d["number"]) for d in import_db["invoices"].find())
+    assert stored == Counter(set(expected)), stored
+    results = import_db["file_results"].find({"_id": {"$regex": f"^{job_id}/"}})
+    assert sorted(r["_id"].split("/", 1)[1] for r in results) == sorted([*batch, *rejected])
+    archived = (data_dir / "archive" / "edi").rglob("*.edi")
+    assert sorted(p.name for p in archived) == sorted(batch)
+    assert not any((data_dir / "inbox" / "edi").iterdir())
+    return expected

@@ -34,7 +34,11 @@ from system_client import login
 from system_colis_support import FAST, FORM
 from system_colis_support import Api as ColisApi
 from system_imports_support import Api as ImportApi
-from system_imports_support import edi_batch, expected_documents, write_inbox
+from system_imports_support import (
+    assert_each_file_imported_once,
+    edi_batch,
+    write_inbox,
+)
 
 pytestmark = pytest.mark.system
 
@@ -179,16 +183,7 @@ async def test_a_store_outage_pauses_the_work_which_resumes_without_loss_or_dead
         assert colis_db["tasks"].count_documents({"step_status": "failed_final"}) == 0
 
         # nothing lost, nothing twice: files
-        expected = expected_documents([s for _, specs in batch.values() for s in specs])
-        stored = Counter((d["supplier_id"], d["number"]) for d in import_db["invoices"].find())
-        assert stored == Counter(set(expected)), stored
-        results = [
-            r["_id"] for r in import_db["file_results"].find({"_id": {"$regex": f"^{job_id}/"}})
-        ]
-        assert sorted(r.split("/", 1)[1] for r in results) == sorted(batch)
-        archived = list((test_env.data_dir / "archive" / "edi").rglob("*.edi"))
-        assert sorted(p.name for p in archived) == sorted(batch)
-        assert not any((test_env.data_dir / "inbox" / "edi").iterdir())
+        assert_each_file_imported_once(import_db, test_env.data_dir, job_id, batch)
         errors = test_env.data_dir / "errors" / "edi"
         assert not errors.exists() or not any(errors.rglob("*")), list(errors.rglob("*"))
 

@@ -30,7 +30,11 @@ from system_client import Socket, login
 from system_colis_support import FAST, FORM
 from system_colis_support import Api as ColisApi
 from system_imports_support import Api as ImportApi
-from system_imports_support import edi_batch, expected_documents, write_inbox
+from system_imports_support import (
+    assert_each_file_imported_once,
+    edi_batch,
+    write_inbox,
+)
 
 pytestmark = pytest.mark.system
 
@@ -238,19 +242,11 @@ async def test_work_is_shared_every_client_sees_it_and_stopping_replicas_loses_n
         assert not not_done, not_done
 
         # nothing lost, nothing twice: files
-        expected = expected_documents([s for _, specs in batch.values() for s in specs])
-        stored = {(d["supplier_id"], d["number"]): d for d in import_db["invoices"].find()}
-        assert set(stored) == set(expected)
-        for key, doc in stored.items():
+        expected = assert_each_file_imported_once(import_db, test_env.data_dir, job_id, batch)
+        for doc in import_db["invoices"].find():
             assert doc["job_id"] == job_id
             kept = {k: v for k, v in doc.items() if k not in ("_id", "job_id", "source_file")}
-            assert kept == expected[key]
-        assert import_db["invoices"].count_documents({}) == len(expected)
-        results = list(import_db["file_results"].find({"_id": {"$regex": f"^{job_id}/"}}))
-        assert sorted(r["_id"].split("/", 1)[1] for r in results) == sorted(batch)
-        archived = list((test_env.data_dir / "archive" / "edi").rglob("*.edi"))
-        assert sorted(p.name for p in archived) == sorted(batch)
-        assert not any((test_env.data_dir / "inbox" / "edi").iterdir())
+            assert kept == expected[(doc["supplier_id"], doc["number"])]
 
         # ... and parcels: one each, tracking numbers unique, in the right lot
         parcels_by_task = Counter(d["task_id"] for d in colis_db["colis"].find())
