@@ -6,6 +6,7 @@ import asyncio
 import io
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,22 @@ def uploads(data_dir: Path) -> list[Path]:
     return (
         sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
     )
+
+
+@dataclass
+class SharedStack:
+    """A module-scoped stack on a `shared_environment`: its processes and environment."""
+
+    stack: Stack
+    env: dict[str, str]
+
+    @property
+    def gateway(self) -> str:
+        return self.stack.service("gateway").url
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["JAUGE_DATA_DIR"])
 
 
 def shared_environment(servers: Any, tmp: Path) -> tuple[dict[str, str], Callable[[], None]]:

@@ -14,7 +14,6 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from schemathesis.checks import (
 from schemathesis.generation import GenerationMode
 from stack import Stack, add_user
 from system_client import login
-from system_colis_support import FAST, FORM, TERMINAL, shared_environment
+from system_colis_support import FAST, FORM, TERMINAL, SharedStack, shared_environment
 
 from jauge_shared.contracts import (
     ColisData,
@@ -72,22 +71,8 @@ EXCLUDED_PATHS = ("/api/jobs/{job_id}/stream", "/api/auth/logout")
 MAX_EXAMPLES = 25
 
 
-@dataclass
-class ApiStack:
-    stack: Stack
-    env: dict[str, str]
-
-    @property
-    def gateway(self) -> str:
-        return self.stack.service("gateway").url
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.env["JAUGE_DATA_DIR"])
-
-
 @pytest.fixture(scope="module")
-def api(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
+def api(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
     tmp = tmp_path_factory.mktemp("reliability-api")
     env, remove = shared_environment(servers, tmp)
     env.update(FAST)
@@ -97,14 +82,14 @@ def api(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiS
         stack.wait_ready(timeout_s=120)
         add_user(env, "alice", "agent", "alice-password")
         add_user(env, "root", "admin", "root-password")
-        yield ApiStack(stack, env)
+        yield SharedStack(stack, env)
     finally:
         stack.stop_all()
         remove()
 
 
 @pytest.fixture(scope="module")
-async def alice_headers(api: ApiStack) -> dict[str, str]:
+async def alice_headers(api: SharedStack) -> dict[str, str]:
     return {"Authorization": f"Bearer {await login(api.gateway, 'alice', 'alice-password')}"}
 
 
@@ -136,7 +121,7 @@ def run_operation(operation: Any, mode: GenerationMode, headers: dict[str, str])
     return None
 
 
-def test_schemathesis_finds_nothing_on_the_gateway(api: ApiStack, alice_headers) -> None:
+def test_schemathesis_finds_nothing_on_the_gateway(api: SharedStack, alice_headers) -> None:
     schema = schemathesis.openapi.from_url(api.gateway + "/openapi.json")
     schema = schema.exclude(path=list(EXCLUDED_PATHS))
     failures = []
@@ -165,7 +150,7 @@ def assert_refused(response: httpx.Response, *codes: int) -> None:
     assert isinstance(response.json()["detail"], str) and response.json()["detail"]
 
 
-def still_healthy(api: ApiStack) -> None:
+def still_healthy(api: SharedStack) -> None:
     assert httpx.get(api.gateway + "/healthz", timeout=10).status_code == 200
     assert httpx.get(api.gateway + "/readyz", timeout=10).status_code == 200
 
@@ -182,7 +167,7 @@ def still_healthy(api: ApiStack) -> None:
     ],
 )
 async def test_ten_megabytes_of_json_are_refused_without_harm(
-    api: ApiStack, alice_headers, body: str
+    api: SharedStack, alice_headers, body: str
 ) -> None:
     async with httpx.AsyncClient(base_url=api.gateway, headers=alice_headers, timeout=60) as c:
         for path in ("/api/imports", "/api/lots"):
@@ -195,7 +180,7 @@ async def test_ten_megabytes_of_json_are_refused_without_harm(
     still_healthy(api)
 
 
-async def test_wrong_content_types_are_refused_in_french(api: ApiStack, alice_headers) -> None:
+async def test_wrong_content_types_are_refused_in_french(api: SharedStack, alice_headers) -> None:
     async with httpx.AsyncClient(base_url=api.gateway, headers=alice_headers, timeout=30) as c:
         for path, body in (("/api/imports", '{"kind": "edi"}'), ("/api/lots", '{"type_lot": "x"}')):
             plain = await c.post(path, content=body, headers={"Content-Type": "text/plain"})
@@ -224,7 +209,7 @@ async def test_wrong_content_types_are_refused_in_french(api: ApiStack, alice_he
         pytest.param("e\u0301\u0301\u0301" * 300, id="combining"),
     ],
 )
-async def test_unicode_edge_cases_in_fields(api: ApiStack, alice_headers, text: str) -> None:
+async def test_unicode_edge_cases_in_fields(api: SharedStack, alice_headers, text: str) -> None:
     async with httpx.AsyncClient(base_url=api.gateway, headers=alice_headers, timeout=30) as c:
         lot = (await c.post("/api/lots", json={"type_lot": "cargo"})).json()
         response = await c.post(f"/api/lots/{lot['id']}/colis", data={**FORM, "description": text})
@@ -238,7 +223,7 @@ async def test_unicode_edge_cases_in_fields(api: ApiStack, alice_headers, text: 
     still_healthy(api)
 
 
-async def test_lone_surrogates_in_json_are_refused(api: ApiStack, alice_headers) -> None:
+async def test_lone_surrogates_in_json_are_refused(api: SharedStack, alice_headers) -> None:
     """`"\\ud800"` is valid JSON text but no Unicode string: it must not reach the store."""
     async with httpx.AsyncClient(base_url=api.gateway, headers=alice_headers, timeout=30) as c:
         lot = (await c.post("/api/lots", json={"type_lot": "cargo"})).json()
@@ -256,7 +241,7 @@ async def test_lone_surrogates_in_json_are_refused(api: ApiStack, alice_headers)
 
 
 async def test_an_upload_name_climbing_out_of_its_folder_is_refused(
-    api: ApiStack, alice_headers
+    api: SharedStack, alice_headers
 ) -> None:
     async with httpx.AsyncClient(base_url=api.gateway, headers=alice_headers, timeout=30) as c:
         for name in ("../../escape.edi", "..\\..\\escape.edi", "/etc/escape.edi", ".hidden"):
@@ -311,7 +296,7 @@ async def wait_task(client: httpx.AsyncClient, task_id: str, timeout_s: float = 
 
 
 async def test_a_decompression_bomb_photo_fails_its_task_and_nothing_else(
-    api: ApiStack, alice_headers
+    api: SharedStack, alice_headers
 ) -> None:
     bomb = png_bomb()
     assert len(bomb) < 1024 * 1024
@@ -398,7 +383,7 @@ async def dead_letters(channel: aio_pika.abc.AbstractChannel, dlq: str, count: i
 
 
 async def test_poison_messages_on_every_queue_are_dead_lettered_with_a_reason(
-    api: ApiStack, alice_headers
+    api: SharedStack, alice_headers
 ) -> None:
     sent: dict[str, list[bytes]] = {}
     connection = await aio_pika.connect(api.env["JAUGE_AMQP_URL"])
@@ -421,7 +406,7 @@ async def test_poison_messages_on_every_queue_are_dead_lettered_with_a_reason(
     await every_queue_still_works(api, alice_headers)
 
 
-async def every_queue_still_works(api: ApiStack, alice_headers: dict[str, str]) -> None:
+async def every_queue_still_works(api: SharedStack, alice_headers: dict[str, str]) -> None:
     """One real flow after the poison, through each queue: the consumers are all there."""
     root = {"Authorization": f"Bearer {await login(api.gateway, 'root', 'root-password')}"}
     async with httpx.AsyncClient(base_url=api.gateway, headers=alice_headers, timeout=30) as c:
