@@ -21,7 +21,8 @@ from typing import Any
 import aio_pika
 import pytest
 
-from colis_svc.domain import TaskState, label_of
+from colis_svc.domain import TaskState
+from colis_svc.service import step_event
 from import_svc.service import final_message
 from jauge_shared.contracts import (
     ColisOperation,
@@ -133,26 +134,14 @@ def task_states(task: str, story: str) -> list[TaskState]:
 
 
 def step_events(task: str, story: str) -> list[ColisStepChanged]:
+    """As colis-svc emits them (its own `step_event`), dated one second per step."""
+    doc = {
+        "user_id": "bob",
+        "lot_id": "lot-1",
+        "summary": {"client": "Client démo 1", "poids": "3.5"},
+    }
     return [
-        ColisStepChanged(
-            event_id=stable_event_id(task, "step", str(s.seq), s.status.value),
-            producer="colis-svc",
-            job_id=task,
-            task_id=task,
-            user_id="bob",
-            lot_id="lot-1",
-            operation=s.operation,
-            status=s.status,
-            step=label_of(s.status),
-            percent=s.percent,
-            seq=s.seq,
-            error=s.error,
-            retry_count=s.retry_count,
-            max_retries=s.max_retries,
-            next_retry_at=s.next_retry_at,
-            summary={"client": "Client démo 1", "poids": "3.5"},
-            occurred_at=at(s.seq),
-        )
+        step_event(doc, s).model_copy(update={"occurred_at": at(s.seq)})
         for s in task_states(task, story)
     ]
 

@@ -116,6 +116,31 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def step_event(doc: Doc, state: TaskState) -> ColisStepChanged:
+    """The colis.step_changed of `state`, for the task stored as `doc`. Its id is stable:
+    the same step emitted again after a crash is recognised as a duplicate."""
+    return ColisStepChanged(
+        producer=SERVICE,
+        job_id=state.task_id,
+        event_id=stable_event_id(state.task_id, "step", str(state.seq), state.status.value),
+        task_id=state.task_id,
+        user_id=doc["user_id"],
+        lot_id=doc["lot_id"],
+        operation=state.operation,
+        status=state.status,
+        step=label_of(state.status),
+        percent=state.percent,
+        seq=state.seq,
+        error=state.error,
+        retry_count=state.retry_count,
+        max_retries=state.max_retries,
+        next_retry_at=state.next_retry_at,
+        colis_id=doc.get("colis_id") if doc.get("numero_suivi") else None,
+        numero_suivi=doc.get("numero_suivi"),
+        summary=doc.get("summary") or {},
+    )
+
+
 class RpcError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -467,29 +492,7 @@ class ColisService:
         await self.repo.save_state(run.state, **run.changes, **fields)
         run.doc.update(state_to_doc(run.state), **run.changes, **fields)
         run.changes = {}
-        await self.emit(self.step_event(run.doc, run.state))
-
-    def step_event(self, doc: Doc, state: TaskState) -> ColisStepChanged:
-        return ColisStepChanged(
-            producer=SERVICE,
-            job_id=state.task_id,
-            event_id=stable_event_id(state.task_id, "step", str(state.seq), state.status.value),
-            task_id=state.task_id,
-            user_id=doc["user_id"],
-            lot_id=doc["lot_id"],
-            operation=state.operation,
-            status=state.status,
-            step=label_of(state.status),
-            percent=state.percent,
-            seq=state.seq,
-            error=state.error,
-            retry_count=state.retry_count,
-            max_retries=state.max_retries,
-            next_retry_at=state.next_retry_at,
-            colis_id=doc.get("colis_id") if doc.get("numero_suivi") else None,
-            numero_suivi=doc.get("numero_suivi"),
-            summary=doc.get("summary") or {},
-        )
+        await self.emit(step_event(run.doc, run.state))
 
     # the steps: each is idempotent
     async def _step_processing(self, run: Run) -> None:
@@ -680,7 +683,7 @@ class ColisService:
             if command.lot_id and command.operation:
                 state = TaskState.new(command.task_id, command.operation).cancel()
                 stub = {"user_id": command.user_id, "lot_id": command.lot_id}
-                await self.emit(self.step_event(stub, state))
+                await self.emit(step_event(stub, state))
             return _reply({"status": TaskStatus.CANCELLED.value})
         state = state_from_doc(doc)
         if state.status is TaskStatus.COMPLETED:
