@@ -243,6 +243,8 @@ async def test_lone_surrogates_in_json_are_refused(api: SharedStack, alice_heade
 async def test_an_upload_name_climbing_out_of_its_folder_is_refused(
     api: SharedStack, alice_headers
 ) -> None:
+    # other tests of this module (schemathesis) may leave accepted uploads still queued
+    before = set(escapes(api.data_dir))
     async with httpx.AsyncClient(base_url=api.gateway, headers=alice_headers, timeout=30) as c:
         for name in ("../../escape.edi", "..\\..\\escape.edi", "/etc/escape.edi", ".hidden"):
             response = await c.post(
@@ -252,7 +254,8 @@ async def test_an_upload_name_climbing_out_of_its_folder_is_refused(
             )
             assert_refused(response, 400)
             assert "Nom de fichier refusé" in response.json()["detail"]
-    assert not escapes(api.data_dir)
+    left = set(escapes(api.data_dir))
+    assert left <= before and not [p for p in left if p.name == "escape.edi"], left - before
 
 
 def escapes(data_dir: Path) -> list[Path]:
