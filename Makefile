@@ -3,9 +3,10 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 export UV_PYTHON_DOWNLOADS := never
 PY := .venv/bin/python
+SOAK_MINUTES ?= 30
 INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
 
-.PHONY: help deps infra-start infra-stop run test test-slow browser validate-deploy bench bench-import bench-colis bench-ws lint typecheck pytest format clean
+.PHONY: help deps infra-start infra-stop run test test-slow browser validate-deploy bench bench-import bench-colis bench-ws soak lint typecheck pytest format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -41,6 +42,9 @@ bench-colis: infra-start ## parcel forms under 50 concurrent agents, then the pi
 
 bench-ws: infra-start ## 5,000 WebSocket clients on one gateway, 5% never reading: latency, memory
 	$(PY) bench/ws_bench.py
+
+soak: infra-start ## mixed load for SOAK_MINUTES (30): imports, parcels, 500 WebSockets; nothing may grow
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 validate-deploy: ## offline checks of deploy/: compose schema, hadolint, kustomize+kubeconform, promtool, dashboard
 	deploy/validate.sh

@@ -8,6 +8,7 @@ database prefix of its own, removed at the end.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
+from PIL import Image
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,3 +153,17 @@ def file_event(job: str, index: int, producer: str = "bench") -> FileImported:
         item=name,
         ok=True,
     )
+
+
+def photo_of_about(kb: int) -> bytes:
+    """A photo-like JPEG of about `kb` kilobytes (noise compresses like a real photo)."""
+    side = 400
+    while True:
+        noise = Image.effect_noise((side, side * 3 // 4), 64).convert("RGB")
+        gradient = Image.linear_gradient("L").resize(noise.size).convert("RGB")
+        image = Image.blend(noise, gradient, 0.5)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        if buffer.tell() >= kb * 1024 or side > 6000:
+            return buffer.getvalue()
+        side = int(side * 1.25)

@@ -17,29 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import statistics
 import time
 
 import httpx
-from benchkit import COLIS_FORM, BenchEnv, bench_env, percentiles, write_report
-from PIL import Image
+from benchkit import COLIS_FORM, BenchEnv, bench_env, percentiles, photo_of_about, write_report
 from pymongo import MongoClient
 from stack import add_user
-
-
-def photo_of_about(kb: int) -> bytes:
-    """A photo-like JPEG of about `kb` kilobytes (noise compresses like a real photo)."""
-    side = 400
-    while True:
-        noise = Image.effect_noise((side, side * 3 // 4), 64).convert("RGB")
-        gradient = Image.linear_gradient("L").resize(noise.size).convert("RGB")
-        image = Image.blend(noise, gradient, 0.5)
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=85)
-        if buffer.tell() >= kb * 1024 or side > 6000:
-            return buffer.getvalue()
-        side = int(side * 1.25)
 
 
 async def run(args: argparse.Namespace, gateway: str, bench: BenchEnv) -> None:

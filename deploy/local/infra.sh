@@ -163,7 +163,12 @@ PY
 }
 
 start_ferretdb() {
-  if port_open $MONGO_PORT && mongo_ping; then log "ferretdb: already running"; return; fi
+  if mongo_ping; then log "ferretdb: already running"; return; fi
+  if port_open $MONGO_PORT; then
+    # a FerretDB busy enough to miss a 500 ms ping is still there: starting a second
+    # one would fail to bind and leave its dead pid in ferretdb.pid (seen in a soak)
+    wait_for ferretdb mongo_ping; return
+  fi
   mkdir -p "$FERRET_HOME/data"
   log "ferretdb: starting (data in $FERRET_HOME/data)"
   nohup "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$FERRET_HOME/data/" \
