@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
-from jauge_shared.contracts.envelope import Command, Event
+from jauge_shared.contracts.envelope import Command, Event, Timestamp
 
 
 class TransportType(StrEnum):
@@ -114,7 +113,7 @@ class ColisStepChanged(Event):
     error: str | None = None
     retry_count: NonNegativeInt = 0
     max_retries: NonNegativeInt = 3
-    next_retry_at: datetime | None = None
+    next_retry_at: Timestamp | None = None
     colis_id: str | None = None
     numero_suivi: str | None = None
     summary: dict[str, Any] = Field(
@@ -148,7 +147,7 @@ class ColisTaskStalled(Event):
     type: Literal["colis.task_stalled"] = "colis.task_stalled"
     task_id: str
     status: TaskStatus
-    stalled_since: datetime
+    stalled_since: Timestamp
     action: Literal["requeued", "failed"]
 
 

@@ -8,17 +8,27 @@ the id from the work itself (`stable_event_id`) so the redo is recognised as a d
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID, uuid4, uuid5
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION: Literal[1] = 1
 _JAUGE_NAMESPACE = UUID("5b0f6a8e-4d3c-4a51-9a35-0b6a4a3f2c11")
 
 
+def to_milliseconds(moment: datetime) -> datetime:
+    """BSON dates keep milliseconds: a time with more would differ once stored, and a
+    pushed progress frame would not equal the same document read back."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+# a time in a message or a progress document: milliseconds, as the store keeps it
+Timestamp = Annotated[datetime, AfterValidator(to_milliseconds)]
+
+
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    return to_milliseconds(datetime.now(UTC))
 
 
 def stable_event_id(*parts: str) -> UUID:
@@ -40,8 +50,8 @@ class Message(BaseModel):
     version: Literal[1] = Field(
         default=SCHEMA_VERSION, description="Schema version of the payload."
     )
-    occurred_at: AwareDatetime = Field(
-        default_factory=utc_now, description="When it happened (UTC)."
+    occurred_at: Annotated[AwareDatetime, AfterValidator(to_milliseconds)] = Field(
+        default_factory=utc_now, description="When it happened (UTC, to the millisecond)."
     )
     producer: str = Field(
         min_length=1, max_length=200, description="Service that produced it.", examples=["gateway"]

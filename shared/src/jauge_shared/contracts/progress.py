@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
-from jauge_shared.contracts.envelope import Event
+from jauge_shared.contracts.envelope import Event, Timestamp
 
 
 class ProgressStatus(StrEnum):
@@ -34,7 +33,7 @@ class ItemResult(BaseModel):
     item: str
     ok: bool = True
     error: str | None = None
-    at: datetime | None = None
+    at: Timestamp | None = None
 
 
 class ProgressDocument(BaseModel):
@@ -57,17 +56,17 @@ class ProgressDocument(BaseModel):
     errors: list[ItemResult] = Field(default_factory=list)
     recent: list[ItemResult] = Field(default_factory=list)
     queue_position: int | None = None
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
     duration_s: float | None = None
     eta_s: float | None = None
     seq: NonNegativeInt = 0
     # colis tasks only
     retry_count: int | None = None
     max_retries: int | None = None
-    next_retry_at: datetime | None = None
+    next_retry_at: Timestamp | None = None
     colis_id: str | None = None
     numero_suivi: str | None = None
     lot_id: str | None = None
