@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
@@ -18,6 +19,21 @@ from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, QueueSpec
 from jauge_shared.tracing import tracer_provider
 
 
+def amqp_url(settings: ServiceSettings) -> str:
+    """The broker URL with `heartbeat_s` as its heartbeat, unless the URL sets its own.
+
+    aiormq reads the heartbeat from the URL's query and defaults to 60 s: a connection
+    behind a silent network (no RST, no FIN) would look alive for three minutes, its
+    messages unacked and its publishes waiting for their confirms.
+    """
+    url = str(settings.amqp_url)
+    parts = urlsplit(url)
+    if any(key == "heartbeat" for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        return url
+    query = "&".join(filter(None, (parts.query, f"heartbeat={settings.heartbeat_s}")))
+    return urlunsplit(parts._replace(query=query))
+
+
 def broker_options(
     settings: ServiceSettings,
     service: str,
@@ -25,7 +41,8 @@ def broker_options(
     *,
     middlewares: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    """Publisher confirms on, prefetch bounded, named connection, poison to the DLQ.
+    """Publisher confirms on, prefetch bounded, heartbeats, named connection, poison to
+    the DLQ.
 
     Shared by `make_broker` and the gateway's FastAPI `RabbitRouter`.
     """
@@ -33,7 +50,7 @@ def broker_options(
     if (provider := tracer_provider(settings, service)) is not None:
         telemetry = (RabbitTelemetryMiddleware(tracer_provider=provider),)
     return {
-        "url": str(settings.amqp_url),
+        "url": amqp_url(settings),
         # FastStream turns client properties into URL query keys, and aiormq reads the
         # connection name from `name` (shown as connection_name in the management UI)
         "client_properties": {"name": connection_name(service)},

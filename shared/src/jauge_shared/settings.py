@@ -45,6 +45,12 @@ class ServiceSettings(BaseSettings):
         default="auto",
         description="asyncio's event loop, or uvloop's (auto: uvloop when installed).",
     )
+    heartbeat_s: PositiveInt = Field(
+        default=10,
+        le=3600,
+        description="AMQP heartbeat: a connection silent for about three of them is dropped "
+        "and opened again (a `heartbeat=` in the AMQP URL wins).",
+    )
     prefetch: PositiveInt = Field(default=32, description="Unacked messages per consumer.")
     queue_type: QueueType = Field(
         default=QueueType.CLASSIC,

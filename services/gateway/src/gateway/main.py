@@ -39,7 +39,7 @@ from gateway.settings import DB_SUFFIX, PROGRESS_DB_SUFFIX, SERVICE, GatewaySett
 from gateway.state import GatewayState
 from gateway.tracing import HttpTracingMiddleware
 from gateway.users import UserRepository
-from jauge_shared.broker import broker_options
+from jauge_shared.broker import amqp_url, broker_options
 from jauge_shared.contracts import (
     ColisStepChanged,
     CreateColis,
@@ -96,7 +96,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         users = UserRepository(mongo, database_name(settings, DB_SUFFIX))
-        rpc = RpcClient(str(settings.amqp_url), connection_name(SERVICE) + "/rpc")
+        rpc = RpcClient(amqp_url(settings), connection_name(SERVICE) + "/rpc")
         app.state.gateway = GatewayState(
             settings=settings,
             mongo=mongo,
