@@ -84,8 +84,22 @@ RETRIED = Counter(
 
 
 async def publish(publisher: RabbitPublisher, message: Message) -> None:
-    """Publish one command or event on its named publisher, confirmed by the broker."""
-    await publisher.publish(message, **message.amqp_properties())
+    """Publish one command or event on its named publisher, confirmed by the broker.
+
+    When heartbeats find the connection dead, aiormq cancels the confirms it was still
+    waiting for: the caller would get a CancelledError it never asked for, which slips
+    past every `except Exception` (the gateway answered 500 instead of 503, a handler
+    skipped the retry policy). It is raised as the broker failure it is.
+    """
+    try:
+        await publisher.publish(message, **message.amqp_properties())
+    except asyncio.CancelledError as exc:
+        caller = asyncio.current_task()
+        if caller is not None and caller.cancelling():
+            raise
+        raise ConnectionError(
+            f"the connection to RabbitMQ was lost before {message.type} was confirmed"
+        ) from exc
 
 
 def describe_error(exc: BaseException) -> str:

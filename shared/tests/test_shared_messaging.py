@@ -1,0 +1,46 @@
+"""`publish` reports a connection lost under it as a broker failure, not a cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from jauge_shared.messaging import is_transient, publish
+
+
+class Event:
+    type = "import.file_imported"
+
+    def amqp_properties(self) -> dict[str, Any]:
+        return {}
+
+
+class Publisher:
+    """Waits for a confirm the way aiormq does, on a future of the connection's."""
+
+    def __init__(self) -> None:
+        self.confirm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def publish(self, message: Any, **properties: Any) -> None:
+        await self.confirm
+
+
+async def test_a_confirm_cancelled_by_a_dead_connection_is_a_transient_connection_error() -> None:
+    publisher = Publisher()
+    sending = asyncio.create_task(publish(publisher, Event()))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    publisher.confirm.cancel()  # what aiormq does to pending confirms when heartbeats fail
+    with pytest.raises(ConnectionError) as raised:
+        await sending
+    assert is_transient(raised.value)
+    assert "import.file_imported" in str(raised.value)
+
+
+async def test_the_callers_own_cancellation_is_still_a_cancellation() -> None:
+    sending = asyncio.create_task(publish(Publisher(), Event()))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
