@@ -48,6 +48,7 @@ class RpcClient:
                     self._connection = await aio_pika.connect_robust(
                         self.url, client_properties={"connection_name": self.connection_name}
                     )
+                    self._connection.close_callbacks.add(self._on_connection_lost)
                 self._channel = await self._connection.channel(publisher_confirms=False)
                 replies = await self._channel.get_queue(REPLY_TO, ensure=False)
                 await replies.consume(self._on_reply, no_ack=True)
@@ -55,6 +56,16 @@ class RpcClient:
                     COMMANDS_EXCHANGE.name, ensure=False
                 )
             return self._exchange
+
+    def _on_connection_lost(self, _: object, exc: BaseException | None = None) -> None:
+        """Direct Reply-To answers on the connection that asked: once it is lost (a
+        reset, or heartbeats that found it dead) no reply can come, so the callers get
+        their 503 now rather than a 504 at the deadline."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(
+                    ConnectionError(f"connection to RabbitMQ lost before the reply: {exc}")
+                )
 
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         future = self._pending.pop(message.correlation_id or "", None)
