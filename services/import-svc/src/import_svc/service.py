@@ -73,6 +73,7 @@ class ImportService:
         self.max_file_bytes = max_file_bytes
         self.clock = clock
         self._schedule_lock = asyncio.Lock()
+        self._finishing = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._announced_upto: dict[str, int] = {}
 
@@ -351,6 +352,17 @@ class ImportService:
 
     # --- the end --------------------------------------------------------------------
     async def _clean_up_and_finish(self, job: dict[str, Any]) -> None:
+        # the handler of the last file and a scheduler pass (which resumes a job left in
+        # `cleaning`) may both get here for the same job: one at a time, and the second
+        # finds it done. Run together, their upserts of the same supplier totals collided
+        # (DuplicateKeyError on FerretDB) and the last file's message was dead-lettered.
+        async with self._finishing:
+            current = await self.repo.get_job(job["_id"])
+            if current is None or current["state"] != JobState.CLEANING.value:
+                return
+            await self._clean_up_and_finish_now(current)
+
+    async def _clean_up_and_finish_now(self, job: dict[str, Any]) -> None:
         await self.emit(
             ImportCleanupStarted(
                 event_id=stable_event_id(job["_id"], "cleanup"),
