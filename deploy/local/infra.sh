@@ -62,8 +62,11 @@ install_rabbitmq() {
 }
 
 ferretdb_built() {  # $1: a binary; true if it is this build
+  # the version is read whole, not piped to `grep -q`: grep leaving early made
+  # pipefail report the binary's SIGPIPE, and a built binary looked unbuilt
+  local version
   [ -x "$1" ] && [ "$(cat "$1.build" 2>/dev/null)" = "$FERRETDB_BUILD" ] &&
-    "$1" --version 2>/dev/null | grep -q "$FERRETDB_VERSION"
+    version=$("$1" --version 2>/dev/null) && [[ $version == *"$FERRETDB_VERSION"* ]]
 }
 
 install_ferretdb() {
@@ -75,7 +78,9 @@ install_ferretdb() {
   local cached=$CACHE/ferretdb-$FERRETDB_BUILD
   if ferretdb_built "$cached"; then
     log "ferretdb $FERRETDB_BUILD: from the build cache"
-    cp "$cached" "$FERRETDB_BIN" && cp "$cached.build" "$FERRETDB_BIN.build"
+    # a rename, not a copy over it: the binary may be running ("Text file busy")
+    cp "$cached" "$FERRETDB_BIN.tmp" && mv -f "$FERRETDB_BIN.tmp" "$FERRETDB_BIN"
+    cp "$cached.build" "$FERRETDB_BIN.build"
     return
   fi
   command -v go >/dev/null || { log "Go is needed to build FerretDB"; exit 1; }
