@@ -26,6 +26,10 @@ class GatewaySettings(ServiceSettings):
     login_attempts: PositiveInt = Field(default=10, description="Login tries per user and address…")
     login_window_s: PositiveInt = Field(default=300, description="…within this many seconds.")
     max_upload_bytes: PositiveInt = Field(default=64 * 1024 * 1024)
+    max_body_bytes: PositiveInt = Field(
+        default=1024 * 1024,
+        description="Largest request body other than a multipart upload (JSON, forms).",
+    )
     max_photo_bytes: PositiveInt = Field(
         default=15 * 1024 * 1024, description="Largest parcel photo accepted by the form."
     )
