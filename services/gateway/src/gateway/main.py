@@ -7,6 +7,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -19,7 +20,9 @@ from faststream.rabbit.fastapi import RabbitRouter
 from prometheus_client import REGISTRY
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.body_limit import BodySizeLimit
 from gateway.hub import Hub
+from gateway.recent import RecentJobs
 from gateway.routers import (
     auth,
     clients,
@@ -34,6 +37,7 @@ from gateway.routers import (
     tasks,
     ws,
 )
+from gateway.routers.jobs import to_public
 from gateway.rpc import RpcClient
 from gateway.settings import DB_SUFFIX, PROGRESS_DB_SUFFIX, SERVICE, GatewaySettings
 from gateway.state import GatewayState
@@ -57,6 +61,7 @@ from jauge_shared.tracing import tracer_provider
 COMMANDS = (RequestImport, CreateColis, UpdateColis)
 # the gateway announces a parcel task as pending (seq 0) when it queues it
 EVENTS = (ColisStepChanged,)
+RECENT_JOBS = 1000  # progress documents each replica keeps for `jobs` snapshots
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -76,6 +81,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     }
     hub = Hub()
     mongo = make_mongo_client(settings, SERVICE)
+    progress = mongo[database_name(settings, PROGRESS_DB_SUFFIX)]["progress"]
+
+    async def newest_stored(n: int) -> list[dict[str, Any]]:
+        return [to_public(doc) async for doc in progress.find().sort("updated_at", -1).limit(n)]
+
+    recent = RecentJobs(newest_stored, capacity=RECENT_JOBS)
     replica = f"{socket.gethostname()}.{os.getpid()}"
 
     @rabbit.subscriber(
@@ -86,7 +97,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description="Every progress.updated, pushed to this replica's sockets.",
     )
     async def on_progress_updated(event: ProgressUpdated) -> None:
-        hub.dispatch(event.job.model_dump(mode="json", by_alias=True))
+        job = event.job.model_dump(mode="json", by_alias=True)
+        recent.update(job)
+        hub.dispatch(job)
 
     @rabbit.after_startup
     async def declare_exchanges(app: FastAPI) -> None:
@@ -101,8 +114,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings=settings,
             mongo=mongo,
             users=users,
-            progress=mongo[database_name(settings, PROGRESS_DB_SUFFIX)]["progress"],
+            progress=progress,
             hub=hub,
+            recent=recent,
             publishers=publishers,
             broker=rabbit.broker,
             rpc=rpc,
@@ -126,6 +140,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(pages.router)  # the web UI
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if tracer_provider(settings, SERVICE) is not None:
         app.add_middleware(HttpTracingMiddleware)
     return app

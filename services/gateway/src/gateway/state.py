@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from gateway.hub import Hub
+from gateway.recent import RecentJobs
 from gateway.settings import GatewaySettings
 from gateway.users import UserRepository
 
@@ -25,6 +26,7 @@ class GatewayState:
     users: UserRepository
     progress: AsyncCollection[dict[str, Any]]
     hub: Hub
+    recent: RecentJobs
     publishers: dict[str, RabbitPublisher]
     broker: RabbitBroker
     rpc: RpcClient
