@@ -121,8 +121,13 @@ document.addEventListener("DOMContentLoaded", () => {
       Jauge.showError(err);
     }
   }
+  // at most one stats read a second: a debounce would starve while updates keep coming,
+  // and each read counts today's tasks in the store
   let statsTimer = null;
-  const refreshStats = () => { clearTimeout(statsTimer); statsTimer = setTimeout(loadStats, 300); };
+  const refreshStats = () => {
+    if (statsTimer !== null) return;
+    statsTimer = setTimeout(() => { statsTimer = null; loadStats(); }, 1000);
+  };
 
   function apply(job) {
     if (!isTask(job) || !live.fresh(job)) return;
