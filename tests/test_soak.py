@@ -56,4 +56,5 @@ def test_minutes_of_mixed_load_leave_nothing_growing(servers: Servers, tmp_path:
     assert int(rows["WebSocket sessions"].split()[0]) >= result["ws_clients"]
     load = [s for s in result["samples"] if s["phase"] == "load"]
     assert load[-1]["t"] >= MINUTES * 60 - 10
-    assert max(s["ws_open"] for s in load) >= result["ws_clients"] * 0.8
+    # None: the gateway's /metrics did not answer that sample
+    assert max(s["ws_open"] or 0 for s in load) >= result["ws_clients"] * 0.8
