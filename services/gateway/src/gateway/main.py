@@ -61,7 +61,6 @@ from jauge_shared.tracing import tracer_provider
 COMMANDS = (RequestImport, CreateColis, UpdateColis)
 # the gateway announces a parcel task as pending (seq 0) when it queues it
 EVENTS = (ColisStepChanged,)
-RECENT_JOBS = 1000  # progress documents each replica keeps for `jobs` snapshots
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -83,10 +82,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     mongo = make_mongo_client(settings, SERVICE)
     progress = mongo[database_name(settings, PROGRESS_DB_SUFFIX)]["progress"]
 
-    async def newest_stored(n: int) -> list[dict[str, Any]]:
-        return [to_public(doc) async for doc in progress.find().sort("updated_at", -1).limit(n)]
+    async def newest_stored(query: dict[str, Any], n: int) -> list[dict[str, Any]]:
+        cursor = progress.find(query).sort("updated_at", -1).limit(n)
+        return [to_public(doc) async for doc in cursor]
 
-    recent = RecentJobs(newest_stored, capacity=RECENT_JOBS)
+    recent = RecentJobs(newest_stored, limit=ws.JOBS_SNAPSHOT_LIMIT)
     replica = f"{socket.gethostname()}.{os.getpid()}"
 
     @rabbit.subscriber(

@@ -110,11 +110,7 @@ async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayS
 async def _offer_snapshot(state: GatewayState, connection: Connection, topic: str) -> None:
     visible = visible_to(connection.user)
     if topic == JOBS_TOPIC:
-        newest = await state.recent.newest(connection.user, JOBS_SNAPSHOT_LIMIT)
-        if newest is None:  # older jobs than memory holds: the store knows them
-            cursor = state.progress.find(visible).sort("updated_at", -1).limit(JOBS_SNAPSHOT_LIMIT)
-            newest = [to_public(doc) async for doc in cursor]
-        for job in newest:
+        for job in await state.recent.newest(connection.user):
             connection.offer(
                 (topic, job["id"]), {"type": "snapshot", "topic": topic, "job": job}, 0.0
             )
