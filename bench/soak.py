@@ -24,8 +24,9 @@ Then the load stops, the backlog drains, and the verdict is printed:
 - the work: every import and every parcel ended as it must, no 5xx, no dead letter;
 - growth: after a warm-up (the first fifth, at least a minute), the median of the last half of the
   samples is compared with the first half's; memory may not grow by more than
-  max(15 %, 24 MiB), open files by more than 64, broker connections not at all,
-  and the queues must drain to zero once the load stops.
+  max(15 %, 24 MiB), open files by more than 64, broker connections not at all, an
+  import's time not past twice its early median (and 10 s more), and the queues must
+  drain to zero once the load stops.
 
 Writes every sample and the verdict to reports/bench/soak-<minutes>m.json (or
 `--report`). Exits 1 when the verdict fails.
@@ -65,6 +66,7 @@ TOKEN_REFRESH_S = 600  # tokens live 30 minutes; a soak outlives them
 MEMORY_GROWTH_RATIO = 0.15
 MEMORY_GROWTH_FLOOR_MIB = 24.0
 FD_GROWTH_LIMIT = 64
+IMPORT_SLOWDOWN_RATIO, IMPORT_SLOWDOWN_FLOOR_S = 2.0, 10.0
 QUEUE_BACKLOG_FLOOR = 200  # messages; below this a backlog is a moment's burst
 DRAIN_TIMEOUT_S = 180.0
 WARMUP_FRACTION, WARMUP_MIN_S = 0.2, 60.0
@@ -459,6 +461,22 @@ def verdict(
             f"failures {dict(tally.ws_failures) or 'none'}",
         )
     )
+    # an import's time may not keep growing with the history (the store's scans do)
+    timed = [i["seconds"] for i in tally.imports if "seconds" in i]
+    steady = timed[int(len(timed) * WARMUP_FRACTION) :]
+    if len(steady) >= 4:
+        early = statistics.median(steady[: len(steady) // 2])
+        late = statistics.median(steady[len(steady) // 2 :])
+        grows = late > max(IMPORT_SLOWDOWN_RATIO * early, early + IMPORT_SLOWDOWN_FLOOR_S)
+        rows.append(
+            (
+                "import duration",
+                f"median {early:.1f} s -> {late:.1f} s (max {max(timed):.1f} s)"
+                + ("  GROWS" if grows else ""),
+            )
+        )
+        if grows:
+            failures.append(f"imports slow down as history grows: {early:.1f} s -> {late:.1f} s")
     wrong_imports = [
         i
         for i in tally.imports
