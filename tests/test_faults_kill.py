@@ -3,10 +3,11 @@ issue, point 2; the import-svc and colis-svc kills are in test_system_imports_ta
 test_system_colis_crash and test_system_scale_out).
 
 One replica of each service runs an EDI import of 100 files (4 of them bad) and 20
-parcels, steps slowed, while alice follows the import and `jobs` over a WebSocket. In
-the middle progress-svc is SIGKILLed and a new one started 2 s later; once that one has
-moved the import on, the gateway is SIGKILLed and a new one started (on another port):
-alice reconnects to it and subscribes again. The test shows that:
+parcels (`-m slow`: 1,000 files and 200 parcels, the issue's scale), steps slowed,
+while alice follows the import and `jobs` over a WebSocket. In the middle progress-svc
+is SIGKILLed and a new one started 2 s later; once that one has moved the import on,
+the gateway is SIGKILLed and a new one started (on another port): alice reconnects to
+it and subscribes again. The test shows that:
 - the import's progress document ends completed with exact counts (100 processed, 4
   failed, each failure listed once), every good file archived once and its invoices
   stored once, every bad file in errors/;
@@ -42,9 +43,7 @@ from system_imports_support import (
 
 pytestmark = pytest.mark.system
 
-FILES = 100
 BAD = ("vide.edi", "binaire.edi", "tronque.edi", "totaux-faux.edi")
-PARCELS = 20
 SLOW_STEPS = "[test:delay=0.25]"
 TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z")
 
@@ -96,15 +95,22 @@ def job_frames(socket: Socket) -> dict[tuple[str, str], list[dict[str, Any]]]:
     return by_key
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(
+    ("files", "parcels"),
+    [
+        pytest.param(100, 20, id="100-20"),
+        pytest.param(1000, 200, marks=pytest.mark.slow, id="1000-200"),
+    ],
+)
 async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothing_twice(
-    make_stack, test_env
+    make_stack, test_env, files: int, parcels: int
 ) -> None:
     started = time.monotonic()
     stack = start_stack(make_stack, test_env.env(), **FAST)
     phases = {"ready": time.monotonic() - started}
     gateway = stack.service("gateway").url
-    good = edi_batch(FILES - len(BAD), seed=7)
+    good = edi_batch(files - len(BAD), seed=7)
     bad = {name: data for name, data in bad_edi_files().items() if name in BAD}
     assert sorted(bad) == sorted(BAD)
     write_inbox(test_env.data_dir, "edi", {**{n: data for n, (data, _) in good.items()}, **bad})
@@ -125,7 +131,7 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
         job_id = await importer.start("edi")
         await socket.subscribe(f"job:{job_id}")
         lots = {user: await api.lot("cargo") for user, api in posters.items()}
-        owners = ["alice" if i % 2 else "bob" for i in range(PARCELS)]
+        owners = ["alice" if i % 2 else "bob" for i in range(parcels)]
         responses = [
             await posters[owner].create_colis(
                 lots[owner]["id"],
@@ -133,7 +139,7 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
             )
             for i, owner in enumerate(owners)
         ]
-        assert [r.status_code for r in responses] == [202] * PARCELS, responses[0].text
+        assert [r.status_code for r in responses] == [202] * parcels, responses[0].text
         tasks = {r.json()["task_id"]: owner for r, owner in zip(responses, owners, strict=True)}
 
         # mid-load: progress-svc killed, a new one started 2 s later
@@ -146,9 +152,9 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
         # import-svc went on meanwhile: its events waited in progress-svc's queue
         archived_at_restart = len(list(archive.rglob("*.edi")))
         # without work left the kill would prove nothing
-        assert before["status"] == "running" and before["processed"] < FILES, before
-        assert archived_at_kill < FILES - len(BAD), archived_at_kill
-        assert parcels_at_kill < PARCELS, parcels_at_kill
+        assert before["status"] == "running" and before["processed"] < files, before
+        assert archived_at_kill < files - len(BAD), archived_at_kill
+        assert parcels_at_kill < parcels, parcels_at_kill
 
         # once the new progress-svc has moved the import on (the import may be over by
         # then: it is fast), the gateway is killed while the parcels still run
@@ -163,7 +169,7 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
             await api.close()
         fresh = await restart(stack, stack.service("gateway"))
         phases["gateway back"] = time.monotonic() - started
-        assert parcels_at_gateway_kill < PARCELS, parcels_at_gateway_kill
+        assert parcels_at_gateway_kill < parcels, parcels_at_gateway_kill
         # the old socket was closed by the kill; alice reconnects to the new gateway
         await asyncio.wait_for(readers[0], timeout=10)
         gateway = fresh.url
@@ -176,7 +182,7 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
         job = await importer.finished(job_id, timeout_s=300)
         phases["import done"] = time.monotonic() - started
         assert job["status"] == "completed", job
-        assert (job["total"], job["processed"], job["failed"]) == (FILES, FILES, len(BAD)), job
+        assert (job["total"], job["processed"], job["failed"]) == (files, files, len(BAD)), job
         assert sorted(e["item"] for e in job["errors"]) == sorted(BAD), job["errors"]
 
         root = ColisApi(gateway, tokens["root"])
@@ -204,7 +210,7 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
         parcels_by_task = Counter(d["task_id"] for d in colis_db["colis"].find())
         assert parcels_by_task == Counter(set(tasks)), parcels_by_task
         numbers = [d["numero_suivi"] for d in colis_db["colis"].find()]
-        assert len(numbers) == PARCELS and len(set(numbers)) == PARCELS, numbers
+        assert len(numbers) == parcels and len(set(numbers)) == parcels, numbers
         for user, api in posters.items():
             listed = (await api.http.get(f"/api/lots/{lots[user]['id']}/colis")).json()
             assert sorted(p["id"] for p in listed) == sorted(
@@ -238,7 +244,7 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
             assert seqs == sorted(set(seqs)), (key, seqs)
             assert key[1] in mine, key  # never bob's
         on_topic = [f["job"] for f in frames[(f"job:{job_id}", job_id)]]
-        assert on_topic[-1]["status"] == "completed" and on_topic[-1]["processed"] == FILES
+        assert on_topic[-1]["status"] == "completed" and on_topic[-1]["processed"] == files
 
         # nothing dead-lettered
         assert dead_lettered_in_logs(stack.log_dir) == []
@@ -246,13 +252,13 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
         assert counts and set(counts.values()) == {0}, counts
         retried = sorted(f.get("retry_count", 0) for f in finals.values())
         print(
-            f"\nkills: {FILES} files ({len(BAD)} bad), {PARCELS} parcels;"
+            f"\nkills: {files} files ({len(BAD)} bad), {parcels} parcels;"
             f" at s: {', '.join(f'{k} {v:.1f}' for k, v in phases.items())};"
-            f" when progress-svc was killed: {before['processed']}/{FILES} processed,"
-            f" {archived_at_kill} archived, {parcels_at_kill}/{PARCELS} parcels;"
+            f" when progress-svc was killed: {before['processed']}/{files} processed,"
+            f" {archived_at_kill} archived, {parcels_at_kill}/{parcels} parcels;"
             f" archived when the new one was ready: {archived_at_restart};"
-            f" when the gateway was killed: {moved['processed']}/{FILES} processed,"
-            f" {archived_at_gateway_kill} archived, {parcels_at_gateway_kill}/{PARCELS} parcels;"
+            f" when the gateway was killed: {moved['processed']}/{files} processed,"
+            f" {archived_at_gateway_kill} archived, {parcels_at_gateway_kill}/{parcels} parcels;"
             f" frames after reconnect {len(socket.frames)}; task retries {retried}"
         )
     finally:
