@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
+from pymongo.asynchronous.collection import AsyncCollection
 
 from gateway.deps import CurrentUser, ProgressDep, StateDep
 from gateway.errors import AUTHENTICATED, error_responses
@@ -31,9 +32,22 @@ def visible_to(user: User) -> dict[str, Any]:
     return {} if user.is_admin else {"owner": user.username}
 
 
+async def visible_by_id(
+    progress: AsyncCollection[dict[str, Any]], user: User, job_id: str
+) -> dict[str, Any] | None:
+    """One progress document if the caller may see it.
+
+    Read by `_id` alone and checked here rather than with `owner` in the filter:
+    FerretDB's SQLite backend uses the `_id` index only for a filter on `_id` alone, and
+    scans the collection for any other (every GET of a task or job, and every poll).
+    """
+    doc = await progress.find_one({"_id": job_id})
+    return doc if doc is not None and user.may_see(doc.get("owner")) else None
+
+
 async def find_visible(progress: ProgressDep, user: User, job_id: str) -> dict[str, Any]:
     """The job if the caller may see it; 404 otherwise, never another agent's data."""
-    doc = await progress.find_one({"_id": job_id, **visible_to(user)})
+    doc = await visible_by_id(progress, user, job_id)
     if doc is None:
         raise NOT_FOUND
     return to_public(doc)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.colis_rpc import ask_control
 from gateway.deps import CurrentUser, ProgressDep, StateDep
 from gateway.errors import AUTHENTICATED, error_responses
-from gateway.routers.jobs import to_public, visible_to
+from gateway.routers.jobs import to_public, visible_by_id, visible_to
 from gateway.users import User
 from jauge_shared.contracts import (
     CancelColisTask,
@@ -194,8 +194,8 @@ async def task_stats(
 
 
 async def find_task(progress: ProgressDep, user: User, task_id: str) -> dict[str, Any]:
-    doc = await progress.find_one({"_id": task_id, "kind": {"$in": KINDS}, **visible_to(user)})
-    if doc is None:
+    doc = await visible_by_id(progress, user, task_id)
+    if doc is None or doc.get("kind") not in KINDS:
         raise NOT_FOUND
     return doc
 

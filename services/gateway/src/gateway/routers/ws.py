@@ -12,7 +12,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gateway.deps import SESSION_COOKIE, user_from_token
 from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection
-from gateway.routers.jobs import to_public, visible_to
+from gateway.routers.jobs import to_public, visible_by_id
 from gateway.state import GatewayState
 
 router = APIRouter()
@@ -108,7 +108,6 @@ async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayS
 
 
 async def _offer_snapshot(state: GatewayState, connection: Connection, topic: str) -> None:
-    visible = visible_to(connection.user)
     if topic == JOBS_TOPIC:
         for job in await state.recent.newest(connection.user):
             connection.offer(
@@ -116,7 +115,7 @@ async def _offer_snapshot(state: GatewayState, connection: Connection, topic: st
             )
         return
     job_id = topic.removeprefix(JOB_TOPIC_PREFIX)
-    found = await state.progress.find_one({"_id": job_id, **visible})
+    found = await visible_by_id(state.progress, connection.user, job_id)
     snapshot = to_public(found) if found else None
     connection.offer((topic, job_id), {"type": "snapshot", "topic": topic, "job": snapshot}, 0.0)
 
