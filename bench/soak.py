@@ -512,12 +512,18 @@ def verdict(
 
 
 async def final_states(
-    http: httpx.AsyncClient, tokens: Tokens, tally: Tally, states: dict[str, str]
+    http: httpx.AsyncClient,
+    tokens: Tokens,
+    tally: Tally,
+    states: dict[str, str],
+    deadline: float,
 ) -> None:
-    """Ask again only for the tasks not yet ended."""
+    """Ask again only for the tasks not yet ended, until the deadline."""
     for task_id, (owner, want) in tally.parcels.items():
         if states.get(task_id) in TERMINAL:
             continue
+        if time.monotonic() > deadline:
+            return
         reply = await http.get(f"/api/tasks/{task_id}", headers=await tokens.headers(owner))
         doc = reply.json() if reply.status_code == 200 else {}
         # the progress status says "failed"; the task's own state says whether for good
@@ -534,7 +540,7 @@ async def drain(
     finals: dict[str, str] = {}
     queues: dict[str, int] = {}
     while time.monotonic() - started < DRAIN_TIMEOUT_S:
-        await final_states(http, tokens, tally, finals)
+        await final_states(http, tokens, tally, finals, started + DRAIN_TIMEOUT_S)
         sample = await probe.sample(started)
         queues = sample["queues"]
         busy = {q: n for q, n in queues.items() if n and not q.endswith(".dlq")}
