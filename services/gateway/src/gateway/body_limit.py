@@ -1,8 +1,9 @@
-"""A ceiling on request bodies, answered with the API's French 413 before they are read.
+"""A ceiling on request bodies, answered with the API's French 413, never held in memory.
 
 Without it a 10 MB JSON body is read whole into memory, parsed, and only then refused
-as invalid. Multipart uploads are left to their routes, which stream each file to disk
-under its own limit (`max_upload_bytes`, `max_photo_bytes`).
+as invalid. Over the limit, the rest of the body is read and dropped before answering.
+Multipart uploads are left to their routes, which stream each file to disk under its
+own limit (`max_upload_bytes`, `max_photo_bytes`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DISCARD_AT_MOST = 64 * 1024 * 1024  # bytes read and dropped before answering a 413
 
 
 class BodyTooLarge(Exception):
@@ -31,7 +34,7 @@ class BodySizeLimit:
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await self.refuse(scope, receive, send)
+            await self.refuse(scope, receive, send, unread=True)
             return
 
         # a chunked body declares nothing: count what arrives
@@ -57,14 +60,32 @@ class BodySizeLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await self.refuse(scope, receive, send)
+            await self.refuse(scope, receive, send, unread=True)
 
-    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, *, unread: bool) -> None:
+        if unread:
+            await _discard(receive, DISCARD_AT_MOST)
         limit = f"{self.max_bytes / 1024:.0f} Ko"
         response = JSONResponse(
             {"detail": f"Requête trop volumineuse : le corps dépasse {limit}."},
             status_code=413,
-            # the rest of the body is not read: the connection cannot be reused
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+async def _discard(receive: Receive, at_most: int) -> None:
+    """Read the rest of the body and drop it, chunk by chunk.
+
+    A client still sending its body when the answer comes and the socket closes sees a
+    reset, not the 413 (httpx: ReadError). Dropping what it sends keeps memory flat;
+    past `at_most` the client is not worth the wait, and gets the reset.
+    """
+    dropped = 0
+    while dropped <= at_most:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
