@@ -32,6 +32,17 @@ import httpx
 from pymongo import MongoClient
 from stack import ROOT, Stack, add_user
 
+# gateway.commands.send_command's answer when the broker does not confirm a command
+COMMAND_NOT_DELIVERED = (
+    "Service momentanément indisponible : la demande n'a pas été enregistrée, "
+    "réessayez dans un instant."
+)
+# gateway.rpc.unavailable("des colis"): the parcel form asks colis-svc first
+COLIS_UNAVAILABLE = (
+    "Service des colis momentanément indisponible : la demande n'a pas abouti, "
+    "réessayez dans un instant."
+)
+
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 

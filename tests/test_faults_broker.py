@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faults_support import PrivateRabbit, start_stack
+from faults_support import COLIS_UNAVAILABLE, COMMAND_NOT_DELIVERED, PrivateRabbit, start_stack
 from stack import is_ready
 from system_client import login
 from system_colis_support import FAST, FORM
@@ -45,16 +45,6 @@ pytestmark = pytest.mark.system
 FILES = 100
 PARCELS = 20
 OUTAGE_S = 10.0
-# gateway.commands.send_command's answer when the broker does not confirm a command
-COMMAND_NOT_DELIVERED = (
-    "Service momentanément indisponible : la demande n'a pas été enregistrée, "
-    "réessayez dans un instant."
-)
-# gateway.rpc.unavailable("des colis"): the parcel form asks colis-svc first
-COLIS_UNAVAILABLE = (
-    "Service des colis momentanément indisponible : la demande n'a pas abouti, "
-    "réessayez dans un instant."
-)
 SLOW_STEPS = "[test:delay=0.2]"
 
 

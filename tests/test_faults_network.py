@@ -31,7 +31,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from faults_support import USERS, dead_letter_counts, dead_lettered_in_logs
+from faults_support import (
+    COLIS_UNAVAILABLE,
+    COMMAND_NOT_DELIVERED,
+    USERS,
+    dead_letter_counts,
+    dead_lettered_in_logs,
+)
 from netproxy import FaultyProxy
 from stack import Running, Stack, add_user
 from system_client import login
@@ -54,16 +60,6 @@ LATENCY_LOAD = (20, 6)
 FAULT_LOAD = (40, 10)
 SLOW_STEPS = "[test:delay=0.2]"
 SERVICES = ("progress-svc", "import-svc", "colis-svc", "gateway")
-# gateway.commands.send_command's answer when the broker does not confirm a command
-COMMAND_NOT_DELIVERED = (
-    "Service momentanément indisponible : la demande n'a pas été enregistrée, "
-    "réessayez dans un instant."
-)
-# gateway.rpc.unavailable("des colis"): the parcel form asks colis-svc first
-COLIS_UNAVAILABLE = (
-    "Service des colis momentanément indisponible : la demande n'a pas abouti, "
-    "réessayez dans un instant."
-)
 
 
 @pytest.fixture
