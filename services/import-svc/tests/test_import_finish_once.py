@@ -59,10 +59,10 @@ async def test_the_last_file_and_a_scheduler_pass_clean_up_and_finish_a_job_once
             source = {"supplier": invoice["supplier_id"], "keys": [key], "update": False}
             await repo.finish_file(job_id, name, {"ok": True, "invoices": 1, "sources": [source]})
             await repo.mark_announced(job_id, name)
-        assert await repo.count_files(job_id, FileState.ANNOUNCED) == len(names)
         assert await lock.acquire(job_id, NOW)
         job = await repo.get_job(job_id)
         assert job is not None
+        assert await repo.count_files(job, FileState.ANNOUNCED) == len(names)
 
         # the handler of the last file, and the scheduler finding the job in `cleaning`
         await asyncio.gather(service._clean_up_and_finish(job), service.schedule())

@@ -1,4 +1,5 @@
-"""BBGR gauge by rows, and the clean-up's orphans and supplier totals (on the real store)."""
+"""BBGR gauge by rows, a job's files read by `_id`, and the clean-up's orphans and supplier
+totals (on the real store)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pymongo import AsyncMongoClient
 
 from import_svc.domain.fixtures import make_bbgr_csv, make_interchange, sample_invoice
 from import_svc.processing import gauge_units, process_file, row_key
-from import_svc.repository import ImportRepository
+from import_svc.repository import FileState, ImportRepository
 from import_svc.service import _failed_units, _item_events, _result, final_message
 from jauge_shared.contracts import ImportKind
 
@@ -80,6 +81,27 @@ async def _import(repo: ImportRepository, job: str, name: str, specs) -> dict:
         "keys": keys,
         **await repo.previous_keys(job, name, supplier, keys),
     }
+
+
+async def test_a_jobs_files_are_read_by_id_in_index_order_from_its_names(
+    repo: ImportRepository,
+) -> None:
+    names = [f"f{i:03d}.edi" for i in range(70)]  # more than one chunk of reads
+    await repo.add_files("job-r", names, NOW)
+    await repo.finish_file("job-r", names[3], {"ok": True})
+    await repo.add_files("job-other", ["f000.edi"], NOW)
+    job = {"_id": "job-r", "names": [*names, "gone.edi"]}  # a name without its file
+
+    files = await repo.file_results(job)
+
+    assert [f["name"] for f in files] == names
+    assert [f["index"] for f in files] == list(range(len(names)))
+    assert await repo.count_files(job, FileState.DONE) == 1
+    assert await repo.count_files(job, FileState.PENDING, FileState.DONE) == len(names)
+    assert await repo.count_files(job) == len(names)
+    # a start that failed before recording `names`: the job's files are queried
+    unprepared = await repo.file_results({"_id": "job-r"})
+    assert [f["_id"] for f in unprepared] == [f["_id"] for f in files]
 
 
 async def test_a_reimported_file_orphans_what_it_no_longer_holds(repo: ImportRepository) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
 
 from jauge_shared.identity import connection_name
 from jauge_shared.settings import ServiceSettings
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def make_mongo_client(settings: ServiceSettings, service: str) -> AsyncMongoClient[dict[str, Any]]:
@@ -28,3 +33,18 @@ def make_mongo_client(settings: ServiceSettings, service: str) -> AsyncMongoClie
 def database_name(settings: ServiceSettings, service: str) -> str:
     """`jauge_import`, `jauge_colis`, ...: each service owns exactly one database."""
     return f"{settings.db_prefix}_{service}"
+
+
+async def gather_in_chunks(
+    items: Sequence[T], call: Callable[[T], Awaitable[R]], size: int = 32
+) -> list[R]:
+    """`call` on every item, `size` at a time, results in the items' order.
+
+    For many point operations by `_id`, which FerretDB answers from its index while it
+    scans for any other filter: concurrent enough to overlap round trips, bounded so
+    one caller does not flood the store's connection pool.
+    """
+    results: list[R] = []
+    for start in range(0, len(items), size):
+        results += await asyncio.gather(*(call(item) for item in items[start : start + size]))
+    return results

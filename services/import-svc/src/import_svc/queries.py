@@ -34,7 +34,7 @@ class ImportQueries:
                 duration_ms=doc.get("duration_ms", 0),
                 worker=doc.get("worker"),
             )
-            for doc in await self.repo.file_results(request.job_id)
+            for doc in await self.repo.file_results(job)
         ]
         return ImportReport(
             found=True,

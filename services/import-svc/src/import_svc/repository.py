@@ -13,6 +13,8 @@ from pymongo import ASCENDING, AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from jauge_shared.mongo import gather_in_chunks
+
 Doc = dict[str, Any]
 STALE_TRANSITION = timedelta(seconds=60)
 
@@ -159,14 +161,26 @@ class ImportRepository:
         if current is not None and current["state"] == from_state.value:
             await self.files.update_one({"_id": key}, {"$set": fields})
 
-    async def count_files(self, job_id: str, *states: FileState) -> int:
-        query: Doc = {"job_id": job_id}
-        if states:
-            query["state"] = {"$in": [s.value for s in states]}
-        return await self.files.count_documents(query)
+    async def count_files(self, job: Doc, *states: FileState) -> int:
+        """How many of the job's files are in one of `states` (all when none given)."""
+        wanted = {s.value for s in states}
+        files = await self.file_results(job)
+        return sum(1 for f in files if not wanted or f["state"] in wanted)
 
-    async def file_results(self, job_id: str) -> list[Doc]:
-        return [doc async for doc in self.files.find({"job_id": job_id}).sort("index", ASCENDING)]
+    async def file_results(self, job: Doc) -> list[Doc]:
+        """The job's files in index order, read by `_id` from the job's `names`.
+
+        FerretDB scans the collection for a filter on `job_id`, and this runs several
+        times per import, so the files are read by `_id`, a bounded number at a time.
+        Only a job whose start failed before recording `names` (see the service's
+        `_prepare`) falls back to the query; a name without its file is skipped.
+        """
+        names: list[str] | None = job.get("names")
+        if names is None:
+            cursor = self.files.find({"job_id": job["_id"]}).sort("index", ASCENDING)
+            return [doc async for doc in cursor]
+        found = await gather_in_chunks(names, lambda name: self.get_file(job["_id"], name))
+        return [doc for doc in found if doc is not None]
 
     # invoices
     async def save_invoice(self, invoice: Doc) -> str:

@@ -183,7 +183,7 @@ class ImportService:
 
     async def _dispatch(self, job: dict[str, Any]) -> None:
         kind = ImportKind(job["kind"])
-        for doc in await self.repo.file_results(job["_id"]):
+        for doc in await self.repo.file_results(job):
             if doc["state"] == FileState.ANNOUNCED.value:
                 continue
             await self.emit(
@@ -230,7 +230,7 @@ class ImportService:
         )
         if failed is None:
             return
-        pending = await self.repo.count_files(job["_id"], FileState.PENDING, FileState.DONE)
+        pending = await self.repo.count_files(failed, FileState.PENDING, FileState.DONE)
         kind = ImportKind(job["kind"])
         # unprocessed files go back to the inbox: the next import picks them up
         for name in self.files.claimed(job["_id"]):
@@ -386,7 +386,7 @@ class ImportService:
         """
         if job["kind"] == ImportKind.EDI.value:
             suppliers: set[str] = set()
-            for file in await self.repo.file_results(job["_id"]):
+            for file in await self.repo.file_results(job):
                 for source in file.get("sources", []):
                     suppliers.add(source["supplier"])
                     if not source["update"]:
@@ -408,9 +408,7 @@ class ImportService:
         # counted from what was announced (file.imported confirmed), so progress-svc,
         # which refuses a finish ahead of what it applied, always agrees
         announced = [
-            d
-            for d in await self.repo.file_results(job["_id"])
-            if d["state"] == FileState.ANNOUNCED.value
+            d for d in await self.repo.file_results(job) if d["state"] == FileState.ANNOUNCED.value
         ]
         processed = sum(len(d.get("items") or [d]) for d in announced)
         if job.get("total") is not None:
