@@ -143,6 +143,50 @@ async def test_a_creation_runs_every_step_and_a_redelivery_makes_no_second_parce
     await world.service.run_task(command)
     assert await world.repo.colis.count_documents({"lot_id": lot_id}) == 1
     assert (await world.repo.get_task("t1") or {})["status"] == "completed"
+    held = await world.repo.held_numbers.find_one({"_id": "t1"})
+    assert held is not None and held["numero"] == (await world.repo.get_colis("t1") or {}).get(
+        "numero_suivi"
+    )
+    assert await world.repo.tracking_numbers.count_documents({"colis_id": "t1"}) == 1
+
+
+async def test_racing_deliveries_of_a_creation_reserve_one_tracking_number(world: World) -> None:
+    repo, day = world.repo, datetime.now(UTC).date()
+    numbers = await asyncio.gather(*(repo.reserve_tracking_number("c1", day) for _ in range(5)))
+    assert len(set(numbers)) == 1
+    assert await repo.reserve_tracking_number("c1", day) == numbers[0]  # a later redelivery
+    # the losers gave their numbers back: the parcel's is the only one reserved for it
+    reserved = [d["_id"] async for d in repo.tracking_numbers.find({"colis_id": "c1"})]
+    assert reserved == [numbers[0]]
+
+    await repo.delete_colis("c1")
+    assert await repo.held_numbers.find_one({"_id": "c1"}) is None
+    assert await repo.tracking_numbers.find_one({"_id": numbers[0]}) is None
+
+
+async def test_a_parcel_numbered_before_the_claims_existed_frees_its_number(world: World) -> None:
+    repo = world.repo
+    await repo.tracking_numbers.insert_one({"_id": "TS-OLD", "colis_id": "c-old"})
+    await repo.colis.insert_one({"_id": "c-old", "numero_suivi": "TS-OLD"})
+    await repo.delete_colis("c-old")
+    assert await repo.get_colis("c-old") is None
+    assert await repo.tracking_numbers.find_one({"_id": "TS-OLD"}) is None
+
+
+async def test_a_task_is_deleted_with_every_marker_it_can_hold(world: World) -> None:
+    repo, now = world.repo, datetime.now(UTC)
+    # retried once from seq 3, stalled at 5, then retry 2 marked at seq 9 but never
+    # recorded (the replica died): the stored state says retry_count 1, seq 9
+    decisions = ["cancel", "fate:0", "fate:1", "retry:1:3", "stalled:5", "retry:2:9"]
+    for decision in decisions:
+        assert await repo.mark("t-gone", decision, now)
+    assert await repo.mark("t-kept", "fate:0", now)
+    await repo.tasks.insert_one({"_id": "t-gone", "retry_count": 1, "seq": 9})
+
+    await repo.delete_task({"_id": "t-gone", "retry_count": 1, "seq": 9})
+
+    assert await repo.get_task("t-gone") is None
+    assert [d["_id"] async for d in repo.markers.find({})] == ["t-kept:fate:0"]
 
 
 async def test_the_photo_is_processed_and_its_upload_deleted(world: World) -> None:
@@ -258,6 +302,7 @@ async def test_the_sweeper_retries_due_tasks_requeues_stalled_ones_and_cleans_up
     old = datetime.now(UTC).timestamp() - 2 * 86400
     os.utime(orphan, (old, old))
     assert await world.sweeper.remove_old_tasks() == 1
+    assert await world.repo.markers.count_documents({"task_id": "t-stuck"}) == 0
     assert await world.sweeper.remove_orphan_uploads() == 1
     assert not orphan.exists()
     assert await world.repo.get_colis("t-stuck") is not None  # a completed parcel stays

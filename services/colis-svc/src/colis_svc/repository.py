@@ -5,7 +5,8 @@ unique or exclusive here comes from inserting a unique `_id`:
 
 - a lot number is reserved by inserting it into `lot_numbers` (candidates are tried in
   order until one insert succeeds), never by `$inc` or by counting lots;
-- a tracking number is reserved the same way in `tracking_numbers`;
+- a tracking number is reserved the same way in `tracking_numbers`, and which number a
+  parcel holds is claimed by inserting the parcel's id into `held_tracking_numbers`;
 - a creation task's parcel has the task id as `_id`, so a redelivered or resumed
   creation can never make a second parcel;
 - one-off decisions about a task (the n-th retry, a stall report, a cancel request) are
@@ -33,6 +34,7 @@ from colis_svc.domain import (
     make_tracking_number,
 )
 from jauge_shared.contracts import ColisOperation, TaskStatus
+from jauge_shared.mongo import gather_in_chunks
 
 Doc = dict[str, Any]
 
@@ -52,6 +54,42 @@ _STATE_FIELDS = (
     "cancel_requested",
     "percent",
 )
+
+
+CANCEL = "cancel"
+
+
+def fate_decision(retry_count: int) -> str:
+    """One `fate` decision (commit or cancel) per run of a task."""
+    return f"fate:{retry_count}"
+
+
+def retry_decision(retry_count: int, seq: int) -> str:
+    """Retry number `retry_count`, started from the state numbered `seq`."""
+    return f"retry:{retry_count}:{seq}"
+
+
+def stalled_decision(seq: int) -> str:
+    """The stall of the state numbered `seq`."""
+    return f"stalled:{seq}"
+
+
+def task_decisions(retry_count: int, seq: int) -> list[str]:
+    """Every decision a task whose stored state has this `retry_count` and `seq` may hold.
+
+    `seq` only grows and each retry adds one to `retry_count`, so the decisions taken so
+    far are among these; a retry marked but never recorded (the replica died) is retry
+    `retry_count + 1`. Any new kind of decision must be listed here, or its markers
+    outlive their task.
+    """
+    seqs = range(seq + 1)
+    runs = range(retry_count + 1)
+    return [
+        CANCEL,
+        *(fate_decision(r) for r in runs),
+        *(stalled_decision(s) for s in seqs),
+        *(retry_decision(r + 1, s) for r in runs for s in seqs),
+    ]
 
 
 def state_to_doc(state: TaskState) -> Doc:
@@ -104,6 +142,7 @@ class ColisRepository:
         self.lot_numbers = self.db["lot_numbers"]
         self.colis = self.db["colis"]
         self.tracking_numbers = self.db["tracking_numbers"]
+        self.held_numbers = self.db["held_tracking_numbers"]
         self.tasks = self.db["tasks"]
         self.markers = self.db["task_markers"]
 
@@ -180,10 +219,36 @@ class ColisRepository:
 
     # parcels
     async def reserve_tracking_number(self, colis_id: str, day: date) -> str:
-        """A fresh tracking number for `colis_id`, or the one it already holds."""
-        held = await self.tracking_numbers.find_one({"colis_id": colis_id})
-        if held is not None:
-            return str(held["_id"])
+        """A fresh tracking number for `colis_id`, or the one it already holds.
+
+        Two unique inserts, both by `_id` (FerretDB scans for a filter on `colis_id`,
+        once per parcel): the number into `tracking_numbers`, which keeps numbers unique,
+        then the parcel's claim on it into `held_tracking_numbers`, which keeps one
+        number per parcel. In that order, a claim always names a reserved number.
+
+        - the number is taken (DuplicateKeyError on the first insert): draw another;
+        - the parcel already holds one (DuplicateKeyError on the claim: a redelivery or
+          resumed creation racing this one claimed first): that number wins, ours is
+          given back;
+        - a crash between the two inserts leaves a reserved number nobody holds: it is
+          never handed out again (numbers are unique, not gap-free).
+
+        A number reserved before the claims existed is not looked up (that would scan
+        again): only a creation in flight across the upgrade can have one, and if its
+        parcel was stored, `insert_colis` fails and the parcel keeps its number.
+        """
+        while True:
+            held = await self.held_numbers.find_one({"_id": colis_id})
+            if held is not None:
+                return str(held["numero"])
+            numero = await self._reserve_new_number(colis_id, day)
+            try:
+                await self.held_numbers.insert_one({"_id": colis_id, "numero": numero})
+                return numero
+            except DuplicateKeyError:
+                await self.tracking_numbers.delete_one({"_id": numero})
+
+    async def _reserve_new_number(self, colis_id: str, day: date) -> str:
         while True:
             numero = make_tracking_number(day)
             try:
@@ -210,8 +275,19 @@ class ColisRepository:
         await self.colis.replace_one({"_id": colis["_id"]}, colis)
 
     async def delete_colis(self, colis_id: str) -> None:
+        """The parcel, its claim on a tracking number and that number, all by `_id`.
+
+        The claim goes before the number, so a claim never names a number another
+        parcel could have reserved since. The stored parcel's own number is freed too:
+        it differs from the claim's only for a parcel numbered before the claims existed.
+        """
+        held = await self.held_numbers.find_one({"_id": colis_id})
+        parcel = await self.colis.find_one({"_id": colis_id}, {"numero_suivi": True})
+        numbers = {doc[field] for doc, field in ((held, "numero"), (parcel, "numero_suivi")) if doc}
         await self.colis.delete_one({"_id": colis_id})
-        await self.tracking_numbers.delete_many({"colis_id": colis_id})
+        await self.held_numbers.delete_one({"_id": colis_id})
+        for numero in numbers:
+            await self.tracking_numbers.delete_one({"_id": numero})
 
     async def list_colis(self, lot_id: str, limit: int) -> list[Doc]:
         cursor = self.colis.find({"lot_id": lot_id}).sort("created_at", ASCENDING).limit(limit)
@@ -250,9 +326,15 @@ class ColisRepository:
         )
         return {str(d["upload_id"]) async for d in cursor}
 
-    async def delete_task(self, task_id: str) -> None:
-        await self.tasks.delete_one({"_id": task_id})
-        await self.markers.delete_many({"task_id": task_id})
+    async def delete_task(self, task: Doc) -> None:
+        """The task and its markers, deleted by `_id` (see `task_decisions`): FerretDB
+        scans the markers for a filter on `task_id`, once per task removed."""
+        await self.tasks.delete_one({"_id": task["_id"]})
+        keys = [
+            f"{task['_id']}:{decision}"
+            for decision in task_decisions(task.get("retry_count", 0), task.get("seq", 0))
+        ]
+        await gather_in_chunks(keys, lambda key: self.markers.delete_one({"_id": key}))
 
     # markers: one winner per decision
     async def mark(self, task_id: str, decision: str, now: datetime) -> bool:

@@ -59,11 +59,14 @@ from colis_svc.domain import (
     summarize,
 )
 from colis_svc.repository import (
+    CANCEL,
     ColisRepository,
     Doc,
+    fate_decision,
     public_client,
     public_colis,
     public_lot,
+    retry_decision,
     state_from_doc,
     state_to_doc,
 )
@@ -458,7 +461,7 @@ class ColisService:
         return doc
 
     async def _cancel_asked(self, run: Run) -> bool:
-        return await self.repo.has_marker(run.task_id, "cancel")
+        return await self.repo.has_marker(run.task_id, CANCEL)
 
     async def _walk(self, run: Run) -> None:
         work = {
@@ -593,7 +596,9 @@ class ColisService:
     async def _step_notification(self, run: Run) -> None:
         # the point of no return: from here the parcel is announced, so a cancel can no
         # longer win. The worker and a cancel request race for one `fate` marker per run.
-        fate = await self.repo.decide(run.task_id, _fate(run.state), "commit", self.clock())
+        fate = await self.repo.decide(
+            run.task_id, fate_decision(run.state.retry_count), "commit", self.clock()
+        )
         if fate != "commit":
             raise TaskCancelledError(
                 "La tâche a été annulée.", status=run.state.status.value, target="completed"
@@ -679,7 +684,7 @@ class ColisService:
         doc = await self.repo.get_task(command.task_id)
         if doc is None:
             # its command is still queued: the worker will cancel it on arrival
-            await self.repo.mark(command.task_id, "cancel", self.clock())
+            await self.repo.mark(command.task_id, CANCEL, self.clock())
             if command.lot_id and command.operation:
                 state = TaskState.new(command.task_id, command.operation).cancel()
                 stub = {"user_id": command.user_id, "lot_id": command.lot_id}
@@ -690,10 +695,12 @@ class ColisService:
             return _refuse(409, "Impossible d'annuler une tâche terminée.")
         if state.status is TaskStatus.CANCELLED:
             return _refuse(409, "La tâche est déjà annulée.")
-        fate = await self.repo.decide(command.task_id, _fate(state), "cancel", self.clock())
+        fate = await self.repo.decide(
+            command.task_id, fate_decision(state.retry_count), "cancel", self.clock()
+        )
         if fate != "cancel":
             return _refuse(409, "Trop tard : le colis est déjà annoncé, la tâche se termine.")
-        await self.repo.mark(command.task_id, "cancel", self.clock())
+        await self.repo.mark(command.task_id, CANCEL, self.clock())
         if state.status in RUNNING_STATUSES:
             # a worker holds it: it stops at its next step boundary
             return _reply({"status": "cancel_requested"})
@@ -727,7 +734,7 @@ class ColisService:
     async def _relaunch(
         self, doc: Doc, state: TaskState, data: ColisData, republish: Emit, *, force: bool = False
     ) -> dict[str, Any]:
-        decision = f"retry:{state.retry_count + 1}:{state.seq}"
+        decision = retry_decision(state.retry_count + 1, state.seq)
         if not await self.repo.mark(state.task_id, decision, self.clock()):
             return _refuse(409, "Cette tâche est déjà relancée.")
         client = await self.repo.get_client(data.client_id)
@@ -758,7 +765,7 @@ class ColisService:
         state = state_from_doc(doc)
         if not state.retry_due(self.clock()):
             return False
-        if await self.repo.has_marker(state.task_id, "cancel"):
+        if await self.repo.has_marker(state.task_id, CANCEL):
             await self._finish_cancelled(Run(doc=doc, state=state))
             return False
         data = ColisData.model_validate(doc["colis_data"])
@@ -787,11 +794,6 @@ class ColisService:
             await self._undo(doc)
         else:
             self.files.remove_upload(doc.get("upload_id"))
-
-
-def _fate(state: TaskState) -> str:
-    """One `fate` decision (commit or cancel) per run of a task."""
-    return f"fate:{state.retry_count}"
 
 
 def _colis_fields(data: ColisData) -> Doc:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from prometheus_client import Counter
 
 from colis_svc.domain import RUNNING_STATUSES
-from colis_svc.repository import ColisRepository
+from colis_svc.repository import ColisRepository, stalled_decision
 from colis_svc.service import FINISHED, ColisService, Emit
 from colis_svc.settings import SERVICE, ColisSettings
 from jauge_shared.contracts import ColisTaskStalled, TaskStatus, stable_event_id
@@ -74,7 +74,7 @@ class Sweeper:
             if started is None or now - started < limit:
                 continue
             status, seq = TaskStatus(doc["status"]), str(doc["seq"])
-            if not await self.repo.mark(doc["_id"], f"stalled:{seq}", now):
+            if not await self.repo.mark(doc["_id"], stalled_decision(doc["seq"]), now):
                 continue
             action = await self.service.handle_stalled(doc)
             found += 1
@@ -101,7 +101,7 @@ class Sweeper:
         removed = 0
         for doc in await self.repo.finished_before(FINISHED, before):
             await self.service.undo_finished(doc)
-            await self.repo.delete_task(doc["_id"])
+            await self.repo.delete_task(doc)
             removed += 1
         CLEANED.labels("tasks").inc(removed)
         return removed
