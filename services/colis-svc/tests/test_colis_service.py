@@ -173,6 +173,39 @@ async def test_a_parcel_numbered_before_the_claims_existed_frees_its_number(worl
     assert await repo.tracking_numbers.find_one({"_id": "TS-OLD"}) is None
 
 
+async def test_the_sweeper_finds_open_tasks_by_id_and_forgets_closed_ones(world: World) -> None:
+    lot_id = await world.lot()
+    await world.service.run_task(world.create("t-done", lot_id))
+    await world.service._load_or_create(world.create("t-open", lot_id))
+    repo = world.repo
+    assert [d["_id"] async for d in repo.open_tasks.find({})] == ["t-open"]  # closed: gone
+    assert [d["_id"] for d in await repo.open_tasks_in(["pending"])] == ["t-open"]
+    assert await repo.open_tasks_in(["completed"]) == []
+
+    # a task stored before `open_tasks` existed, and an entry left by a crash
+    await repo.tasks.insert_one({"_id": "t-old", "status": "creation", "upload_id": "u1"})
+    await repo.tasks.insert_one({"_id": "t-old-done", "status": "completed"})
+    await repo.open_tasks.insert_one({"_id": "t-done"})
+    await repo.list_open_tasks()
+    assert [d["_id"] for d in await repo.open_tasks_in(["creation"])] == ["t-old"]
+    assert await repo.live_upload_ids(["creation", "pending"]) == {"u1"}
+    assert sorted([d["_id"] async for d in repo.open_tasks.find({})]) == ["t-old", "t-open"]
+
+
+async def test_expired_tasks_are_looked_for_once_an_hour_not_at_every_sweep(
+    world: World,
+) -> None:
+    lot_id = await world.lot()
+    for task_id in ("t-a", "t-b"):
+        await world.service.run_task(world.create(task_id, lot_id))
+    long_ago = datetime.now(UTC) - timedelta(days=60)
+    await world.repo.tasks.update_one({"_id": "t-a"}, {"$set": {"finished_at": long_ago}})
+    assert (await world.sweeper.sweep())["removed_tasks"] == 1
+    await world.repo.tasks.update_one({"_id": "t-b"}, {"$set": {"finished_at": long_ago}})
+    assert (await world.sweeper.sweep())["removed_tasks"] == 0  # the next hour's sweep
+    assert await world.repo.get_task("t-b") is not None
+
+
 async def test_a_task_is_deleted_with_every_marker_it_can_hold(world: World) -> None:
     repo, now = world.repo, datetime.now(UTC)
     # retried once from seq 3, stalled at 5, then retry 2 marked at seq 9 but never

@@ -84,6 +84,7 @@ def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
     async def lifespan() -> AsyncIterator[None]:
         files.ensure_layout()
         await repository.ensure_indexes()
+        await repository.list_open_tasks()
         await repository.seed_demo_data(utc_now())
         await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
         task = asyncio.create_task(sweep_forever())

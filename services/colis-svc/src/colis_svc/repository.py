@@ -9,6 +9,8 @@ unique or exclusive here comes from inserting a unique `_id`:
   parcel holds is claimed by inserting the parcel's id into `held_tracking_numbers`;
 - a creation task's parcel has the task id as `_id`, so a redelivered or resumed
   creation can never make a second parcel;
+- every task that may still need the sweeper is listed by id in `open_tasks` (see
+  `open_tasks_in`);
 - one-off decisions about a task (the n-th retry, a stall report, a cancel request) are
   markers inserted into `task_markers`: whoever inserts first acts, the others do nothing.
 """
@@ -16,6 +18,7 @@ unique or exclusive here comes from inserting a unique `_id`:
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
@@ -57,6 +60,8 @@ _STATE_FIELDS = (
 
 
 CANCEL = "cancel"
+# what a task never leaves: the sweeper has nothing more to do with it until it expires
+CLOSED = frozenset({TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value})
 
 
 def fate_decision(retry_count: int) -> str:
@@ -144,6 +149,7 @@ class ColisRepository:
         self.tracking_numbers = self.db["tracking_numbers"]
         self.held_numbers = self.db["held_tracking_numbers"]
         self.tasks = self.db["tasks"]
+        self.open_tasks = self.db["open_tasks"]
         self.markers = self.db["task_markers"]
 
     async def ensure_indexes(self) -> None:
@@ -295,11 +301,25 @@ class ColisRepository:
 
     # tasks
     async def insert_task(self, task: Doc) -> bool:
+        """False when the task already exists. Listed as open first, so that the list
+        never misses an open task (a delivery that dies in between lists it again)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.open_tasks.insert_one({"_id": task["_id"]})
         try:
             await self.tasks.insert_one(task)
         except DuplicateKeyError:
             return False
         return True
+
+    async def list_open_tasks(self) -> None:
+        """List the open tasks stored before `open_tasks` existed: one scan at start-up.
+
+        An entry this adds for a task closed meanwhile is pruned by `open_tasks_in`.
+        """
+        query = {"status": {"$nin": sorted(CLOSED)}}
+        async for doc in self.tasks.find(query, {"_id": True}):
+            with contextlib.suppress(DuplicateKeyError):
+                await self.open_tasks.insert_one({"_id": doc["_id"]})
 
     async def get_task(self, task_id: str) -> Doc | None:
         return await self.tasks.find_one({"_id": task_id})
@@ -308,28 +328,43 @@ class ColisRepository:
         await self.tasks.update_one(
             {"_id": state.task_id}, {"$set": {**state_to_doc(state), **fields}}
         )
+        if state.status.value in CLOSED:
+            await self.open_tasks.delete_one({"_id": state.task_id})
 
     async def set_task_fields(self, task_id: str, **fields: Any) -> None:
         await self.tasks.update_one({"_id": task_id}, {"$set": fields})
 
-    async def tasks_in(self, statuses: list[str], limit: int = 500) -> list[Doc]:
-        cursor = self.tasks.find({"status": {"$in": statuses}}).limit(limit)
-        return [d async for d in cursor]
+    async def open_tasks_in(self, statuses: list[str], limit: int = 500) -> list[Doc]:
+        """The open tasks in one of `statuses`, read by `_id` from `open_tasks`.
+
+        Every sweep of every replica asks, and FerretDB scans `tasks` for a filter on
+        `status`: 0.6 s a query with 10,000 tasks kept for their 30 days. `open_tasks`
+        holds only the tasks not closed (in flight, waiting for a retry, or
+        `failed_final` until removed). A closed task never reopens, so an entry found
+        closed (a crash before `save_state` removed it) is removed here.
+        """
+        ids = [doc["_id"] async for doc in self.open_tasks.find({})]
+        found = []
+        for doc in await gather_in_chunks(ids, self.get_task):
+            if doc is not None and doc["status"] in CLOSED:
+                await self.open_tasks.delete_one({"_id": doc["_id"]})
+            elif doc is not None and doc["status"] in statuses:
+                found.append(doc)
+        return found[:limit]
 
     async def finished_before(self, statuses: list[str], before: datetime) -> list[Doc]:
         query = {"status": {"$in": statuses}, "finished_at": {"$lt": before}}
         return [d async for d in self.tasks.find(query).limit(500)]
 
     async def live_upload_ids(self, statuses: list[str]) -> set[str]:
-        cursor = self.tasks.find(
-            {"status": {"$in": statuses}, "upload_id": {"$ne": None}}, {"upload_id": 1}
-        )
-        return {str(d["upload_id"]) async for d in cursor}
+        docs = await self.open_tasks_in(statuses, limit=sys.maxsize)
+        return {str(d["upload_id"]) for d in docs if d.get("upload_id") is not None}
 
     async def delete_task(self, task: Doc) -> None:
         """The task and its markers, deleted by `_id` (see `task_decisions`): FerretDB
         scans the markers for a filter on `task_id`, once per task removed."""
         await self.tasks.delete_one({"_id": task["_id"]})
+        await self.open_tasks.delete_one({"_id": task["_id"]})
         keys = [
             f"{task['_id']}:{decision}"
             for decision in task_decisions(task.get("retry_count", 0), task.get("seq", 0))
