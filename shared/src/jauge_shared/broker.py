@@ -34,12 +34,17 @@ def amqp_url(settings: ServiceSettings) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
+def prometheus_middleware(service: str, registry: CollectorRegistry) -> RabbitPrometheusMiddleware:
+    return RabbitPrometheusMiddleware(registry=registry, app_name=service)
+
+
 def broker_options(
     settings: ServiceSettings,
     service: str,
     registry: CollectorRegistry,
     *,
     middlewares: Sequence[Any] = (),
+    prometheus: RabbitPrometheusMiddleware | None = None,
 ) -> dict[str, Any]:
     """Publisher confirms on, prefetch bounded, heartbeats, named connection, poison to
     the DLQ.
@@ -62,7 +67,7 @@ def broker_options(
         "log_level": logging.DEBUG,
         "middlewares": (
             *telemetry,
-            RabbitPrometheusMiddleware(registry=registry, app_name=service),
+            prometheus or prometheus_middleware(service, registry),
             DeadLetterMiddleware.factory(settings),
             *middlewares,
         ),
@@ -75,8 +80,13 @@ def make_broker(
     registry: CollectorRegistry,
     *,
     middlewares: Sequence[Any] = (),
+    prometheus: RabbitPrometheusMiddleware | None = None,
 ) -> RabbitBroker:
-    return RabbitBroker(**broker_options(settings, service, registry, middlewares=middlewares))
+    return RabbitBroker(
+        **broker_options(
+            settings, service, registry, middlewares=middlewares, prometheus=prometheus
+        )
+    )
 
 
 async def declare_topology(

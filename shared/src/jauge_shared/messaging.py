@@ -135,18 +135,101 @@ class RetryBackoff:
         self._attempts.pop(message_id, None)
 
 
+class FailurePolicy:
+    """What becomes of a message its handler failed on: the module's rules above.
+
+    Shared by the FastStream middleware below and by consumers that read a queue with
+    aio-pika directly (progress-svc's events), so both settle failures alike.
+    """
+
+    def __init__(self, backoff: RetryBackoff) -> None:
+        self.backoff = backoff
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> FailurePolicy:
+        return cls(RetryBackoff(settings.retry_base_delay_s, settings.retry_max_delay_s))
+
+    def succeeded(self, raw: Any) -> None:
+        self.backoff.forget(str(getattr(raw, "message_id", "") or ""))
+
+    async def settle(
+        self,
+        raw: Any,
+        queue: str,
+        exc: BaseException,
+        *,
+        before_delay: Callable[[], None] | None = None,
+    ) -> bool:
+        """Dead-letters `raw` (True: ack the original) or waits out the retry delay of a
+        transient failure (False: requeue it now)."""
+        message_id = str(getattr(raw, "message_id", "") or "")
+        if is_transient(exc):
+            delay = self.backoff.next_delay(message_id)
+            logger.warning(
+                "transient failure, retrying",
+                extra={
+                    "queue": queue,
+                    "message_id": message_id,
+                    "delay_s": round(delay, 3),
+                    "error": describe_error(exc),
+                },
+            )
+            RETRIED.labels(queue).inc()
+            if before_delay is not None:
+                before_delay()
+            await asyncio.sleep(delay)
+            return False
+        reason_class = "poison" if isinstance(exc, POISON_ERRORS) else "error"
+        if isinstance(exc, FastStreamException) and exc.__cause__ is not None:
+            exc = exc.__cause__
+        reason = describe_error(exc)
+        await dead_letter(raw, queue, reason)
+        DEAD_LETTERED.labels(queue, reason_class).inc()
+        self.backoff.forget(message_id)
+        log = logger.warning if reason_class == "poison" else logger.error
+        log(
+            "message dead-lettered",
+            extra={"queue": queue, "message_id": message_id, "reason": reason},
+            exc_info=reason_class == "error",
+        )
+        return True
+
+
+async def dead_letter(raw: Any, queue: str, reason: str) -> None:
+    """A copy of the aio-pika message `raw` in `queue`'s DLQ, with the reason."""
+    headers = dict(raw.headers or {})
+    headers[DEAD_LETTER_REASON_HEADER] = reason
+    headers[DEAD_LETTER_QUEUE_HEADER] = queue
+    headers[DEAD_LETTER_ROUTING_KEY_HEADER] = raw.routing_key or ""
+    properties = aiormq.spec.Basic.Properties(
+        content_type=raw.content_type,
+        content_encoding=raw.content_encoding,
+        headers=headers,
+        delivery_mode=2,
+        message_id=raw.message_id,
+        message_type=raw.type,
+        timestamp=raw.timestamp,
+        correlation_id=raw.correlation_id,
+        app_id=raw.app_id,
+    )
+    # the consumer's channel has publisher confirms: this returns once it is stored
+    await raw.channel.basic_publish(
+        raw.body, exchange="", routing_key=queue + DLQ_SUFFIX, properties=properties
+    )
+
+
 class DeadLetterMiddleware(BaseMiddleware):
     """Applies the failure policy above to every subscriber of a broker."""
 
-    backoff: RetryBackoff
+    policy: FailurePolicy
 
     @classmethod
     def factory(cls, settings: ServiceSettings) -> Callable[..., DeadLetterMiddleware]:
-        backoff = RetryBackoff(settings.retry_base_delay_s, settings.retry_max_delay_s)
+        policy = FailurePolicy.from_settings(settings)
 
         def build(msg: Any, /, *, context: Any) -> DeadLetterMiddleware:
             middleware = cls(msg, context=context)
-            middleware.backoff = backoff
+            middleware.policy = policy
             return middleware
 
         return build
@@ -157,43 +240,15 @@ class DeadLetterMiddleware(BaseMiddleware):
         exc_val: BaseException | None = None,
         exc_tb: TracebackType | None = None,
     ) -> bool | None:
-        raw = self.msg
-        message_id = str(getattr(raw, "message_id", "") or "")
         if exc_val is None:
-            self.backoff.forget(message_id)
+            self.policy.succeeded(self.msg)
             return False
         queue = self._queue_name()
-        if queue is None or getattr(raw, "reply_to", None):
+        if queue is None or getattr(self.msg, "reply_to", None):
             # exclusive queues and RPC requests have no DLQ: the caller sees the error
             return False
-        if is_transient(exc_val):
-            delay = self.backoff.next_delay(message_id)
-            logger.warning(
-                "transient failure, retrying",
-                extra={
-                    "queue": queue,
-                    "message_id": message_id,
-                    "delay_s": round(delay, 3),
-                    "error": describe_error(exc_val),
-                },
-            )
-            RETRIED.labels(queue).inc()
-            await asyncio.sleep(delay)
-            return False  # the subscriber's NACK_ON_ERROR policy requeues it
-        reason_class = "poison" if isinstance(exc_val, POISON_ERRORS) else "error"
-        if isinstance(exc_val, FastStreamException) and exc_val.__cause__ is not None:
-            exc_val = exc_val.__cause__
-        reason = describe_error(exc_val)
-        await self._dead_letter(raw, queue, reason)
-        DEAD_LETTERED.labels(queue, reason_class).inc()
-        self.backoff.forget(message_id)
-        log = logger.warning if reason_class == "poison" else logger.error
-        log(
-            "message dead-lettered",
-            extra={"queue": queue, "message_id": message_id, "reason": reason},
-            exc_info=reason_class == "error",
-        )
-        return True  # handled: the original is acked
+        # False: the subscriber's NACK_ON_ERROR policy requeues it; True: acked
+        return await self.policy.settle(self.msg, queue, exc_val)
 
     def _queue_name(self) -> str | None:
         subscriber = self.context.get("handler_")
@@ -202,25 +257,3 @@ class DeadLetterMiddleware(BaseMiddleware):
         if not name or getattr(queue, "exclusive", False):
             return None
         return str(name)
-
-    @staticmethod
-    async def _dead_letter(raw: Any, queue: str, reason: str) -> None:
-        headers = dict(raw.headers or {})
-        headers[DEAD_LETTER_REASON_HEADER] = reason
-        headers[DEAD_LETTER_QUEUE_HEADER] = queue
-        headers[DEAD_LETTER_ROUTING_KEY_HEADER] = raw.routing_key or ""
-        properties = aiormq.spec.Basic.Properties(
-            content_type=raw.content_type,
-            content_encoding=raw.content_encoding,
-            headers=headers,
-            delivery_mode=2,
-            message_id=raw.message_id,
-            message_type=raw.type,
-            timestamp=raw.timestamp,
-            correlation_id=raw.correlation_id,
-            app_id=raw.app_id,
-        )
-        # the consumer's channel has publisher confirms: this returns once it is stored
-        await raw.channel.basic_publish(
-            raw.body, exchange="", routing_key=queue + DLQ_SUFFIX, properties=properties
-        )

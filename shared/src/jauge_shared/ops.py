@@ -86,18 +86,31 @@ class _Runnable(Protocol):
 
 
 def worker_app(
-    broker: RabbitBroker, mongo: AsyncMongoClient[Any], lifespan: Callable[[], Any]
+    broker: RabbitBroker,
+    mongo: AsyncMongoClient[Any],
+    lifespan: Callable[[], Any],
+    *,
+    consuming: Callable[[], bool] | None = None,
 ) -> AsgiFastStream:
-    """A FastStream service as an ASGI app: the broker, /healthz, /readyz, /metrics."""
+    """A FastStream service as an ASGI app: the broker, /healthz, /readyz, /metrics.
+
+    `consuming`: whether a consumer outside the broker (`DirectConsumer`) is reading.
+    """
+    checks: dict[str, ReadinessCheck] = {
+        "broker": lambda: broker.ping(timeout=CHECK_TIMEOUT_S),
+        "store": lambda: store_is_reachable(mongo),
+    }
+    if consuming is not None:
+        is_consuming = consuming
+
+        async def consumer() -> bool:
+            return is_consuming()
+
+        checks["consumer"] = consumer
     return AsgiFastStream(
         broker,
         lifespan=lifespan,
-        asgi_routes=ops_routes(
-            {
-                "broker": lambda: broker.ping(timeout=CHECK_TIMEOUT_S),
-                "store": lambda: store_is_reachable(mongo),
-            }
-        ),
+        asgi_routes=ops_routes(checks),
         asyncapi_path="/asyncapi",
     )
 

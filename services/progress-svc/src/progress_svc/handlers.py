@@ -1,11 +1,15 @@
-"""Subscribers of progress-svc: message in, service call, event out."""
+"""progress-svc's handler: message in, service call (the service announces the result).
+
+The queue is read by `jauge_shared.consumer.DirectConsumer` rather than a FastStream
+subscriber (docs/performance.md, "FastStream's per-message path"); the body arrives
+as bytes and is parsed here, a parse error dead-lettering it with its reason.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from faststream import AckPolicy
-from faststream.rabbit import RabbitBroker
 from pydantic import Field, TypeAdapter
 
 from jauge_shared.contracts import (
@@ -16,8 +20,6 @@ from jauge_shared.contracts import (
     ImportQueued,
     ImportStarted,
 )
-from jauge_shared.settings import ServiceSettings
-from jauge_shared.topology import PROGRESS_EVENTS
 from progress_svc.service import ProgressService
 
 ProgressEvent = Annotated[
@@ -32,15 +34,10 @@ ProgressEvent = Annotated[
 _parse_event: TypeAdapter[Any] = TypeAdapter(ProgressEvent)
 
 
-def register(broker: RabbitBroker, settings: ServiceSettings, service: ProgressService) -> None:
-    queue = PROGRESS_EVENTS.queue(settings.queue_type, settings.delivery_limit)
+def on_progress_event(service: ProgressService) -> Callable[[bytes], Awaitable[None]]:
+    """The handler of progress-svc's queue (read by `DirectConsumer`, see main.py)."""
 
-    @broker.subscriber(
-        queue,
-        exchange=PROGRESS_EVENTS.exchange,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        title="progress-svc.events",
-        description="Every progress-bearing event; each one updates a progress document.",
-    )
-    async def on_progress_event(body: dict[str, Any]) -> None:
-        await service.handle(_parse_event.validate_python(body))
+    async def handle(body: bytes) -> None:
+        await service.handle(_parse_event.validate_json(body))
+
+    return handle

@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 from faststream.asgi import AsgiFastStream
 from prometheus_client import REGISTRY
 
-from jauge_shared.broker import declare_topology, make_broker
+from jauge_shared.broker import declare_topology, make_broker, prometheus_middleware
+from jauge_shared.consumer import DirectConsumer, metrics_container
 from jauge_shared.contracts import ProgressUpdated
 from jauge_shared.logging import configure_logging
-from jauge_shared.messaging import publish
+from jauge_shared.messaging import FailurePolicy, publish
 from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.ops import run_service, worker_app
-from jauge_shared.topology import EVENTS_EXCHANGE, QUEUES_BY_SERVICE, RK
+from jauge_shared.topology import EVENTS_EXCHANGE, PROGRESS_EVENTS, QUEUES_BY_SERVICE, RK
 from progress_svc import handlers
 from progress_svc.aggregate import Limits
 from progress_svc.repository import ProgressRepository
@@ -25,7 +26,8 @@ from progress_svc.settings import DB_SUFFIX, SERVICE, ProgressSettings
 def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
     settings = settings or ProgressSettings()
     configure_logging(SERVICE, settings.log_level, json=settings.log_json)
-    broker = make_broker(settings, SERVICE, REGISTRY)
+    prometheus = prometheus_middleware(SERVICE, REGISTRY)
+    broker = make_broker(settings, SERVICE, REGISTRY, prometheus=prometheus)
     progress_updated = broker.publisher(
         RK.PROGRESS_UPDATED,
         exchange=EVENTS_EXCHANGE,
@@ -45,7 +47,18 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
         Limits(recent=settings.recent_limit, errors=settings.errors_limit),
         concurrent_writes=settings.concurrent_writes,
     )
-    handlers.register(broker, settings, service)
+    # the hot queue is read with aio-pika directly (docs/performance.md); the broker
+    # publishes progress.updated and serves the health checks
+    events = DirectConsumer(
+        settings,
+        SERVICE,
+        PROGRESS_EVENTS.name,
+        handlers.on_progress_event(service),
+        policy=FailurePolicy.from_settings(settings),
+        metrics=metrics_container(prometheus),
+        # another replica may have been the active consumer while this one was away
+        on_new_channel=repository.forget_all,
+    )
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -57,7 +70,18 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
         finally:
             await mongo.close()
 
-    return worker_app(broker, mongo, lifespan)
+    app = worker_app(broker, mongo, lifespan, consuming=events.is_consuming)
+
+    @app.after_startup
+    async def consume() -> None:
+        await events.start()
+
+    @app.on_shutdown
+    async def stop_consuming() -> None:
+        # before the broker stops: the events in hand still announce their updates
+        await events.stop(settings.graceful_timeout_s)
+
+    return app
 
 
 def run() -> None:

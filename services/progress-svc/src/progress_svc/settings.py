@@ -11,10 +11,12 @@ DB_SUFFIX = "progress"
 class ProgressSettings(ServiceSettings):
     port: int = Field(default=8103, ge=1, le=65535, description="/healthz, /readyz, /metrics.")
     prefetch: PositiveInt = Field(
-        default=2048,
+        default=16384,
         description=(
             "Unacked events in flight: the more, the bigger each job's batch, so the fewer "
-            "writes (events are small; they stay in the broker until acked)."
+            "writes (events are small; they stay in the broker until acked). With a "
+            "thousand busy jobs, 16,384 applied 1,550 events/s where 2,048 applied 1,050 "
+            "(docs/performance.md)."
         ),
     )
     recent_limit: PositiveInt = Field(default=20, description="Latest item results kept per job.")

@@ -1,0 +1,71 @@
+"""The progress collection on the real store: the copies kept in memory are never trusted
+past another writer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from progress_svc.aggregate import Document
+from progress_svc.repository import ProgressRepository
+
+
+@pytest.fixture
+async def repository(test_env) -> AsyncIterator[ProgressRepository]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(test_env.mongo_url)
+    database = f"{test_env.db_prefix}_progress_repository"
+    repo = ProgressRepository(client, database, cached=2)
+    await repo.detect_store()
+    yield repo
+    await client.drop_database(database)
+    await client.close()
+
+
+def counting(step: int = 1):  # type: ignore[no-untyped-def]
+    def compute(current: Document | None) -> Document:
+        seq = (current or {"seq": 0})["seq"] + step
+        return {"_id": "j", "seq": seq, "count": seq}
+
+    return compute
+
+
+async def test_a_document_written_is_read_from_memory_next_time(repository) -> None:
+    await repository.change("j", counting())
+    await repository.collection.update_one({"_id": "j"}, {"$set": {"count": 99}})
+    doc, changed = await repository.change("j", lambda current: None)
+    assert not changed
+    assert doc is not None and doc["count"] == 1  # the store was not read
+
+
+async def test_after_forget_all_the_store_is_read_again(repository) -> None:
+    await repository.change("j", counting())
+    # another replica, active while this one was away, moved the document on
+    await repository.collection.replace_one({"_id": "j"}, {"_id": "j", "seq": 5, "count": 5})
+    repository.forget_all()
+    doc, _ = await repository.change("j", counting())
+    assert doc is not None and doc["seq"] == 6
+    assert (await repository.get("j"))["seq"] == 6
+
+
+async def test_the_cache_keeps_only_the_newest_documents(repository) -> None:
+    for job in ("a", "b", "c"):
+        await repository.change(job, lambda current, job=job: {"_id": job, "seq": 1})
+    await repository.collection.update_one({"_id": "a"}, {"$set": {"seq": 7}})
+    doc, _ = await repository.change("a", lambda current: None)
+    assert doc is not None and doc["seq"] == 7  # "a" had been evicted: read from the store
+
+
+async def test_a_failed_write_leaves_no_copy_behind(repository) -> None:
+    await repository.change("j", counting())
+
+    def broken(current: Document | None) -> Document:
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError):
+        await repository.change("j", broken)
+    await repository.collection.update_one({"_id": "j"}, {"$set": {"seq": 41}})
+    doc, _ = await repository.change("j", counting())
+    assert doc is not None and doc["seq"] == 42
