@@ -69,3 +69,23 @@ async def test_a_failed_write_leaves_no_copy_behind(repository) -> None:
     await repository.collection.update_one({"_id": "j"}, {"$set": {"seq": 41}})
     doc, _ = await repository.change("j", counting())
     assert doc is not None and doc["seq"] == 42
+
+
+async def test_a_write_in_flight_across_forget_all_is_not_kept(repository) -> None:
+    await repository.change("j", counting())
+    original = repository.collection.replace_one
+
+    async def replace_then_reconnect(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = await original(*args, **kwargs)
+        repository.forget_all()  # the channel changed while this write was in flight
+        return result
+
+    repository.collection.replace_one = replace_then_reconnect
+    try:
+        await repository.change("j", counting())
+    finally:
+        repository.collection.replace_one = original
+    # the other replica, active meanwhile, moved the document on
+    await repository.collection.update_one({"_id": "j"}, {"$set": {"seq": 10}})
+    doc, _ = await repository.change("j", counting())
+    assert doc is not None and doc["seq"] == 11

@@ -262,6 +262,7 @@ class ColisService:
         self.clock = clock
         self.hooks = TestHooks(settings.test_hooks)
         self.slots = asyncio.Semaphore(settings.task_concurrency)
+        self.image_slots = asyncio.Semaphore(settings.image_workers)
 
     # ------------------------------------------------------------------ RPC (reads, lots)
     async def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -535,12 +536,13 @@ class ColisService:
                 return
             raise PermanentTaskError("Photo introuvable : l'envoi a expiré, renvoyez-la.")
         data = await asyncio.to_thread(upload.read_bytes)
-        photo = await asyncio.to_thread(
-            process_photo,
-            data,
-            max_side=self.settings.image_max_side,
-            thumb_side=self.settings.thumbnail_side,
-        )
+        async with self.image_slots:
+            photo = await asyncio.to_thread(
+                process_photo,
+                data,
+                max_side=self.settings.image_max_side,
+                thumb_side=self.settings.thumbnail_side,
+            )
         self.files.images.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.files.write_atomic, jpeg_path, photo.jpeg)
         await asyncio.to_thread(self.files.write_atomic, thumb_path, photo.thumbnail)

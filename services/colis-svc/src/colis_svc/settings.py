@@ -41,6 +41,13 @@ class ColisSettings(ServiceSettings):
     )
     image_max_side: PositiveInt = Field(default=1600, description="Stored photos fit in this.")
     thumbnail_side: PositiveInt = Field(default=320)
+    image_workers: PositiveInt = Field(
+        default=1,
+        description="Photos one replica processes at once. The image step is the "
+        "pipeline's CPU-heavy part (decode, resize, encode): one at a time leaves the other "
+        "cores to the answers agents wait for (the form, the dashboard). Raise it where "
+        "colis-svc has cores of its own.",
+    )
     test_hooks: bool = Field(
         default=False,
         description="Test only: obey `[test:...]` directives in a parcel's description "

@@ -8,6 +8,7 @@ from fastapi import Cookie, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from pymongo.asynchronous.collection import AsyncCollection
 
+from gateway.durations import RecentDurations
 from gateway.security import InvalidTokenError, decode_access_token
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
@@ -40,6 +41,13 @@ def get_progress(state: StateDep) -> AsyncCollection[dict[str, Any]]:
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 UsersDep = Annotated[UserRepository, Depends(get_users)]
 ProgressDep = Annotated[AsyncCollection[dict[str, Any]], Depends(get_progress)]
+
+
+def get_durations(state: StateDep) -> RecentDurations:
+    return state.durations
+
+
+DurationsDep = Annotated[RecentDurations, Depends(get_durations)]
 
 UNAUTHORIZED = HTTPException(
     status_code=status.HTTP_401_UNAUTHORIZED,

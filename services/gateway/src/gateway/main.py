@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.body_limit import BodySizeLimit
+from gateway.durations import RecentDurations
 from gateway.hub import Hub
 from gateway.recent import RecentJobs
 from gateway.routers import (
@@ -87,6 +88,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return [to_public(doc) async for doc in cursor]
 
     recent = RecentJobs(newest_stored, limit=ws.JOBS_SNAPSHOT_LIMIT)
+    durations = RecentDurations(
+        tasks.KINDS,
+        lambda kind, n: tasks.stored_durations(progress, kind, n),
+        sample=tasks.ETA_SAMPLE,
+    )
     replica = f"{socket.gethostname()}.{os.getpid()}"
 
     @rabbit.subscriber(
@@ -99,6 +105,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def on_progress_updated(event: ProgressUpdated) -> None:
         job = event.job.model_dump(mode="json", by_alias=True)
         recent.update(job)
+        durations.update(job)
         hub.dispatch(job)
 
     @rabbit.after_startup
@@ -117,6 +124,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             progress=progress,
             hub=hub,
             recent=recent,
+            durations=durations,
             publishers=publishers,
             broker=rabbit.broker,
             rpc=rpc,

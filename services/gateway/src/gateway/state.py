@@ -10,6 +10,7 @@ from faststream.rabbit.publisher import RabbitPublisher
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
+from gateway.durations import RecentDurations
 from gateway.hub import Hub
 from gateway.recent import RecentJobs
 from gateway.settings import GatewaySettings
@@ -27,6 +28,7 @@ class GatewayState:
     progress: AsyncCollection[dict[str, Any]]
     hub: Hub
     recent: RecentJobs
+    durations: RecentDurations
     publishers: dict[str, RabbitPublisher]
     broker: RabbitBroker
     rpc: RpcClient

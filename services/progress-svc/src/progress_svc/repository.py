@@ -45,12 +45,20 @@ class ProgressRepository:
         self.guard_with_seq = True
         self._cache: OrderedDict[str, Document] = OrderedDict()
         self._cache_size = cached
+        self._generation = 0
 
     def forget_all(self) -> None:
-        """Read every document from the store again (another writer may have run)."""
-        self._cache.clear()
+        """Read every document from the store again (another writer may have run).
 
-    def _remember(self, job_id: str, doc: Document) -> None:
+        A change begun before this call (a write still in flight from the previous
+        channel) is not kept either: its copy may already be stale.
+        """
+        self._cache.clear()
+        self._generation += 1
+
+    def _remember(self, job_id: str, doc: Document, generation: int) -> None:
+        if generation != self._generation:
+            return
         self._cache[job_id] = doc
         self._cache.move_to_end(job_id)
         if len(self._cache) > self._cache_size:
@@ -72,26 +80,27 @@ class ProgressRepository:
         self, job_id: str, compute: Callable[[Document | None], Document | None]
     ) -> tuple[Document | None, bool]:
         """Apply `compute` atomically; returns (document now, whether it changed)."""
+        generation = self._generation
         for _ in range(MAX_CONFLICTS):
             # popped: whatever happens below, the copy is only kept again once written
             current = self._cache.pop(job_id, None) or await self.get(job_id)
             new = compute(current)
             if new is None:
                 if current is not None:
-                    self._remember(job_id, current)
+                    self._remember(job_id, current, generation)
                 return current, False
             if current is None:
                 try:
                     await self.collection.insert_one(new)
                 except DuplicateKeyError:
                     continue
-                self._remember(job_id, new)
+                self._remember(job_id, new, generation)
                 return new, True
             guard = (
                 {"_id": job_id, "seq": current["seq"]} if self.guard_with_seq else {"_id": job_id}
             )
             result = await self.collection.replace_one(guard, new)
             if result.matched_count == 1:
-                self._remember(job_id, new)
+                self._remember(job_id, new, generation)
                 return new, True
         raise TransientError(f"too many concurrent changes to progress document {job_id}")

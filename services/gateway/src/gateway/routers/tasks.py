@@ -16,7 +16,8 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.colis_rpc import ask_control
-from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.deps import CurrentUser, DurationsDep, ProgressDep, StateDep
+from gateway.durations import Sample
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.routers.jobs import to_public, visible_by_id, visible_to
 from gateway.users import User
@@ -92,22 +93,21 @@ def can_cancel(doc: dict[str, Any]) -> bool:
     return doc.get("step_status") not in (TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value)
 
 
-async def average_durations(progress: ProgressDep) -> dict[str, float]:
-    """Mean duration of the latest completed tasks of each operation (all agents)."""
-    averages: dict[str, float] = {}
-    for kind in KINDS:
-        cursor = (
-            progress.find(
-                {"kind": kind, "step_status": "completed", "duration_s": {"$ne": None}},
-                {"duration_s": 1},
-            )
-            .sort("finished_at", -1)
-            .limit(ETA_SAMPLE)
+async def stored_durations(progress: Any, kind: str, n: int) -> list[Sample]:
+    """The `n` latest completions of `kind` in the store (read once, by RecentDurations)."""
+    cursor = (
+        progress.find(
+            {"kind": kind, "step_status": "completed", "duration_s": {"$ne": None}},
+            {"duration_s": 1, "finished_at": 1},
         )
-        durations = [float(d["duration_s"]) async for d in cursor if d.get("duration_s")]
-        if durations:
-            averages[kind] = sum(durations) / len(durations)
-    return averages
+        .sort("finished_at", -1)
+        .limit(n)
+    )
+    return [
+        (str(d["_id"]), d["finished_at"], float(d["duration_s"]))
+        async for d in cursor
+        if d.get("duration_s") and d.get("finished_at")
+    ]
 
 
 def present(
@@ -139,6 +139,7 @@ def scope(user: User, owner: str | None) -> dict[str, Any]:
 async def list_tasks(
     user: CurrentUser,
     progress: ProgressDep,
+    durations: DurationsDep,
     state: Annotated[Literal["active", "failed", "completed"], Query()] = "active",
     owner: Annotated[str | None, Query(max_length=64, description="Admin only")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -156,7 +157,7 @@ async def list_tasks(
         query["step_status"] = TaskStatus.COMPLETED.value
         query["finished_at"] = {"$gte": now - timedelta(hours=24)}
         sort = [("finished_at", -1)]
-    averages = await average_durations(progress)
+    averages = await durations.averages()
     cursor = progress.find(query).sort(sort).limit(limit)
     tasks = [present(doc, user, averages, now) async for doc in cursor]
     if state == "failed":  # retryable first, each group newest first (sort is stable)
@@ -201,9 +202,11 @@ async def find_task(progress: ProgressDep, user: User, task_id: str) -> dict[str
 
 
 @router.get("/{task_id}", responses=error_responses(404))
-async def get_task(task_id: TaskId, user: CurrentUser, progress: ProgressDep) -> dict[str, Any]:
+async def get_task(
+    task_id: TaskId, user: CurrentUser, progress: ProgressDep, durations: DurationsDep
+) -> dict[str, Any]:
     doc = await find_task(progress, user, task_id)
-    return present(doc, user, await average_durations(progress), datetime.now(UTC))
+    return present(doc, user, await durations.averages(), datetime.now(UTC))
 
 
 @router.post(
