@@ -21,6 +21,7 @@ class FakeChannel:
     frames: int = 0
 
     async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        await asyncio.sleep(0)  # a frame takes a turn of the loop: handlers run meanwhile
         self.frames += 1
         assert delivery_tag in self.outstanding, f"unknown delivery tag {delivery_tag}"
         covered = {t for t in self.outstanding if t <= delivery_tag} if multiple else {delivery_tag}
@@ -28,6 +29,7 @@ class FakeChannel:
         self.acked.extend(sorted(covered))
 
     async def basic_nack(self, delivery_tag: int, requeue: bool = True) -> None:
+        await asyncio.sleep(0)
         self.frames += 1
         assert delivery_tag in self.outstanding, f"unknown delivery tag {delivery_tag}"
         self.outstanding.discard(delivery_tag)
@@ -41,9 +43,9 @@ def deliver(channel: FakeChannel, acks: InOrderAcks, tags: range) -> None:
 
 
 async def settle_all(acks: InOrderAcks) -> None:
-    for _ in range(3):
+    for _ in range(5):
         await asyncio.sleep(0)
-    await acks.drain()
+        await acks.drain()
 
 
 async def test_messages_finished_in_one_iteration_are_acked_by_one_frame() -> None:
@@ -98,13 +100,14 @@ async def test_a_crowded_window_is_acked_one_by_one_so_the_broker_sends_more() -
     assert 1 in channel.outstanding and len(channel.outstanding) <= 4
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_whatever_the_order_every_message_is_settled_once_and_never_early(data) -> None:
     count = data.draw(st.integers(1, 40))
     window = data.draw(st.integers(1, 64))
     order = data.draw(st.permutations(list(range(1, count + 1))))
     retried = data.draw(st.sets(st.sampled_from(order), max_size=5))
+    turns = data.draw(st.lists(st.integers(0, 3), min_size=count, max_size=count))
 
     async def scenario() -> FakeChannel:
         channel = FakeChannel()
@@ -113,13 +116,14 @@ def test_whatever_the_order_every_message_is_settled_once_and_never_early(data) 
         for tag in retried:
             acks.park(tag)
         done: set[int] = set()
-        for tag in order:
+        for tag, turn in zip(order, turns, strict=True):
             if tag in retried:
                 await acks.requeue(tag)
             else:
                 acks.finished(tag)
             done.add(tag)
-            await asyncio.sleep(0)
+            for _ in range(turn):  # acks in flight while the next handlers finish
+                await asyncio.sleep(0)
             # only finished messages may have been settled
             assert set(channel.acked) | set(channel.requeued) <= done
         await settle_all(acks)

@@ -70,6 +70,7 @@ class InOrderAcks:
         self._finished: set[int] = set()
         self._parked: set[int] = set()
         self._one_by_one: deque[int] = deque()
+        self._settled_alone: set[int] = set()
         self._ack_upto = 0
         self._sent_upto = 0
         self._flushing: asyncio.Task[None] | None = None
@@ -90,15 +91,20 @@ class InOrderAcks:
         self._advance()
 
     def _advance(self) -> None:
-        in_hand, finished = self._in_hand, self._finished
-        while in_hand and in_hand[0] in finished:
-            tag = in_hand.popleft()
-            finished.discard(tag)
-            self._ack_upto = tag
+        in_hand, finished, alone = self._in_hand, self._finished, self._settled_alone
+        while in_hand:
+            head = in_hand[0]
+            if head in finished:
+                finished.discard(head)
+                self._ack_upto = head
+            elif head in alone:  # acked or requeued by itself: no `multiple` may name it
+                alone.discard(head)
+            else:
+                break
+            in_hand.popleft()
         if finished and (len(in_hand) > self._crowded or in_hand[0] in self._parked):
-            for tag in sorted(finished):
-                in_hand.remove(tag)
-                self._one_by_one.append(tag)
+            self._one_by_one.extend(sorted(finished))
+            alone.update(finished)
             finished.clear()
         if self._flushing is None and (self._ack_upto > self._sent_upto or self._one_by_one):
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
@@ -107,19 +113,23 @@ class InOrderAcks:
         await _settle(self.channel.basic_nack(delivery_tag, requeue=True))
         # settled now: no later ack may name it (an unknown tag closes the channel)
         self._parked.discard(delivery_tag)
-        self._in_hand.remove(delivery_tag)
+        self._settled_alone.add(delivery_tag)
         self._advance()
 
     async def _flush(self) -> None:
         try:
             await asyncio.sleep(0)  # let this iteration's handlers finish first
             while self._ack_upto > self._sent_upto or self._one_by_one:
-                while self._one_by_one:
-                    await _settle(self.channel.basic_ack(self._one_by_one.popleft()))
                 upto = self._ack_upto
                 if upto > self._sent_upto:
+                    # it covers every finished delivery up to `upto`, those queued for
+                    # an ack of their own too: acking one of them again would name a
+                    # tag the broker no longer knows
+                    self._one_by_one = deque(t for t in self._one_by_one if t > upto)
                     await _settle(self.channel.basic_ack(upto, multiple=True))
                     self._sent_upto = upto
+                if self._one_by_one:
+                    await _settle(self.channel.basic_ack(self._one_by_one.popleft()))
         finally:
             self._flushing = None
 
