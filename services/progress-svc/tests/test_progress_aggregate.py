@@ -324,3 +324,17 @@ def test_ids_seen_stored_as_a_list_by_an_earlier_version_are_still_recognised() 
     after = apply_event(legacy, file("j1", "b"))
     assert after is not None and after["processed"] == 2
     assert isinstance(after["_seen"], bytes) and len(after["_seen"]) == 32
+
+
+def test_ids_seen_are_recognised_in_a_document_read_back_from_the_store() -> None:
+    doc = apply_event(None, started(total=3))
+    doc = apply_event(doc, file("j1", "a"))
+    assert doc is not None
+    # the store returns equal bytes in another object: the set is rebuilt from them
+    read_back = {**doc, "_seen": bytes(bytearray(doc["_seen"]))}
+    assert read_back["_seen"] is not doc["_seen"]
+    assert apply_event(read_back, file("j1", "a")) is None
+    # and a write that failed leaves nothing behind: the same document, the same file
+    assert apply_event(read_back, file("j1", "b")) is not None
+    again = apply_event(read_back, file("j1", "b"))
+    assert again is not None and again["processed"] == 2

@@ -19,6 +19,7 @@ after the terminal status), and each event's outcome. `apply_event` is the same 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -355,10 +356,17 @@ def apply_events(
     (that event alone is left out). `doc` itself is left untouched."""
     work = doc
     seen: set[bytes] = set()
+    stored = None
     if work is not None and "_seen" in work:
-        ids = _seen_bytes(work["_seen"])
+        stored = work["_seen"]
+        ids = _seen_bytes(stored)
         work = {**work, "_seen": ids}
-        seen = {bytes(ids[i : i + _ID]) for i in range(0, len(ids), _ID)}
+        known = _SEEN_SETS.take(stored)
+        seen = (
+            known
+            if known is not None
+            else {bytes(ids[i : i + _ID]) for i in range(0, len(ids), _ID)}
+        )
     batch = _Batch(limits, seen)
     outcomes: list[Outcome] = []
     for event in events:
@@ -376,14 +384,44 @@ def apply_events(
         work = new
         outcomes.append(True)
     if not any(o is True for o in outcomes):
+        if isinstance(stored, bytes):
+            _SEEN_SETS.keep(stored, seen)  # unchanged: no id was added
         return None, outcomes
     assert work is not None
     if isinstance(work.get("_seen"), bytearray):
         work["_seen"] = bytes(work["_seen"])  # stored as BSON binary
+        _SEEN_SETS.keep(work["_seen"], seen)
     return work, outcomes
 
 
 _ID = 16  # bytes of a UUID
+
+
+class _SeenSets:
+    """The set of ids of recent `_seen` values, so a job's next batch need not rebuild it
+    from the bytes (20,000 slices: 9% of progress-svc's time on one big job, profiled).
+
+    Keyed by the bytes object itself: the next batch of a job gets the very object the
+    previous one produced (progress-svc keeps the documents it wrote), and bytes never
+    change. A set is taken, not shared: the batch adds to it, and a batch whose write
+    then fails leaves it under a document that was never stored, so nothing reuses it.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._sets: OrderedDict[int, tuple[bytes, set[bytes]]] = OrderedDict()
+        self._size = size
+
+    def take(self, stored: object) -> set[bytes] | None:
+        entry = self._sets.pop(id(stored), None)
+        return entry[1] if entry is not None and entry[0] is stored else None
+
+    def keep(self, stored: bytes, ids: set[bytes]) -> None:
+        self._sets[id(stored)] = (stored, ids)
+        while len(self._sets) > self._size:
+            self._sets.popitem(last=False)
+
+
+_SEEN_SETS = _SeenSets()
 
 
 def _seen_bytes(stored: bytes | list[str]) -> bytearray:
