@@ -370,15 +370,18 @@ class ImportService:
                 job_id=job["_id"],
             )
         )
-        await self._clean_up(job)
+        # read once for both: every file is announced by now (that is what moved the
+        # job to `cleaning`), and a big import's files are many reads by `_id`
+        files = await self.repo.file_results(job)
+        await self._clean_up(job, files)
         now = self.clock()
         done = await self.repo.move_job(
             job["_id"], JobState.CLEANING, JobState.COMPLETED, now, finished_at=now
         )
         if done is not None:
-            await self._finish(done, ImportStatus.COMPLETED)
+            await self._finish(done, ImportStatus.COMPLETED, files=files)
 
-    async def _clean_up(self, job: dict[str, Any]) -> None:
+    async def _clean_up(self, job: dict[str, Any], files: list[dict[str, Any]]) -> None:
         """The seed's sql_clean_general: drop what this import orphaned, recompute totals.
 
         Idempotent (a replica taking over a job in `cleaning` runs it again): orphans
@@ -386,7 +389,7 @@ class ImportService:
         """
         if job["kind"] == ImportKind.EDI.value:
             suppliers: set[str] = set()
-            for file in await self.repo.file_results(job):
+            for file in files:
                 for source in file.get("sources", []):
                     suppliers.add(source["supplier"])
                     if not source["update"]:
@@ -403,13 +406,17 @@ class ImportService:
         self.files.remove_work(job["_id"])
 
     async def _finish(
-        self, job: dict[str, Any], status: ImportStatus, error: str | None = None
+        self,
+        job: dict[str, Any],
+        status: ImportStatus,
+        error: str | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> None:
         # counted from what was announced (file.imported confirmed), so progress-svc,
         # which refuses a finish ahead of what it applied, always agrees
-        announced = [
-            d for d in await self.repo.file_results(job) if d["state"] == FileState.ANNOUNCED.value
-        ]
+        if files is None:
+            files = await self.repo.file_results(job)
+        announced = [d for d in files if d["state"] == FileState.ANNOUNCED.value]
         processed = sum(len(d.get("items") or [d]) for d in announced)
         if job.get("total") is not None:
             processed = min(processed, job["total"])  # progress-svc never counts past total
