@@ -21,7 +21,7 @@ from typing import Any
 import aio_pika
 import pytest
 from stack import Running, Stack
-from test_reliability_duplicates import clean_run, comparable, publish, settled
+from test_reliability_duplicates import clean_run, differences, publish, settled
 
 from jauge_shared.contracts import Event
 from jauge_shared.topology import PROGRESS_EVENTS
@@ -103,8 +103,5 @@ async def test_progress_svc_killed_again_and_again_loses_no_update(
 
     for jobs in jobs_per_run:
         for job, reference_job in zip(jobs, reference_jobs, strict=True):
-            a, b = comparable(reference[reference_job]), comparable(killed[job])
-            different = {
-                k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)
-            }
+            different = differences(reference[reference_job], killed[job])
             assert not different, (job, different)

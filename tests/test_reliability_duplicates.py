@@ -216,6 +216,12 @@ def comparable(doc: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def differences(expected: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    """The fields where two progress documents differ, once made `comparable`."""
+    a, b = comparable(expected), comparable(found)
+    return {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+
 async def test_every_event_twice_and_steps_out_of_order_end_as_a_clean_run(
     make_stack: Any, test_env: Any
 ) -> None:
@@ -252,6 +258,5 @@ async def test_every_event_twice_and_steps_out_of_order_end_as_a_clean_run(
         "Stockage des images indisponible"
     ]
     for job_a, job_b in zip(clean_jobs, messy_jobs, strict=True):
-        a, b = comparable(docs_a[job_a]), comparable(docs_b[job_b])
-        different = {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        different = differences(docs_a[job_a], docs_b[job_b])
         assert not different, (job_b, different)

@@ -312,7 +312,7 @@ class DirectConsumer:
                 series.processed[ProcessingStatus.nacked].inc()
                 await acks.requeue(tag)
         else:
-            self.policy.backoff.forget(message.header.properties.message_id or "")
+            self.policy.succeeded(message.header.properties.message_id or "")
             series.processed[ProcessingStatus.acked].inc()
             acks.finished(tag)
         finally:

@@ -149,8 +149,9 @@ class FailurePolicy:
     def from_settings(cls, settings: ServiceSettings) -> FailurePolicy:
         return cls(RetryBackoff(settings.retry_base_delay_s, settings.retry_max_delay_s))
 
-    def succeeded(self, raw: Any) -> None:
-        self.backoff.forget(str(getattr(raw, "message_id", "") or ""))
+    def succeeded(self, message_id: str) -> None:
+        """The message went through: its retry count starts again from zero."""
+        self.backoff.forget(message_id)
 
     async def settle(
         self,
@@ -162,7 +163,7 @@ class FailurePolicy:
     ) -> bool:
         """Dead-letters `raw` (True: ack the original) or waits out the retry delay of a
         transient failure (False: requeue it now)."""
-        message_id = str(getattr(raw, "message_id", "") or "")
+        message_id = message_id_of(raw)
         if is_transient(exc):
             delay = self.backoff.next_delay(message_id)
             logger.warning(
@@ -193,6 +194,10 @@ class FailurePolicy:
             exc_info=reason_class == "error",
         )
         return True
+
+
+def message_id_of(raw: Any) -> str:
+    return str(getattr(raw, "message_id", "") or "")
 
 
 async def dead_letter(raw: Any, queue: str, reason: str) -> None:
@@ -241,7 +246,7 @@ class DeadLetterMiddleware(BaseMiddleware):
         exc_tb: TracebackType | None = None,
     ) -> bool | None:
         if exc_val is None:
-            self.policy.succeeded(self.msg)
+            self.policy.succeeded(message_id_of(self.msg))
             return False
         queue = self._queue_name()
         if queue is None or getattr(self.msg, "reply_to", None):
