@@ -19,6 +19,7 @@ from colis_svc.service import ColisService, FileStore
 from colis_svc.settings import ColisSettings
 from colis_svc.sweeper import Sweeper
 from jauge_shared.contracts import (
+    AnnounceColisTask,
     CancelColisTask,
     ColisData,
     ColisOperation,
@@ -254,7 +255,13 @@ async def test_a_pending_task_is_cancelled_at_once_and_never_runs(world: World) 
     reply = await world.service.cancel(cancel)
     assert reply == {"ok": True, "result": {"status": "cancelled"}}
     await world.service.run_task(command)
-    assert world.steps("t-pending") == ["cancelled"]
+    # the command arriving after the cancel runs nothing: it only says `cancelled` again
+    steps = [e for e in world.events if isinstance(e, ColisStepChanged)]
+    assert [(e.status.value, e.reannounced) for e in steps] == [
+        ("cancelled", False),
+        ("cancelled", True),
+    ]
+    assert steps[0].event_id == steps[1].event_id
     assert await world.repo.get_colis("t-pending") is None
     again = await world.service.cancel(cancel)
     assert again["ok"] is False and again["status"] == 409
@@ -339,3 +346,70 @@ async def test_the_sweeper_retries_due_tasks_requeues_stalled_ones_and_cleans_up
     assert await world.sweeper.remove_orphan_uploads() == 1
     assert not orphan.exists()
     assert await world.repo.get_colis("t-stuck") is not None  # a completed parcel stays
+
+
+async def test_a_redelivered_command_of_an_ended_task_announces_its_end_again(
+    world: World,
+) -> None:
+    """The run stored `completed` and died before its colis.step_changed was confirmed:
+    the command comes back, and the end is published with the same event id."""
+    lot_id = await world.lot()
+    command = world.create("t-end", lot_id)
+    await world.service.run_task(command)
+    first = [e for e in world.events if isinstance(e, ColisStepChanged)][-1]
+    assert first.status.value == "completed" and not first.reannounced
+    world.events.clear()
+
+    await world.service.run_task(command)
+    (again,) = world.events
+    assert isinstance(again, ColisStepChanged)
+    assert again.reannounced
+    assert (again.event_id, again.seq, again.status) == (first.event_id, first.seq, first.status)
+
+
+async def test_the_reconcilers_request_announces_the_stored_state(world: World) -> None:
+    lot_id = await world.lot()
+    await world.service.run_task(world.create("t-ask", lot_id))
+    last = [e for e in world.events if isinstance(e, ColisStepChanged)][-1]
+    world.events.clear()
+    await world.service.announce(AnnounceColisTask(producer="test", job_id="t-ask"))
+    (again,) = world.events
+    assert isinstance(again, ColisStepChanged) and again.reannounced
+    assert again.event_id == last.event_id
+    # a task colis-svc has not seen yet (its command still queued): nothing to say
+    world.events.clear()
+    await world.service.announce(AnnounceColisTask(producer="test", job_id="t-unknown"))
+    assert world.events == []
+
+
+async def test_cancelling_a_completed_task_is_refused_and_announces_the_end_again(
+    world: World,
+) -> None:
+    lot_id = await world.lot()
+    await world.service.run_task(world.create("t-done", lot_id))
+    world.events.clear()
+    reply = await world.service.cancel(
+        CancelColisTask(producer="test", job_id="t-done", task_id="t-done", user_id="alice")
+    )
+    assert reply["ok"] is False and reply["status"] == 409
+    (again,) = world.events
+    assert isinstance(again, ColisStepChanged) and again.status.value == "completed"
+
+
+async def test_a_task_left_pending_without_its_command_is_found_stalled(world: World) -> None:
+    """A relaunch that stored `pending` and died before publishing its command."""
+    lot_id = await world.lot()
+    await world.service.run_task(world.create("t-lost", lot_id, data=DATA))
+    await world.repo.tasks.update_one(
+        {"_id": "t-lost"},
+        {
+            "$set": {
+                "status": "pending",
+                "run_started_at": None,
+                "updated_at": datetime.now(UTC) - timedelta(seconds=120),
+            }
+        },
+    )
+    await world.repo.open_tasks.insert_one({"_id": "t-lost"})
+    assert await world.sweeper.stalled() == 1
+    assert (await world.repo.get_task("t-lost") or {})["status"] == "failed_retry"

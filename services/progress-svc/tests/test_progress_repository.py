@@ -18,7 +18,6 @@ async def repository(test_env) -> AsyncIterator[ProgressRepository]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(test_env.mongo_url)
     database = f"{test_env.db_prefix}_progress_repository"
     repo = ProgressRepository(client, database, cached=2)
-    await repo.detect_store()
     yield repo
     await client.drop_database(database)
     await client.close()
@@ -89,3 +88,51 @@ async def test_a_write_in_flight_across_forget_all_is_not_kept(repository) -> No
     await repository.collection.update_one({"_id": "j"}, {"$set": {"seq": 10}})
     doc, _ = await repository.change("j", counting())
     assert doc is not None and doc["seq"] == 11
+
+
+async def test_a_stale_copy_never_overwrites_a_newer_document(repository) -> None:
+    """The fence: a replica that computed from seq 1 while another wrote seq 2 and 3
+    (it was frozen, then woke after a takeover) writes nothing, and recomputes."""
+    await repository.change("j", counting())
+    # another writer moved the document on; this replica's copy in memory still says 1
+    await repository.collection.replace_one({"_id": "j"}, {"_id": "j", "seq": 3, "count": 3})
+    doc, changed = await repository.change("j", counting())
+    assert changed
+    assert doc is not None and doc["seq"] == 4  # from 3, not 2 over the newer document
+    assert (await repository.get("j"))["count"] == 4
+
+
+def status_doc(status: str, kind: str = "import.edi"):  # type: ignore[no-untyped-def]
+    def compute(current: Document | None) -> Document:
+        seq = (current or {"seq": 0})["seq"] + 1
+        return {"_id": "j", "seq": seq, "status": status, "kind": kind}
+
+    return compute
+
+
+async def test_open_documents_are_listed_until_they_end(repository) -> None:
+    await repository.change("j", status_doc("running"))
+    assert [e["_id"] for e in await repository.open_ids()] == ["j"]
+    await repository.change("j", status_doc("running"))
+    assert len(await repository.open_ids()) == 1
+    await repository.change("j", status_doc("completed"))
+    assert await repository.open_ids() == []
+
+
+async def test_a_document_that_opens_again_is_listed_again(repository) -> None:
+    """A parcel task failed for good and retried by hand opens again."""
+    await repository.change("j", status_doc("failed", "colis.create"))
+    assert await repository.open_ids() == []
+    await repository.change("j", status_doc("queued", "colis.create"))
+    assert [e["kind"] for e in await repository.open_ids()] == ["colis.create"]
+
+
+async def test_open_documents_of_an_older_store_are_found_at_start_up(repository) -> None:
+    await repository.collection.insert_many(
+        [
+            {"_id": "a", "seq": 1, "status": "running", "kind": "import.edi"},
+            {"_id": "b", "seq": 1, "status": "completed", "kind": "import.edi"},
+        ]
+    )
+    await repository.list_open_documents()
+    assert [e["_id"] for e in await repository.open_ids()] == ["a"]

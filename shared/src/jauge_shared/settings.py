@@ -77,3 +77,10 @@ class ServiceSettings(BaseSettings):
     mongo_timeout_ms: PositiveInt = Field(
         default=5000, description="How long the driver looks for a server before giving up."
     )
+    fault_points: str = Field(
+        default="",
+        description=(
+            "Tests only: places where the process kills or freezes itself once "
+            "(jauge_shared.faults). Never set in production."
+        ),
+    )

@@ -29,6 +29,7 @@ class RK:
     """Routing keys. Commands are imperative, events are in the past tense."""
 
     IMPORT_REQUEST = "import.request"
+    IMPORT_ANNOUNCE = "import.announce"
     IMPORT_FILE = "import.file"
     IMPORT_QUEUED = "import.queued"
     IMPORT_STARTED = "import.started"
@@ -39,6 +40,7 @@ class RK:
     COLIS_UPDATE = "colis.update"
     COLIS_RETRY = "colis.retry"
     COLIS_CANCEL = "colis.cancel"
+    COLIS_ANNOUNCE = "colis.announce"
     COLIS_STEP_CHANGED = "colis.step_changed"
     COLIS_CREATED = "colis.created"
     COLIS_UPDATED = "colis.updated"
@@ -91,12 +93,16 @@ class QueueSpec:
         return RabbitQueue(self.dlq_name, durable=True)
 
 
-IMPORT_REQUESTS = QueueSpec("import-svc.requests", COMMANDS_EXCHANGE, (RK.IMPORT_REQUEST,))
+IMPORT_REQUESTS = QueueSpec(
+    "import-svc.requests", COMMANDS_EXCHANGE, (RK.IMPORT_REQUEST, RK.IMPORT_ANNOUNCE)
+)
 IMPORT_FILES = QueueSpec("import-svc.files", COMMANDS_EXCHANGE, (RK.IMPORT_FILE,))
 # reads the gateway asks of import-svc (report, invoices): request/reply, any replica
 IMPORT_RPC = QueueSpec("import-svc.rpc", COMMANDS_EXCHANGE, (RK.IMPORT_RPC,))
 COLIS_TASKS = QueueSpec("colis-svc.tasks", COMMANDS_EXCHANGE, (RK.COLIS_CREATE, RK.COLIS_UPDATE))
-COLIS_CONTROL = QueueSpec("colis-svc.control", COMMANDS_EXCHANGE, (RK.COLIS_RETRY, RK.COLIS_CANCEL))
+COLIS_CONTROL = QueueSpec(
+    "colis-svc.control", COMMANDS_EXCHANGE, (RK.COLIS_RETRY, RK.COLIS_CANCEL, RK.COLIS_ANNOUNCE)
+)
 COLIS_RPC = QueueSpec("colis-svc.rpc", COMMANDS_EXCHANGE, (RK.COLIS_RPC,))
 PROGRESS_EVENTS = QueueSpec(
     "progress-svc.events",

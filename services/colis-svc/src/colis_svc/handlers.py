@@ -10,6 +10,7 @@ from pydantic import Field, TypeAdapter
 
 from colis_svc.service import ColisService, Emit, store_errors_are_transient
 from jauge_shared.contracts import (
+    AnnounceColisTask,
     CancelColisTask,
     ColisRpcRequest,
     CreateColis,
@@ -22,8 +23,8 @@ from jauge_shared.topology import COLIS_CONTROL, COLIS_RPC, COLIS_TASKS
 TASK_COMMAND: TypeAdapter[CreateColis | UpdateColis] = TypeAdapter(
     Annotated[CreateColis | UpdateColis, Field(discriminator="type")]
 )
-CONTROL_COMMAND: TypeAdapter[RetryColisTask | CancelColisTask] = TypeAdapter(
-    Annotated[RetryColisTask | CancelColisTask, Field(discriminator="type")]
+CONTROL_COMMAND: TypeAdapter[RetryColisTask | CancelColisTask | AnnounceColisTask] = TypeAdapter(
+    Annotated[RetryColisTask | CancelColisTask | AnnounceColisTask, Field(discriminator="type")]
 )
 
 
@@ -46,13 +47,19 @@ def register(
         exchange=COLIS_CONTROL.exchange,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=COLIS_CONTROL.name,
-        description="colis.retry and colis.cancel; answers when sent as a request.",
+        description=(
+            "colis.retry and colis.cancel (answered when sent as a request), and the "
+            "reconciler's colis.announce."
+        ),
     )
-    async def on_control(body: dict[str, Any]) -> dict[str, Any]:
+    async def on_control(body: dict[str, Any]) -> dict[str, Any] | None:
         command = CONTROL_COMMAND.validate_python(body)
         async with store_errors_are_transient():
             if isinstance(command, RetryColisTask):
                 return await service.retry(command, republish)
+            if isinstance(command, AnnounceColisTask):
+                await service.announce(command)
+                return None
             return await service.cancel(command)
 
     @broker.subscriber(

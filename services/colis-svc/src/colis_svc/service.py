@@ -72,6 +72,7 @@ from colis_svc.repository import (
 )
 from colis_svc.settings import SERVICE, ColisSettings
 from jauge_shared.contracts import (
+    AnnounceColisTask,
     CancelColisTask,
     ColisCreated,
     ColisData,
@@ -88,8 +89,10 @@ from jauge_shared.contracts import (
     stable_event_id,
 )
 from jauge_shared.errors import TransientError
+from jauge_shared.faults import fault_points
 from jauge_shared.identity import connection_name
 from jauge_shared.messaging import TRANSIENT_ERRORS
+from jauge_shared.metrics import STATE_REANNOUNCED
 
 logger = logging.getLogger("colis_svc")
 
@@ -261,6 +264,7 @@ class ColisService:
         self.settings = settings
         self.clock = clock
         self.hooks = TestHooks(settings.test_hooks)
+        self.faults = fault_points(settings.fault_points, settings.data_dir)
         self.slots = asyncio.Semaphore(settings.task_concurrency)
         self.image_slots = asyncio.Semaphore(settings.image_workers)
 
@@ -389,10 +393,13 @@ class ColisService:
         doc = await self._load_or_create(command)
         state = state_from_doc(doc)
         if state.status not in ACTIVE_STATUSES:
+            # a command for a task already ended: the run that ended it may have died
+            # between storing the end and announcing it, so the end is announced again
             logger.info(
-                "task command ignored",
+                "task command for an ended task: its state announced again",
                 extra={"task_id": state.task_id, "status": state.status.value},
             )
+            await self._announce_again(doc, "redelivered")
             return
         run = Run(doc=doc, state=state)
         op = state.operation.value
@@ -494,9 +501,28 @@ class ColisService:
     async def _store_and_emit(self, run: Run, **fields: Any) -> None:
         fields["updated_at"] = self.clock()
         await self.repo.save_state(run.state, **run.changes, **fields)
+        # a crash or an outage from here until the publish is confirmed leaves a state
+        # stored and not announced: the command's redelivery, or the reconciler's
+        # request, announces it again (_announce_again)
+        self.faults.hit("colis.stored", run.state.status.value)
         run.doc.update(state_to_doc(run.state), **run.changes, **fields)
         run.changes = {}
         await self.emit(step_event(run.doc, run.state))
+
+    async def _announce_again(self, doc: Doc, reason: str) -> None:
+        """Publish the task's stored state with the event id it had the first time."""
+        await self.emit(step_event(doc, state_from_doc(doc)).again())
+        STATE_REANNOUNCED.labels(SERVICE, reason).inc()
+
+    async def announce(self, command: AnnounceColisTask) -> None:
+        """The reconciler's request: the task's gauge has not moved for a while."""
+        doc = await self.repo.get_task(command.job_id)
+        if doc is None:
+            # its command is still queued (or it was cleaned up long ago): the worker
+            # announces it when it arrives
+            logger.info("announce asked for an unknown task", extra={"task_id": command.job_id})
+            return
+        await self._announce_again(doc, "asked")
 
     # the steps: each is idempotent
     async def _step_processing(self, run: Run) -> None:
@@ -693,6 +719,9 @@ class ColisService:
                 await self.emit(step_event(stub, state))
             return _reply({"status": TaskStatus.CANCELLED.value})
         state = state_from_doc(doc)
+        if state.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
+            # the caller may be acting on a gauge that missed this end: say it again
+            await self._announce_again(doc, "redelivered")
         if state.status is TaskStatus.COMPLETED:
             return _refuse(409, "Impossible d'annuler une tâche terminée.")
         if state.status is TaskStatus.CANCELLED:

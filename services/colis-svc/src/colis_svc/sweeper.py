@@ -6,8 +6,10 @@ marker inserted once (see repository.py), so two replicas never act twice.
 - due retries: a `failed_retry` task whose `next_retry_at` has come is put back to
   `pending` and its command published again;
 - stalls: a task still in an active step `task_time_limit_s` after its run started (its
-  worker crashed or hangs) is reported (log, `jauge_colis_tasks_stalled_total`, a
-  `colis.task_stalled` event) and requeued while retries remain, else failed;
+  worker crashed or hangs), or still `pending` that long after it was put back (a
+  relaunch that died between storing `pending` and publishing its command), is reported
+  (log, `jauge_colis_tasks_stalled_total`, a `colis.task_stalled` event) and requeued
+  while retries remain, else failed;
 - clean-up: finished tasks older than `finished_task_retention_s` are removed (a
   failed_final creation's partial parcel with them), at most once every
   `CLEANUP_EVERY_S`, and uploads no live task refers to, older than
@@ -25,7 +27,7 @@ from datetime import timedelta
 
 from prometheus_client import Counter
 
-from colis_svc.domain import RUNNING_STATUSES
+from colis_svc.domain import ACTIVE_STATUSES
 from colis_svc.repository import ColisRepository, stalled_decision
 from colis_svc.service import FINISHED, ColisService, Emit
 from colis_svc.settings import SERVICE, ColisSettings
@@ -85,7 +87,7 @@ class Sweeper:
         now = self.service.clock()
         limit = timedelta(seconds=self.settings.task_time_limit_s)
         found = 0
-        for doc in await self.repo.open_tasks_in([s.value for s in RUNNING_STATUSES]):
+        for doc in await self.repo.open_tasks_in([s.value for s in ACTIVE_STATUSES]):
             started = doc.get("run_started_at") or doc.get("updated_at")
             if started is None or now - started < limit:
                 continue

@@ -1,16 +1,19 @@
-"""`jauge`: the operator's command line (users, dead-letter queues)."""
+"""`jauge`: the operator's command line (users, dead-letter queues, repaired gauges)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from gateway.settings import DB_SUFFIX
+from gateway.settings import DB_SUFFIX, PROGRESS_DB_SUFFIX
 from gateway.users import Role, UserExistsError, UserRepository
+from jauge_shared.contracts.progress import REPAIRS_COLLECTION
 from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.settings import ServiceSettings
 
@@ -171,3 +174,35 @@ def dlq_replay(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command("repairs")
+def list_repairs(
+    hours: Annotated[float, typer.Option(help="How far back to look.")] = 24.0,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Gauges the reconciler repaired: an event lost between a write and its publish,
+    announced again by its owner (docs/operations.md)."""
+    settings = ServiceSettings()
+    since = datetime.now(UTC) - timedelta(hours=hours)
+
+    async def main() -> list[dict[str, Any]]:
+        client = make_mongo_client(settings, "jauge-cli")
+        try:
+            repairs = client[database_name(settings, PROGRESS_DB_SUFFIX)][REPAIRS_COLLECTION]
+            cursor = repairs.find({"at": {"$gte": since}}).sort("at", -1).limit(limit)
+            return [doc async for doc in cursor]
+        finally:
+            await client.close()
+
+    found = asyncio.run(main())
+    if as_json:
+        typer.echo(json.dumps(found, default=str, indent=2))
+        return
+    if not found:
+        typer.echo(f"No repair in the last {hours:g} h.")
+        return
+    for repair in found:
+        at = repair["at"].isoformat(timespec="seconds")
+        typer.echo(f"{at}\t{repair['job_id']}\t{repair['event']}\t{repair['producer']}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
+from pydantic import Field, TypeAdapter
 
 from import_svc.queries import ImportQueries
 from import_svc.service import ImportService
-from jauge_shared.contracts import ImportFile, RequestImport
+from jauge_shared.contracts import AnnounceImport, ImportFile, RequestImport
 from jauge_shared.contracts.import_rpc import (
     ImportReport,
     ImportReportRequest,
@@ -16,6 +19,10 @@ from jauge_shared.contracts.import_rpc import (
 )
 from jauge_shared.settings import ServiceSettings
 from jauge_shared.topology import IMPORT_FILES, IMPORT_REQUESTS, IMPORT_RPC
+
+REQUEST: TypeAdapter[RequestImport | AnnounceImport] = TypeAdapter(
+    Annotated[RequestImport | AnnounceImport, Field(discriminator="type")]
+)
 
 
 def register(
@@ -26,10 +33,18 @@ def register(
         exchange=IMPORT_REQUESTS.exchange,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=IMPORT_REQUESTS.name,
-        description="Import requests from the gateway; queued behind the import lock.",
+        description=(
+            "Import requests from the gateway, queued behind the import lock; and the "
+            "reconciler's import.announce."
+        ),
     )
-    async def on_import_requested(command: RequestImport) -> None:
-        await service.request(command)
+    async def on_import_requested(body: dict[str, Any]) -> None:
+        # a body that is neither raises ValidationError: to the DLQ with the reason
+        command = REQUEST.validate_python(body)
+        if isinstance(command, AnnounceImport):
+            await service.announce(command.job_id, "asked")
+        else:
+            await service.request(command)
 
     @broker.subscriber(
         IMPORT_FILES.queue(settings.queue_type, settings.delivery_limit),

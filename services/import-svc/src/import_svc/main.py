@@ -29,6 +29,7 @@ from jauge_shared.contracts import (
     Message,
     message_type,
 )
+from jauge_shared.faults import fault_points
 from jauge_shared.logging import configure_logging
 from jauge_shared.messaging import publish
 from jauge_shared.mongo import database_name, make_mongo_client
@@ -74,6 +75,7 @@ def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
         emit,
         deadline_s=settings.job_deadline_s,
         max_file_bytes=settings.max_file_bytes,
+        faults=fault_points(settings.fault_points, settings.data_dir),
     )
     handlers.register(broker, settings, service, ImportQueries(repository))
 

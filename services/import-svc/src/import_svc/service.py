@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from import_svc.files import FileStore
@@ -30,12 +31,17 @@ from jauge_shared.contracts import (
     stable_event_id,
     utc_now,
 )
+from jauge_shared.faults import FaultPoints
 from jauge_shared.identity import connection_name
+from jauge_shared.metrics import STATE_REANNOUNCED
 
 logger = logging.getLogger("import_svc")
 
 PRODUCER = "import-svc"
 Emit = Callable[[Message], Awaitable[None]]
+ENDED = (JobState.COMPLETED.value, JobState.FAILED.value)
+# what a failed job's end says when the reason was not stored (a crash between the two)
+UNKNOWN_FAILURE = "Import interrompu : délai dépassé"
 
 
 def import_title(kind: ImportKind) -> str:
@@ -64,6 +70,7 @@ class ImportService:
         deadline_s: float,
         max_file_bytes: int,
         clock: Callable[[], datetime] = utc_now,
+        faults: FaultPoints | None = None,
     ) -> None:
         self.repo = repository
         self.lock = lock
@@ -72,6 +79,7 @@ class ImportService:
         self.deadline = timedelta(seconds=deadline_s)
         self.max_file_bytes = max_file_bytes
         self.clock = clock
+        self.faults = faults or FaultPoints("", Path("."))
         self._schedule_lock = asyncio.Lock()
         self._finishing = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
@@ -106,25 +114,26 @@ class ImportService:
                 await self._announce_positions()
                 return
             queued = await self.repo.queued_jobs()
+            if queued:
+                await self._release_if_ended()
             if queued and await self.lock.acquire(queued[0]["_id"], now):
                 await self._start(queued[0])
             await self._announce_positions()
+
+    async def _release_if_ended(self) -> None:
+        """A lock still held by an ended job (its end died before letting go) is free."""
+        current = await self.lock.current()
+        if current is None or current["released"]:
+            return
+        holder = await self.repo.get_job(current["holder"])
+        if holder is None or holder["state"] in ENDED:
+            await self.lock.release(current["holder"])
 
     async def _announce_positions(self) -> None:
         for position, job in enumerate(await self.repo.queued_jobs(), start=1):
             if job.get("announced_position") == position:
                 continue
-            await self.emit(
-                ImportQueued(
-                    event_id=stable_event_id(job["_id"], "queued", str(position)),
-                    producer=PRODUCER,
-                    job_id=job["_id"],
-                    kind=ImportKind(job["kind"]),
-                    user_id=job["user_id"],
-                    title=job["title"],
-                    position=position,
-                )
-            )
+            await self.emit(_queued_event(job, position))
             await self.repo.jobs.update_one(
                 {"_id": job["_id"]}, {"$set": {"announced_position": position}}
             )
@@ -169,17 +178,59 @@ class ImportService:
         await self._announce_start(job)
 
     async def _announce_start(self, job: dict[str, Any]) -> None:
-        await self.emit(
-            ImportStarted(
-                event_id=stable_event_id(job["_id"], "started"),
-                producer=PRODUCER,
-                job_id=job["_id"],
-                kind=ImportKind(job["kind"]),
-                user_id=job["user_id"],
-                title=job["title"],
-                total=job["total"],
-            )
+        await self.emit(_started_event(job))
+
+    # --- announcing again -------------------------------------------------------------
+    async def announce(self, job_id: str, reason: str) -> None:
+        """Publish the job's stored state again, each event with its first id.
+
+        The reconciler asks when the job's gauge has not moved for a while: an event
+        may have been lost between a write and its publish (a crash, the broker away).
+        Every event below is derived from what is stored, so a consumer that had it
+        already changes nothing.
+        """
+        job = await self.repo.get_job(job_id)
+        if job is None:
+            logger.info("announce asked for an unknown import", extra={"job_id": job_id})
+            return
+        if job["state"] == JobState.QUEUED.value:
+            if job.get("announced_position"):
+                await self.emit(_queued_event(job, job["announced_position"]).again())
+            STATE_REANNOUNCED.labels(PRODUCER, reason).inc()
+            return
+        if job.get("total") is None:
+            return  # its start is being redone (_resume): that announces it
+        await self.emit(_started_event(job).again())
+        files = await self.repo.file_results(job)
+        for file in files:
+            if file["state"] == FileState.ANNOUNCED.value:
+                for event in _item_events(job_id, file):
+                    await self.emit(event.again())
+        if job["state"] == JobState.CLEANING.value:
+            await self.emit(_cleanup_event(job_id).again())
+        if job["state"] in ENDED:
+            await self._announce_end(job, reason, files)
+        else:
+            STATE_REANNOUNCED.labels(PRODUCER, reason).inc()
+
+    async def _announce_end(
+        self, job: dict[str, Any], reason: str, files: list[dict[str, Any]] | None = None
+    ) -> None:
+        """An ended job's import.finished again; the lock too, if the end died before
+        letting it go (the next import would otherwise wait out the lease)."""
+        status = (
+            ImportStatus.COMPLETED
+            if job["state"] == JobState.COMPLETED.value
+            else ImportStatus.FAILED
         )
+        error = None if status is ImportStatus.COMPLETED else job.get("error") or UNKNOWN_FAILURE
+        files = files if files is not None else await self.repo.file_results(job)
+        await self.emit(_finished_event(job, status, error, files).again())
+        STATE_REANNOUNCED.labels(PRODUCER, reason).inc()
+        current = await self.lock.current()
+        if current is not None and not current["released"] and current["holder"] == job["_id"]:
+            await self.lock.release(job["_id"])
+            self._schedule_soon()
 
     async def _dispatch(self, job: dict[str, Any]) -> None:
         kind = ImportKind(job["kind"])
@@ -253,8 +304,13 @@ class ImportService:
         if job is None or file is None:
             logger.warning("file of an unknown job", extra={"job_id": command.job_id})
             return
+        if job["state"] in ENDED:
+            # this file's handler may be the one that ended the job and died before
+            # announcing the end: announce it again (a duplicate if it was)
+            await self._announce_end(job, "redelivered")
+            return
         if job["state"] != JobState.RUNNING.value:
-            return  # the job ended (deadline): its leftover files went back to the inbox
+            return
         await self.lock.renew(job["_id"], self.clock())
         if file["state"] == FileState.PENDING.value:
             path = self.files.work(job["_id"]) / command.item
@@ -269,6 +325,7 @@ class ImportService:
                 **sources,
             }
             await self.repo.finish_file(job["_id"], command.item, result)
+            self.faults.hit("import.file_stored")
             file = await self.repo.get_file(command.job_id, command.item)
             assert file is not None
             current = await self.repo.get_job(command.job_id)
@@ -363,13 +420,7 @@ class ImportService:
             await self._clean_up_and_finish_now(current)
 
     async def _clean_up_and_finish_now(self, job: dict[str, Any]) -> None:
-        await self.emit(
-            ImportCleanupStarted(
-                event_id=stable_event_id(job["_id"], "cleanup"),
-                producer=PRODUCER,
-                job_id=job["_id"],
-            )
-        )
+        await self.emit(_cleanup_event(job["_id"]))
         # read once for both: every file is announced by now (that is what moved the
         # job to `cleaning`), and a big import's files are many reads by `_id`
         files = await self.repo.file_results(job)
@@ -378,6 +429,7 @@ class ImportService:
         done = await self.repo.move_job(
             job["_id"], JobState.CLEANING, JobState.COMPLETED, now, finished_at=now
         )
+        self.faults.hit("import.completed_stored")
         if done is not None:
             await self._finish(done, ImportStatus.COMPLETED, files=files)
 
@@ -412,35 +464,74 @@ class ImportService:
         error: str | None = None,
         files: list[dict[str, Any]] | None = None,
     ) -> None:
-        # counted from what was announced (file.imported confirmed), so progress-svc,
-        # which refuses a finish ahead of what it applied, always agrees
+        if error is not None:  # kept, so that announcing the end again says the same
+            await self.repo.jobs.update_one({"_id": job["_id"]}, {"$set": {"error": error}})
         if files is None:
             files = await self.repo.file_results(job)
-        announced = [d for d in files if d["state"] == FileState.ANNOUNCED.value]
-        processed = sum(len(d.get("items") or [d]) for d in announced)
-        if job.get("total") is not None:
-            processed = min(processed, job["total"])  # progress-svc never counts past total
-        failed = min(sum(_failed_units(d) for d in announced), processed)
-        invoices = sum(d.get("invoices", 0) for d in announced)
-        rows = job["kind"] != ImportKind.EDI.value
-        await self.emit(
-            ImportFinished(
-                event_id=stable_event_id(job["_id"], "finished"),
-                producer=PRODUCER,
-                job_id=job["_id"],
-                status=status,
-                error=error,
-                processed=processed,
-                failed=failed,
-                invoices=invoices,
-                message=final_message(processed, failed, rows=rows) if error is None else error,
-            )
-        )
+        await self.emit(_finished_event(job, status, error, files))
         await self.lock.release(job["_id"])
-        # the next queued import starts at once, not at the next scheduler pass
+        self._schedule_soon()
+
+    def _schedule_soon(self) -> None:
+        """The next queued import starts at once, not at the next scheduler pass."""
         task = asyncio.create_task(self.schedule())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _queued_event(job: dict[str, Any], position: int) -> ImportQueued:
+    return ImportQueued(
+        event_id=stable_event_id(job["_id"], "queued", str(position)),
+        producer=PRODUCER,
+        job_id=job["_id"],
+        kind=ImportKind(job["kind"]),
+        user_id=job["user_id"],
+        title=job["title"],
+        position=position,
+    )
+
+
+def _started_event(job: dict[str, Any]) -> ImportStarted:
+    return ImportStarted(
+        event_id=stable_event_id(job["_id"], "started"),
+        producer=PRODUCER,
+        job_id=job["_id"],
+        kind=ImportKind(job["kind"]),
+        user_id=job["user_id"],
+        title=job["title"],
+        total=job["total"],
+    )
+
+
+def _cleanup_event(job_id: str) -> ImportCleanupStarted:
+    return ImportCleanupStarted(
+        event_id=stable_event_id(job_id, "cleanup"), producer=PRODUCER, job_id=job_id
+    )
+
+
+def _finished_event(
+    job: dict[str, Any], status: ImportStatus, error: str | None, files: list[dict[str, Any]]
+) -> ImportFinished:
+    """The job's end, counted from what was announced (file.imported confirmed), so
+    progress-svc, which refuses a finish ahead of what it applied, always agrees."""
+    announced = [d for d in files if d["state"] == FileState.ANNOUNCED.value]
+    processed = sum(len(d.get("items") or [d]) for d in announced)
+    if job.get("total") is not None:
+        processed = min(processed, job["total"])  # progress-svc never counts past total
+    failed = min(sum(_failed_units(d) for d in announced), processed)
+    invoices = sum(d.get("invoices", 0) for d in announced)
+    rows = job["kind"] != ImportKind.EDI.value
+    return ImportFinished(
+        event_id=stable_event_id(job["_id"], "finished"),
+        producer=PRODUCER,
+        job_id=job["_id"],
+        status=status,
+        error=error,
+        processed=processed,
+        failed=failed,
+        invoices=invoices,
+        message=final_message(processed, failed, rows=rows) if error is None else error,
+    )
 
 
 def _result(outcome: FileOutcome) -> dict[str, Any]:

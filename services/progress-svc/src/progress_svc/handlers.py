@@ -20,6 +20,8 @@ from jauge_shared.contracts import (
     ImportQueued,
     ImportStarted,
 )
+from progress_svc.reconciler import record_if_repair
+from progress_svc.repository import ProgressRepository
 from progress_svc.service import ProgressService
 
 ProgressEvent = Annotated[
@@ -34,10 +36,14 @@ ProgressEvent = Annotated[
 _parse_event: TypeAdapter[Any] = TypeAdapter(ProgressEvent)
 
 
-def on_progress_event(service: ProgressService) -> Callable[[bytes], Awaitable[None]]:
+def on_progress_event(
+    service: ProgressService, repository: ProgressRepository
+) -> Callable[[bytes], Awaitable[None]]:
     """The handler of progress-svc's queue (read by `DirectConsumer`, see main.py)."""
 
     async def handle(body: bytes) -> None:
-        await service.handle(_parse_event.validate_json(body))
+        event = _parse_event.validate_json(body)
+        changed = await service.handle(event)
+        await record_if_repair(repository, event, changed)
 
     return handle

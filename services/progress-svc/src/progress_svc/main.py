@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,17 +13,33 @@ from prometheus_client import REGISTRY
 
 from jauge_shared.broker import declare_topology, make_broker, prometheus_middleware
 from jauge_shared.consumer import DirectConsumer, metrics_container
-from jauge_shared.contracts import ProgressUpdated
+from jauge_shared.contracts import (
+    AnnounceColisTask,
+    AnnounceImport,
+    AnnounceState,
+    ProgressUpdated,
+    message_type,
+)
+from jauge_shared.faults import fault_points
 from jauge_shared.logging import configure_logging
 from jauge_shared.messaging import FailurePolicy, publish
 from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.ops import run_service, worker_app
-from jauge_shared.topology import EVENTS_EXCHANGE, PROGRESS_EVENTS, QUEUES_BY_SERVICE, RK
-from progress_svc import handlers
+from jauge_shared.topology import (
+    COMMANDS_EXCHANGE,
+    EVENTS_EXCHANGE,
+    PROGRESS_EVENTS,
+    QUEUES_BY_SERVICE,
+    RK,
+)
+from progress_svc import handlers, reconciler
 from progress_svc.aggregate import Limits
+from progress_svc.reconciler import Reconciler
 from progress_svc.repository import ProgressRepository
 from progress_svc.service import ProgressService
 from progress_svc.settings import DB_SUFFIX, SERVICE, ProgressSettings
+
+logger = logging.getLogger("progress_svc")
 
 
 def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
@@ -35,11 +54,42 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
         title="progress.updated",
         description="The whole progress document after each change.",
     )
+    announce_commands = {
+        message_type(model): broker.publisher(
+            message_type(model),
+            exchange=COMMANDS_EXCHANGE,
+            schema=model,
+            title=message_type(model),
+            description=(model.__doc__ or "").strip(),
+        )
+        for model in (AnnounceImport, AnnounceColisTask)
+    }
     mongo = make_mongo_client(settings, SERVICE)
-    repository = ProgressRepository(mongo, database_name(settings, DB_SUFFIX))
+    repository = ProgressRepository(
+        mongo,
+        database_name(settings, DB_SUFFIX),
+        faults=fault_points(settings.fault_points, settings.data_dir),
+    )
 
     async def announce(event: ProgressUpdated) -> None:
         await publish(progress_updated, event)
+
+    async def ask(command: AnnounceState) -> None:
+        await publish(announce_commands[command.type], command)
+
+    reconcile = Reconciler(repository, ask, after_s=settings.reconcile_after_s, producer=SERVICE)
+    reconciler.start_at_zero()
+
+    async def reconcile_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.reconcile_interval_s)
+            try:
+                await reconcile.run_once()
+            except Exception as e:  # the broker or the store away: the next pass retries
+                reconciler.PASSES.labels("failed").inc()
+                logger.warning("reconciler pass failed", extra={"error": repr(e)})
+            else:
+                reconciler.PASSES.labels("ok").inc()
 
     service = ProgressService(
         repository,
@@ -53,7 +103,7 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
         settings,
         SERVICE,
         PROGRESS_EVENTS.name,
-        handlers.on_progress_event(service),
+        handlers.on_progress_event(service, repository),
         policy=FailurePolicy.from_settings(settings),
         metrics=metrics_container(prometheus),
         # another replica may have been the active consumer while this one was away
@@ -62,12 +112,16 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        await repository.detect_store()
         await repository.ensure_indexes()
+        await repository.list_open_documents()
         await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
+        task = asyncio.create_task(reconcile_forever())
         try:
             yield
         finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await mongo.close()
 
     app = worker_app(broker, mongo, lifespan, consuming=events.is_consuming)

@@ -2,47 +2,62 @@
 
 No transactions are needed: each change is a whole-document replace guarded by the
 `seq` it was computed from, so concurrent replicas never lose each other's updates;
-the loser reads again and recomputes.
+the loser reads again and recomputes. The guard is also the fence against a replica
+that lost its turn: single active consumer decides who receives, not who writes, and
+a replica frozen in the middle of a write (a pause, a stalled VM) that wakes after
+another took over finds its `seq` gone and writes nothing.
+
+On FerretDB the guard costs what a lookup by `_id` costs only with the project's
+build (deploy/local/ferretdb-sqlite-id-pushdown.patch): FerretDB 1.24 otherwise reads
+the whole collection for any filter but `_id` alone (docs/decisions.md).
 
 The documents last written are kept in memory (`cached`), saving a read per write:
-with a thousand jobs in flight the read was a third of the store's work. Safe because
-progress-svc is the only writer and its queue has a single active consumer; the cache
-is dropped whenever the consumer's channel changes (another replica may have been the
-active one meanwhile), and on MongoDB a stale copy fails the `seq` guard and is read
-again.
+with a thousand jobs in flight the read was a third of the store's work. A stale copy
+fails the guard and is read again; the cache is also dropped whenever the consumer's
+channel changes (another replica may have been the active one meanwhile).
 
-On FerretDB the guard is left out. Its SQLite backend looks documents up by `_id`
-only; a filter with `seq` as well reads the whole collection (measured: 3 s with a
-thousand jobs under load, against milliseconds), and its replace is not atomic
-anyway, so the guard would cost everything and protect nothing. There, the single
-writer is what keeps updates from being lost: progress-svc's queue has a single
-active consumer (see docs/decisions.md).
+Beside it, `progress_open` lists the documents that are not terminal, by `_id`, for
+the reconciler: an entry is added before a document opens and removed after it ends,
+so a crash in between leaves an entry too many (pruned by the reconciler), never one
+too few. On FerretDB a query on `status` would read every document ever kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from jauge_shared.contracts.progress import REPAIRS_COLLECTION
 from jauge_shared.errors import TransientError
-from progress_svc.aggregate import Document
+from jauge_shared.faults import FaultPoints
+from progress_svc.aggregate import TERMINAL, Document
 
 COLLECTION = "progress"
+OPEN_COLLECTION = "progress_open"
 MAX_CONFLICTS = 100
 CACHED_DOCUMENTS = 2_000
 
 
 class ProgressRepository:
     def __init__(
-        self, client: AsyncMongoClient[Document], database: str, cached: int = CACHED_DOCUMENTS
+        self,
+        client: AsyncMongoClient[Document],
+        database: str,
+        cached: int = CACHED_DOCUMENTS,
+        faults: FaultPoints | None = None,
     ) -> None:
         self.client = client
         self.collection: AsyncCollection[Document] = client[database][COLLECTION]
-        self.guard_with_seq = True
+        self.open: AsyncCollection[Document] = client[database][OPEN_COLLECTION]
+        self.repairs: AsyncCollection[Document] = client[database][REPAIRS_COLLECTION]
+        self.faults = faults
         self._cache: OrderedDict[str, Document] = OrderedDict()
         self._cache_size = cached
         self._generation = 0
@@ -64,14 +79,38 @@ class ProgressRepository:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    async def detect_store(self) -> None:
-        info = await self.client.admin.command("buildInfo")
-        self.guard_with_seq = "ferretdbVersion" not in info
-
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("owner", ASCENDING), ("updated_at", DESCENDING)])
         await self.collection.create_index([("status", ASCENDING)])
         await self.collection.create_index([("kind", ASCENDING)])
+        await self.repairs.create_index([("at", DESCENDING)])
+
+    async def list_open_documents(self) -> None:
+        """Lists the open documents of a store written before `progress_open` existed
+        (one query at start-up; entries for documents that ended are pruned later)."""
+        query = {"status": {"$nin": sorted(TERMINAL)}}
+        async for doc in self.collection.find(query, {"_id": True, "kind": True}):
+            await self._open(doc["_id"], doc.get("kind", ""))
+
+    async def open_ids(self) -> list[Document]:
+        return [doc async for doc in self.open.find({})]
+
+    async def close_open(self, job_id: str) -> None:
+        await self.open.delete_one({"_id": job_id})
+
+    def cached(self, job_id: str) -> Document | None:
+        return self._cache.get(job_id)
+
+    async def record_repair(self, repair: Document) -> None:
+        with contextlib.suppress(DuplicateKeyError):  # the same event applied once
+            await self.repairs.insert_one(repair)
+
+    async def recent_repairs(self, since: datetime, limit: int) -> list[Document]:
+        cursor = self.repairs.find({"at": {"$gte": since}}).sort("at", DESCENDING).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def _open(self, job_id: str, kind: str) -> None:
+        await self.open.update_one({"_id": job_id}, {"$setOnInsert": {"kind": kind}}, upsert=True)
 
     async def get(self, job_id: str) -> Document | None:
         return await self.collection.find_one({"_id": job_id})
@@ -89,18 +128,27 @@ class ProgressRepository:
                 if current is not None:
                     self._remember(job_id, current, generation)
                 return current, False
+            opens = _is_open(new) and (current is None or not _is_open(current))
+            if opens:
+                await self._open(job_id, new.get("kind", ""))
+            if self.faults:
+                self.faults.hit("progress.before_write", job_id)
             if current is None:
                 try:
                     await self.collection.insert_one(new)
                 except DuplicateKeyError:
                     continue
-                self._remember(job_id, new, generation)
-                return new, True
-            guard = (
-                {"_id": job_id, "seq": current["seq"]} if self.guard_with_seq else {"_id": job_id}
-            )
-            result = await self.collection.replace_one(guard, new)
-            if result.matched_count == 1:
-                self._remember(job_id, new, generation)
-                return new, True
+            else:
+                guard = {"_id": job_id, "seq": current["seq"]}
+                result = await self.collection.replace_one(guard, new)
+                if result.matched_count != 1:
+                    continue  # another writer got there first: read again, recompute
+            self._remember(job_id, new, generation)
+            if not _is_open(new) and (current is None or _is_open(current)):
+                await self.close_open(job_id)
+            return new, True
         raise TransientError(f"too many concurrent changes to progress document {job_id}")
+
+
+def _is_open(doc: Any) -> bool:
+    return doc.get("status") not in TERMINAL

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from jauge_shared.settings import ServiceSettings
 
@@ -27,5 +27,15 @@ class ProgressSettings(ServiceSettings):
             "Progress documents being written at once (read, replace, announce). SQLite "
             "behind FerretDB takes one write at a time, but the reads and the broker's "
             "confirms overlap; measured best at 16 with 1,000 jobs (docs/performance.md)."
+        ),
+    )
+    reconcile_interval_s: PositiveFloat = Field(
+        default=10.0, description="How often the reconciler looks for gauges that stopped."
+    )
+    reconcile_after_s: PositiveFloat = Field(
+        default=30.0,
+        description=(
+            "A gauge still open that has not moved for this long has its owner asked to "
+            "announce its state again (then at most once per this period)."
         ),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jauge_shared.contracts.announce import AnnounceColisTask, AnnounceImport, AnnounceState
 from jauge_shared.contracts.colis import (
     CancelColisTask,
     ColisCreated,
@@ -66,6 +67,8 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     NotificationRequested,
     ColisTaskStalled,
     ProgressUpdated,
+    AnnounceImport,
+    AnnounceColisTask,
 )
 
 
@@ -83,6 +86,9 @@ __all__ = [
     "MESSAGES_BY_TYPE",
     "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
+    "AnnounceColisTask",
+    "AnnounceImport",
+    "AnnounceState",
     "CancelColisTask",
     "ColisCreated",
     "ColisData",

@@ -8,7 +8,7 @@ the id from the work itself (`stable_event_id`) so the redo is recognised as a d
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 from uuid import UUID, uuid4, uuid5
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -83,3 +83,16 @@ class Event(Message):
     """A fact that happened (past tense), published on `jauge.events`."""
 
     kind_of_message = "event"
+
+    reannounced: bool = Field(
+        default=False,
+        description=(
+            "True when the producer announces again a state it had already stored (a "
+            "redelivered command, or the reconciler asking): the same event id as the "
+            "first time, so a consumer that saw it changes nothing."
+        ),
+    )
+
+    def again(self) -> Self:
+        """This event, marked as announced again (same id, same payload)."""
+        return self.model_copy(update={"reannounced": True})

@@ -22,6 +22,9 @@ class ProgressStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
+# progress-svc's read model, read by the gateway and by `jauge repairs`
+REPAIRS_COLLECTION = "repairs"
+
 TERMINAL_STATUSES = frozenset(
     {ProgressStatus.COMPLETED, ProgressStatus.FAILED, ProgressStatus.CANCELLED}
 )
