@@ -186,6 +186,17 @@ class PrivateRabbit:
         while _port_open(self.amqp_port) and time.monotonic() < deadline:
             time.sleep(0.2)
 
+    def kill(self) -> None:
+        """SIGKILL of the node's process group (beam.smp and its helpers), as a crash or
+        the OOM killer would: nothing is flushed, no client is told."""
+        if self._launcher is None or self._launcher.poll() is not None:
+            return
+        os.killpg(self._launcher.pid, signal.SIGKILL)
+        self._launcher.wait()
+        deadline = time.monotonic() + 30
+        while _port_open(self.amqp_port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     def ctl(self, *args: str) -> str:
         result = subprocess.run(
             [RABBITMQCTL, "-n", self.node, *args],
