@@ -45,6 +45,7 @@ class FaultPoints:
         """Crash or freeze here if a test asked for it and it has not happened yet."""
         if not self._points:
             return
+        # the most precise place asked for: `point:key`, or `point` for any key
         place = f"{point}:{key}" if f"{point}:{key}" in self._points else point
         action = self._points.get(place)
         if action is None:

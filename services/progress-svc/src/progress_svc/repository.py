@@ -132,7 +132,7 @@ class ProgressRepository:
             if opens:
                 await self._open(job_id, new.get("kind", ""))
             if self.faults:
-                self.faults.hit("progress.before_write", job_id)
+                self.faults.hit("progress.before_write", f"{job_id}@{new['seq']}")
             if current is None:
                 try:
                     await self.collection.insert_one(new)
