@@ -4,7 +4,8 @@ then publishes (issue 14, points 1 and 5).
 Fault points (jauge_shared.faults) make each process SIGKILL itself once, right after
 the write and before the publish:
 - colis-svc after storing a task's `creation` step and after storing `completed`;
-- import-svc after storing a file's result and after storing the import `completed`;
+- import-svc after storing an import's files and total (before import.started), after
+  storing a file's result and after storing the import `completed`;
 - progress-svc after computing a document and before writing it.
 A supervisor starts each killed service again. The load is an EDI import of 30 files
 (2 bad) and 6 parcels. Afterwards: every gauge says what its owner stored, counts are
@@ -35,7 +36,9 @@ pytestmark = pytest.mark.system
 BAD = ("vide.edi", "tronque.edi")
 FAULTS = {
     "colis-svc": "colis.stored:creation=kill,colis.stored:completed=kill",
-    "import-svc": "import.file_stored=kill,import.completed_stored=kill",
+    "import-svc": (
+        "import.started_stored=kill,import.file_stored=kill,import.completed_stored=kill"
+    ),
     "progress-svc": "progress.before_write=kill",
 }
 RECONCILE = {"JAUGE_RECONCILE_INTERVAL_S": "1", "JAUGE_RECONCILE_AFTER_S": "5"}
@@ -90,8 +93,8 @@ async def test_a_crash_between_each_write_and_its_publish_leaves_every_gauge_tru
 
         # every fault point fired, once each
         marks = sorted(p.name for p in (test_env.data_dir / "faults").iterdir())
-        assert len(marks) == 5, marks
-        assert killed == sorted(["colis-svc"] * 2 + ["import-svc"] * 2 + ["progress-svc"]), killed
+        assert len(marks) == 6, marks
+        assert killed == sorted(["colis-svc"] * 2 + ["import-svc"] * 3 + ["progress-svc"]), killed
 
         assert not wrong, wrong
         assert job["status"] == "completed", job

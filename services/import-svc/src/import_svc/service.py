@@ -175,6 +175,7 @@ class ImportService:
             {"_id": job["_id"]}, {"$set": {"total": total, "names": names}}
         )
         job.update(total=total, names=names)
+        self.faults.hit("import.started_stored")
         await self._announce_start(job)
 
     async def _announce_start(self, job: dict[str, Any]) -> None:
