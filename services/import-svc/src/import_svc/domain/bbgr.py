@@ -28,13 +28,14 @@ Value = Decimal | dt.date | int | str | None
 TOLERANCE = Decimal("0.01")
 # Limits that keep one hostile file's time, memory and stored results bounded
 # (docs/imports.md, "Limits"). A file's per-row results are kept in one stored document,
-# which may not pass 16 MB: 50,000 rows with a reason of at most MAX_ROW_ERROR_CHARS each
-# stay under 13 MB. The largest real export seen is a year of receptions, ~20,000 rows.
+# which may not pass 16 MB: 50,000 rows with a reason of at most MAX_ROW_ERROR_BYTES
+# (UTF-8) each stay under 14 MB. The largest real export seen, a year of receptions, has
+# about 20,000 rows.
 MAX_BBGR_BYTES = 16 * 1024 * 1024
 MAX_ROWS = 50_000
 MAX_COLUMNS = 100
 MAX_CELL_CHARS = 1_000
-MAX_ROW_ERROR_CHARS = 200
+MAX_ROW_ERROR_BYTES = 240
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,14 @@ def _decode(data: bytes) -> str:
         ) from e
 
 
+def _bounded(reason: str) -> str:
+    """`reason`, cut to MAX_ROW_ERROR_BYTES of UTF-8 (a shown cell may be any text)."""
+    encoded = reason.encode()
+    if len(encoded) <= MAX_ROW_ERROR_BYTES:
+        return reason
+    return encoded[: MAX_ROW_ERROR_BYTES - 3].decode("utf-8", "ignore") + "…"
+
+
 def _blank(cells: list[str]) -> bool:
     return not any(cell.strip() for cell in cells)
 
@@ -257,10 +266,7 @@ def _read_row(
     if not problems:
         problems = _ROW_CHECKS[kind](values)
     if problems:
-        error = " ; ".join(problems)
-        if len(error) > MAX_ROW_ERROR_CHARS:
-            error = error[: MAX_ROW_ERROR_CHARS - 1] + "…"
-        return BbgrRow(line_no, error=error)
+        return BbgrRow(line_no, error=_bounded(" ; ".join(problems)))
     return BbgrRow(line_no, values=values)
 
 
