@@ -141,10 +141,53 @@ def check_compose(path: Path) -> None:
             fail(f"{where}: must mount the shared jauge-data volume on /data")
     if "rs.initiate" not in json.dumps(services["mongo"]["healthcheck"]):
         fail("compose: mongo's health check must initiate the replica set")
-    if "--replSet" not in services["mongo"].get("command", []):
+    mongo = services["mongo"]
+    if "--replSet" not in json.dumps([mongo.get("command"), mongo.get("entrypoint")]):
         fail("compose: mongo must run as a replica set")
     if not services.get("proxy", {}).get("ports"):
         fail("compose: the proxy publishes the gateway")
+    check_compose_credentials(compose)
+
+
+def required(value: str, variable: str) -> bool:
+    """Whether `value` takes `variable` from the environment with no default."""
+    return f"${{{variable}:?" in value
+
+
+def check_compose_credentials(compose: dict[str, Any]) -> None:
+    """No default credentials anywhere, and the store and broker on a private network."""
+    services = compose["services"]
+    text = json.dumps(compose)
+    if "guest:guest" in text or "admin:admin" in text:
+        fail("compose: no guest/guest or admin/admin credentials")
+    rabbit = env_of(services["rabbitmq"])
+    if not required(rabbit.get("RABBITMQ_DEFAULT_PASS", ""), "JAUGE_RABBITMQ_PASSWORD"):
+        fail("compose: rabbitmq's user must have a required password (no guest)")
+    mongo = env_of(services["mongo"])
+    if not mongo.get("MONGO_INITDB_ROOT_USERNAME") or not required(
+        mongo.get("MONGO_INITDB_ROOT_PASSWORD", ""), "JAUGE_MONGO_PASSWORD"
+    ):
+        fail("compose: mongo must run with authentication (a required password)")
+    if "--keyFile" not in json.dumps(services["mongo"].get("entrypoint")):
+        fail("compose: mongo's replica set needs a key file with authentication on")
+    grafana = env_of(services.get("grafana", {}))
+    if grafana and not required(
+        grafana.get("GF_SECURITY_ADMIN_PASSWORD", ""), "JAUGE_GRAFANA_PASSWORD"
+    ):
+        fail("compose: grafana's admin password must be required (no admin/admin)")
+    networks = compose.get("networks", {})
+    private = [n for n, spec in networks.items() if (spec or {}).get("internal")]
+    for name in ("mongo", "rabbitmq", *SERVICES):
+        attached = services[name].get("networks")
+        if not attached or not set(attached) & set(private):
+            fail(f"compose: {name} must be on an internal network")
+    if services["mongo"].get("ports") or set(services["mongo"].get("networks", [])) - set(private):
+        fail("compose: mongo must be reachable on the private network only")
+    for name in SERVICES:
+        env = env_of(services[name])
+        for variable in ("JAUGE_AMQP_URL", "JAUGE_MONGO_URL"):
+            if "_PASSWORD:?" not in env.get(variable, ""):
+                fail(f"compose: {name}'s {variable} must carry the required password")
 
 
 def check_k8s(path: Path) -> None:
@@ -202,6 +245,9 @@ def check_k8s(path: Path) -> None:
     configs = [c for n, c in by_kind.get("ConfigMap", {}).items() if n.startswith("jauge-config")]
     if not configs or configs[0]["data"].get("JAUGE_QUEUE_TYPE") != "quorum":
         fail(f"{path.name}: jauge-config must set JAUGE_QUEUE_TYPE=quorum")
+    for secret in by_kind.get("Secret", {}).values():
+        if secret["metadata"]["name"].startswith("jauge-secrets"):
+            fail(f"{path.name}: jauge-secrets must not be in git (created outside it)")
     claim = by_kind.get("PersistentVolumeClaim", {}).get("jauge-data")
     if claim is None:
         fail(f"{path.name}: no jauge-data PersistentVolumeClaim")

@@ -135,35 +135,53 @@ rabbit_ready() {
   port_open $AMQP_PORT && curl -fsS -o /dev/null -u guest:guest "http://127.0.0.1:$MGMT_PORT/api/overview"
 }
 
-wait_for() { # name, command...
-  local name=$1; shift
+# Probes are quiet: while a server starts, each failed probe is expected, and its
+# output (a curl error, a pymongo traceback of 35 lines) is not news to anyone. Only
+# the outcome is shown, and on failure one line that says where the server's log is.
+wait_for() { # name, log file or folder, command...
+  local name=$1 logs=$2; shift 2
   local deadline=$((SECONDS + START_TIMEOUT_S))
+  log "$name: waiting for it to answer (up to ${START_TIMEOUT_S}s)"
   until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then log "$name did not answer within ${START_TIMEOUT_S}s"; return 1; fi
+    if [ $SECONDS -ge $deadline ]; then
+      log "$name did not answer within ${START_TIMEOUT_S}s: see $logs"
+      return 1
+    fi
     sleep 0.5
   done
   log "$name: ready"
 }
 
 start_rabbitmq() {
-  if rabbit_ready; then log "rabbitmq: already running"; return; fi
+  if rabbit_ready >/dev/null 2>&1; then log "rabbitmq: already running"; return; fi
   if port_open $AMQP_PORT; then
-    wait_for rabbitmq rabbit_ready; return
+    wait_for rabbitmq "$RABBIT_HOME/log" rabbit_ready; return
   fi
   write_rabbit_config
   rabbit_env
   log "rabbitmq: starting node $RABBIT_NODE (logs in $RABBIT_HOME/log)"
   nohup /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >"$RABBIT_HOME/log/stdout.log" 2>&1 &
   echo $! > "$RABBIT_HOME/launcher.pid"
-  wait_for rabbitmq rabbit_ready
+  wait_for rabbitmq "$RABBIT_HOME/log" rabbit_ready
 }
 
-mongo_ping() {
-  "${JAUGE_PYTHON:-python3}" - <<'PY'
+mongo_ping() { # exit status only: 0 when the server answers a ping, else 1, no traceback
+  MONGO_PORT=$MONGO_PORT "${JAUGE_PYTHON:-python3}" - <<'PY'
+import os
 import sys
-from pymongo import MongoClient
-client = MongoClient("mongodb://127.0.0.1:27017/", serverSelectionTimeoutMS=500)
-sys.exit(0 if client.admin.command("ping").get("ok") == 1 else 1)
+
+try:
+    from pymongo import MongoClient
+except ImportError:
+    print("[infra] pymongo is missing: run `make deps` first", file=sys.stderr)
+    sys.exit(1)
+url = f"mongodb://127.0.0.1:{os.environ['MONGO_PORT']}/"
+try:
+    with MongoClient(url, serverSelectionTimeoutMS=500) as client:
+        answered = client.admin.command("ping").get("ok") == 1
+except Exception:  # not up yet (ServerSelectionTimeoutError), or not a MongoDB
+    answered = False
+sys.exit(0 if answered else 1)
 PY
 }
 
@@ -172,7 +190,7 @@ start_ferretdb() {
   if port_open $MONGO_PORT; then
     # a FerretDB busy enough to miss a 500 ms ping is still there: starting a second
     # one would fail to bind and leave its dead pid in ferretdb.pid (seen in a soak)
-    wait_for ferretdb mongo_ping; return
+    wait_for ferretdb "$FERRET_HOME/ferretdb.log" mongo_ping; return
   fi
   mkdir -p "$FERRET_HOME/data"
   log "ferretdb: starting (data in $FERRET_HOME/data)"
@@ -181,7 +199,7 @@ start_ferretdb() {
     --debug-addr="127.0.0.1:0" --telemetry=disable --log-level=warn \
     </dev/null >"$FERRET_HOME/ferretdb.log" 2>&1 &
   echo $! > "$FERRET_HOME/ferretdb.pid"
-  wait_for ferretdb mongo_ping
+  wait_for ferretdb "$FERRET_HOME/ferretdb.log" mongo_ping
 }
 
 stop_rabbitmq() {
@@ -219,7 +237,7 @@ case "${1:-}" in
   stop-rabbitmq) own_rabbit && stop_rabbitmq ;;
   stop-ferretdb) own_mongo && stop_ferretdb ;;
   status)
-    if rabbit_ready; then echo "rabbitmq: up"; else echo "rabbitmq: down"; fi
+    if rabbit_ready >/dev/null 2>&1; then echo "rabbitmq: up"; else echo "rabbitmq: down"; fi
     if port_open $MONGO_PORT && mongo_ping; then echo "ferretdb: up"; else echo "ferretdb: down"; fi
     ;;
   *) echo "usage: $0 install|start|stop|stop-rabbitmq|stop-ferretdb|status" >&2; exit 2 ;;

@@ -7,6 +7,7 @@ event loop keeps acknowledging, renewing the lease and answering /readyz meanwhi
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,6 +25,26 @@ BBGR_KEYS: dict[ImportKind, tuple[str, ...]] = {
     ImportKind.BBGR_RECEPTIONS: ("numero_bl", "code_article"),
 }
 MAX_ERROR_ROWS_IN_NOTE = 50
+
+logger = logging.getLogger("import_svc")
+
+
+def unexpected_failure(path: Path, error: BaseException) -> str:
+    """The French reason of a file whose reader failed in a way nobody planned for.
+
+    Logged with its traceback for the developers; the accountant is told the file was
+    not imported, and the import goes on with the other files (a message that escaped
+    here used to be dead-lettered, leaving the import running and the queue stuck).
+    """
+    logger.exception(
+        "unexpected error reading an import file",
+        exc_info=error,
+        extra={"file": path.name, "error_type": type(error).__name__},
+    )
+    return (
+        "Le fichier n'a pas pu être lu (erreur inattendue du lecteur : "
+        f"{type(error).__name__}) : il n'est pas importé. Signalez-le à l'équipe technique."
+    )
 
 
 @dataclass(frozen=True)
@@ -68,7 +89,7 @@ def gauge_units(kind: ImportKind, path: Path, max_bytes: int) -> int:
     try:
         _check_size(path, max_bytes)
         return max(len(read_bbgr(kind.value, path.read_bytes()).rows), 1)
-    except (FileRejectedError, OSError):
+    except Exception:  # the file will fail when it is processed, with its reason
         return 1
 
 
@@ -121,6 +142,8 @@ def process_file(kind: ImportKind, path: Path, max_bytes: int) -> FileOutcome:
         outcome = FileOutcome(ok=False, error=e.reason)
     except OSError as e:
         outcome = FileOutcome(ok=False, error=f"Fichier illisible : {e.strerror or e}")
+    except Exception as e:  # any other failure of a reader fails this file, never the job
+        outcome = FileOutcome(ok=False, error=unexpected_failure(path, e))
     elapsed = int((time.perf_counter() - started) * 1000)
     return FileOutcome(
         ok=outcome.ok,

@@ -284,18 +284,30 @@ class ImportService:
             return
         pending = await self.repo.count_files(failed, FileState.PENDING, FileState.DONE)
         kind = ImportKind(job["kind"])
-        # unprocessed files go back to the inbox: the next import picks them up
-        for name in self.files.claimed(job["_id"]):
-            self.files._move_out(self.files.work(job["_id"]) / name, self.files.inbox(kind))
         seconds = int(self.deadline.total_seconds())
         limit = f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
+        if job.get("upload_ids"):
+            # an agent's uploaded files are theirs alone: never into the shared inbox,
+            # where the next import, anyone's, would read them. They go to errors/ with
+            # a note, and the agent is told to send them again.
+            for name in self.files.claimed(job["_id"]):
+                self.files.reject_file(
+                    kind,
+                    job["_id"],
+                    name,
+                    f"Délai dépassé ({limit}) avant la lecture de ce fichier envoyé : "
+                    "il n'a pas été importé.",
+                )
+            where = "à envoyer de nouveau"
+        else:
+            # unprocessed files go back to the inbox: the next import picks them up
+            for name in self.files.claimed(job["_id"]):
+                self.files.return_to_inbox(kind, job["_id"], name)
+            where = "remis dans la boîte de réception pour le prochain import"
         await self._finish(
             failed,
             ImportStatus.FAILED,
-            error=(
-                f"Délai dépassé ({limit}) : {pending} fichier(s) non traité(s), "
-                "remis dans la boîte de réception pour le prochain import"
-            ),
+            error=f"Délai dépassé ({limit}) : {pending} fichier(s) non traité(s), {where}",
         )
 
     # --- files ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ stops an import.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
@@ -193,3 +194,63 @@ def test_an_export_with_rows_shuffled_repeated_or_cut_only_gets_row_errors_or_a_
     chosen = [table[i % len(table)] for i in lines] or table
     data = "\r\n".join(";".join(line) for line in chosen).encode()
     rows_or_rejection(kind, data[:cut])
+
+
+# --- hostile sizes (issue 15) -----------------------------------------------------------------
+
+HOSTILE = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# every kind of character a hostile file may hold, the service characters included
+CHARACTERS = st.sampled_from(["9", "x", "+", ":", "?", "'", "é", "\u2028", "\x00", "\n", ";"])
+
+
+def sized(lengths: st.SearchStrategy[int]) -> st.SearchStrategy[str]:
+    return st.builds(lambda c, n: c * n, CHARACTERS, lengths)
+
+
+@HOSTILE
+@given(
+    where=st.sampled_from(["UNT+", "UNZ+", "LIN+", "QTY+47:", "MOA+79:", "BGM+380+", "UNH+"]),
+    text=sized(st.integers(0, 20_000)),
+)
+def test_a_value_of_any_size_and_character_only_gets_a_result_or_a_rejection(
+    where: str, text: str
+) -> None:
+    data = VALID.replace(where.encode(), where.encode() + text.encode(), 1)
+    started = time.perf_counter()
+    invoices_or_rejection(data)
+    assert time.perf_counter() - started < 30
+
+
+@HOSTILE
+@given(
+    elements=st.integers(0, 400_000),
+    components=st.integers(0, 2_000),
+    text=sized(st.integers(0, 2_000)),
+)
+def test_a_segment_of_any_number_of_elements_and_components_only_gets_a_rejection_or_a_result(
+    elements: int, components: int, text: str
+) -> None:
+    segment = "FTX+AAI" + "+" * elements + ":" * components + text + "'"
+    data = VALID.replace(b"UNS+S'", segment.encode() + b"UNS+S'", 1)
+    started = time.perf_counter()
+    invoices_or_rejection(data)
+    assert time.perf_counter() - started < 30
+
+
+@HOSTILE
+@given(
+    kind=st.sampled_from(KINDS),
+    fields=st.integers(0, 5_000),
+    cell=sized(st.integers(0, 200_000)),
+    rows=st.integers(1, 60_000),
+)
+def test_an_export_of_any_width_cell_size_or_length_only_gets_row_errors_or_a_rejection(
+    kind: str, fields: int, cell: str, rows: int
+) -> None:
+    table = cells(kind)
+    header = ";".join(table[0])
+    hostile = ";".join([cell] * max(fields, 1))
+    body = "\r\n".join([header, hostile] + [";".join(table[1])] * (rows - 1))
+    started = time.perf_counter()
+    rows_or_rejection(kind, body.encode())
+    assert time.perf_counter() - started < 30

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
 from jauge_shared.contracts.envelope import Command, Event, Timestamp
+from jauge_shared.contracts.fields import Centimetres, JobId, Kilograms, UploadId
 
 
 class TransportType(StrEnum):
@@ -46,17 +46,17 @@ class ColisData(BaseModel):
 
     client_id: str = Field(min_length=1, max_length=64)
     type_transport: TransportType
-    longueur: Decimal = Field(gt=0, le=10_000, description="cm")
-    largeur: Decimal = Field(gt=0, le=10_000, description="cm")
-    hauteur: Decimal = Field(gt=0, le=10_000, description="cm")
-    poids: Decimal = Field(gt=0, le=100_000, description="kg")
+    longueur: Centimetres = Field(description="cm")
+    largeur: Centimetres = Field(description="cm")
+    hauteur: Centimetres = Field(description="cm")
+    poids: Kilograms = Field(description="kg")
     mode_paiement: str = Field(default="comptant", max_length=40)
     statut: str = Field(default="receptionne", max_length=40)
     description: str = Field(default="", max_length=2000)
 
 
 class _TaskCommand(Command):
-    task_id: str = Field(min_length=1, max_length=64)
+    task_id: JobId
     user_id: str = Field(min_length=1, max_length=64)
 
     @model_validator(mode="before")
@@ -69,23 +69,25 @@ class _TaskCommand(Command):
 
 class CreateColis(_TaskCommand):
     type: Literal["colis.create"] = "colis.create"
-    lot_id: str = Field(min_length=1, max_length=64)
+    lot_id: JobId
     colis_data: ColisData
-    upload_id: str | None = Field(default=None, description="Photo uploaded with the form.")
+    upload_id: UploadId | None = Field(default=None, description="Photo uploaded with the form.")
 
 
 class UpdateColis(_TaskCommand):
     type: Literal["colis.update"] = "colis.update"
-    lot_id: str = Field(min_length=1, max_length=64)
-    colis_id: str = Field(min_length=1, max_length=64)
+    lot_id: JobId
+    colis_id: JobId
     colis_data: ColisData
-    upload_id: str | None = None
+    upload_id: UploadId | None = None
 
 
 class RetryColisTask(_TaskCommand):
     type: Literal["colis.retry"] = "colis.retry"
     edits: dict[str, Any] = Field(
-        default_factory=dict, description="Corrected fields of colis_data."
+        default_factory=dict,
+        max_length=len(ColisData.model_fields),
+        description="Corrected fields of colis_data (checked as ColisData when applied).",
     )
     force: bool = Field(default=False, description="Admin only: retry a failed_final task.")
 

@@ -13,6 +13,8 @@ from uuid import UUID, uuid4, uuid5
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from jauge_shared.contracts.fields import JobId
+
 SCHEMA_VERSION: Literal[1] = 1
 _JAUGE_NAMESPACE = UUID("5b0f6a8e-4d3c-4a51-9a35-0b6a4a3f2c11")
 
@@ -56,11 +58,9 @@ class Message(BaseModel):
     producer: str = Field(
         min_length=1, max_length=200, description="Service that produced it.", examples=["gateway"]
     )
-    job_id: str = Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="The job or task this message belongs to.",
+    job_id: JobId = Field(
+        description="The job or task this message belongs to; also a folder name, so never "
+        "`.`, `..`, `/` or NUL."
     )
 
     def amqp_properties(self) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
-RPC_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+from jauge_shared.contracts.fields import ID_PATTERN
+
+RPC_ID_PATTERN = ID_PATTERN
 # The store's skip is a signed 64-bit integer: a larger offset made import-svc fail on
 # the read and leave the gateway waiting for its timeout (a 504). No page exists that far.
 MAX_OFFSET = 1_000_000_000

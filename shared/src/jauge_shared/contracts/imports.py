@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt
 
 from jauge_shared.contracts.envelope import Command, Event
+from jauge_shared.contracts.fields import FileItem, UploadId
 
 
 class ImportKind(StrEnum):
@@ -30,7 +31,7 @@ class RequestImport(Command):
     type: Literal["import.request"] = "import.request"
     kind: ImportKind
     user_id: str = Field(min_length=1, max_length=64)
-    upload_ids: list[str] = Field(
+    upload_ids: list[UploadId] = Field(
         default_factory=list,
         max_length=10_000,
         description="Files uploaded for this import only; empty means the whole inbox.",
@@ -42,7 +43,7 @@ class ImportFile(Command):
 
     type: Literal["import.file"] = "import.file"
     kind: ImportKind
-    item: str = Field(min_length=1, max_length=255, description="File name in the job's staging.")
+    item: FileItem = Field(description="File name in the job's staging folder.")
     index: NonNegativeInt
 
 

@@ -9,7 +9,6 @@ automatic retries are spent.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
@@ -23,7 +22,9 @@ from gateway.routers.jobs import to_public, visible_by_id, visible_to
 from gateway.users import User
 from jauge_shared.contracts import (
     CancelColisTask,
+    Centimetres,
     ColisOperation,
+    Kilograms,
     RetryColisTask,
     TaskStatus,
     TransportType,
@@ -57,10 +58,11 @@ class ColisEdits(BaseModel):
 
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
     type_transport: TransportType | None = None
-    longueur: Decimal | None = Field(default=None, gt=0, le=10_000)
-    largeur: Decimal | None = Field(default=None, gt=0, le=10_000)
-    hauteur: Decimal | None = Field(default=None, gt=0, le=10_000)
-    poids: Decimal | None = Field(default=None, gt=0, le=100_000)
+    # the form's bounds, digits and places included (jauge_shared.contracts.fields)
+    longueur: Centimetres | None = None
+    largeur: Centimetres | None = None
+    hauteur: Centimetres | None = None
+    poids: Kilograms | None = None
     mode_paiement: str | None = Field(default=None, max_length=40)
     statut: str | None = Field(default=None, max_length=40)
     description: str | None = Field(default=None, max_length=2000)

@@ -26,6 +26,16 @@ ColumnType = Literal["date", "month", "decimal", "int", "text"]
 Value = Decimal | dt.date | int | str | None
 
 TOLERANCE = Decimal("0.01")
+# Limits that keep one hostile file's time, memory and stored results bounded
+# (docs/imports.md, "Limits"). A file's per-row results are kept in one stored document,
+# which may not pass 16 MB: 50,000 rows with a reason of at most MAX_ROW_ERROR_BYTES
+# (UTF-8) each stay under 14 MB. The largest real export seen, a year of receptions, has
+# about 20,000 rows.
+MAX_BBGR_BYTES = 16 * 1024 * 1024
+MAX_ROWS = 50_000
+MAX_COLUMNS = 100
+MAX_CELL_CHARS = 1_000
+MAX_ROW_ERROR_BYTES = 240
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,12 @@ def read_bbgr(kind: str, data: bytes) -> BbgrFile:
         columns = BBGR_COLUMNS[kind]
     except KeyError:
         raise ValueError(f"unknown BBGR kind {kind!r}") from None
+    if len(data) > MAX_BBGR_BYTES:
+        raise FileRejectedError(
+            f"Le fichier fait {_megabytes(len(data))}, au-delà de la limite de "
+            f"{_megabytes(MAX_BBGR_BYTES)} pour un export BBGR : découpez-le en plusieurs "
+            "fichiers."
+        )
     reader = csv.reader(io.StringIO(_decode(data), newline=""), delimiter=";", quotechar='"')
     try:
         header = next(reader, None)
@@ -119,6 +135,12 @@ def read_bbgr(kind: str, data: bytes) -> BbgrFile:
         for cells in reader:
             line_no, last_line = last_line + 1, reader.line_num
             if not _blank(cells):
+                if len(rows) == MAX_ROWS:
+                    raise FileRejectedError(
+                        f"Le fichier compte plus de {_count(MAX_ROWS)} lignes de données "
+                        f"(limite atteinte ligne {_count(line_no)}) : il n'est pas importé, "
+                        "découpez-le en plusieurs fichiers."
+                    )
                 rows.append(_read_row(kind, line_no, cells, len(header), positions))
     except csv.Error as e:
         raise FileRejectedError(
@@ -128,6 +150,14 @@ def read_bbgr(kind: str, data: bytes) -> BbgrFile:
     if not rows:
         raise FileRejectedError("Le fichier ne contient aucune ligne de données après l'en-tête.")
     return BbgrFile(kind=kind, columns=tuple(c.name for c in columns), rows=rows)
+
+
+def _count(n: int) -> str:
+    return f"{n:,}".replace(",", " ")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} Mo".replace(".", ",")
 
 
 def _decode(data: bytes) -> str:
@@ -155,6 +185,14 @@ def _decode(data: bytes) -> str:
         ) from e
 
 
+def _bounded(reason: str) -> str:
+    """`reason`, cut to MAX_ROW_ERROR_BYTES of UTF-8 (a shown cell may be any text)."""
+    encoded = reason.encode()
+    if len(encoded) <= MAX_ROW_ERROR_BYTES:
+        return reason
+    return encoded[: MAX_ROW_ERROR_BYTES - 3].decode("utf-8", "ignore") + "…"
+
+
 def _blank(cells: list[str]) -> bool:
     return not any(cell.strip() for cell in cells)
 
@@ -167,7 +205,12 @@ def normalize_header(name: str) -> str:
 
 def _header_positions(kind: str, header: list[str]) -> dict[str, int]:
     expected = [c.name for c in BBGR_COLUMNS[kind]]
-    names = [normalize_header(cell) for cell in header]
+    if len(header) > MAX_COLUMNS:
+        raise FileRejectedError(
+            f"L'en-tête compte {_count(len(header))} colonnes, au-delà de la limite de "
+            f"{MAX_COLUMNS} : ce n'est pas un export BBGR."
+        )
+    names = [normalize_header(cell[:MAX_CELL_CHARS]) for cell in header]
     if len(header) == 1:
         for separator, label in ((",", "virgule"), ("\t", "tabulation")):
             if separator in header[0]:
@@ -199,7 +242,13 @@ def _read_row(
     kind: str, line_no: int, cells: list[str], width: int, positions: dict[str, int]
 ) -> BbgrRow:
     if len(cells) < width or any(cell.strip() for cell in cells[width:]):
-        return BbgrRow(line_no, error=f"{len(cells)} champs au lieu de {width}")
+        return BbgrRow(line_no, error=f"{_count(len(cells))} champs au lieu de {width}")
+    longest = max(len(cell) for cell in cells)
+    if longest > MAX_CELL_CHARS:
+        return BbgrRow(
+            line_no,
+            error=f"un champ de {_count(longest)} caractères (au plus {_count(MAX_CELL_CHARS)})",
+        )
     values: dict[str, Value] = {}
     problems: list[str] = []
     for column in BBGR_COLUMNS[kind]:
@@ -217,7 +266,7 @@ def _read_row(
     if not problems:
         problems = _ROW_CHECKS[kind](values)
     if problems:
-        return BbgrRow(line_no, error=" ; ".join(problems))
+        return BbgrRow(line_no, error=_bounded(" ; ".join(problems)))
     return BbgrRow(line_no, values=values)
 
 

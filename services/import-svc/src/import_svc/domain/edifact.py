@@ -33,6 +33,20 @@ from import_svc.domain.invoices import (
 )
 
 MAX_SEGMENTS = 200_000
+# Limits that keep one hostile file's time and memory bounded (docs/imports.md, "Limits").
+# pydifact tokenises in pure Python (about 1.7 µs a character): 16 MiB is about 30 s of
+# work at worst, and twice the largest real interchange (200,000 segments of ~40 bytes).
+MAX_EDI_BYTES = 16 * 1024 * 1024
+# D.96A's longest segment (FTX: five an..512 texts) is under 3,000 characters.
+MAX_SEGMENT_CHARS = 8 * 1024
+# ISO 9735 numbers the data elements of a segment and the components of an element on
+# two digits: no directory segment has more than 99 of either.
+MAX_ELEMENTS = 99
+MAX_COMPONENTS = 99
+# n..6: message counts (UNZ 0036), segment counts (UNT 0074) and line numbers (LIN 1082).
+# Also what keeps int() away from Python's 4,300-digit limit, whose ValueError once
+# escaped the parser and hung the whole import queue.
+_MAX_COUNT_DIGITS = 6
 # Suppliers round each line and the tax separately: one cent of drift is not an error.
 TOLERANCE = Decimal("0.01")
 DEFAULT_CURRENCY = "EUR"
@@ -69,6 +83,15 @@ def _reject(reason: str) -> NoReturn:
 
 def _is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
+
+
+def _is_count(text: str) -> bool:
+    """A count or a line number: digits only, at most n..6 of them."""
+    return _is_digits(text) and len(text) <= _MAX_COUNT_DIGITS
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({_count(len(text))} caractères)"
 
 
 def _count(n: int) -> str:
@@ -143,8 +166,10 @@ def _check_unz(unz: Segment, messages: int, control_ref: str) -> None:
     if messages == 0:
         _reject("L'échange ne contient aucun message (aucun segment UNH).")
     announced = _component(unz, 0)
-    if not _is_digits(announced):
-        _reject(f"Le segment UNZ ne donne pas un nombre de messages valide (« {announced} »).")
+    if not _is_count(announced):
+        _reject(
+            f"Le segment UNZ ne donne pas un nombre de messages valide (« {_shown(announced)} »)."
+        )
     if int(announced) != messages:
         _reject(
             f"Le fichier est incomplet : le segment UNZ annonce {int(announced)} message(s) "
@@ -186,6 +211,13 @@ def _decode(data: bytes, max_segments: int) -> tuple[str, Characters]:
     at_least = data.count(terminator, start) - data.count(release + terminator, start)
     if at_least > max_segments:
         _reject(_too_many_segments(max_segments, at_least))
+    if len(data) > MAX_EDI_BYTES:
+        _reject(
+            f"Le fichier EDI fait {_megabytes(len(data))}, au-delà de la limite de "
+            f"{_megabytes(MAX_EDI_BYTES)} : il n'est pas importé (découpez-le en plusieurs "
+            "fichiers)."
+        )
+    _check_segment_lengths(data, start, terminator)
 
     # Control bytes are single bytes in every accepted charset, so the check runs on the
     # raw file and reports the byte offset an editor shows.
@@ -208,6 +240,36 @@ def _decode(data: bytes, max_segments: int) -> tuple[str, Characters]:
             f"(terminateur « {characters.segment_terminator} » final absent)."
         )
     return text, characters
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} Mo".replace(".", ",")
+
+
+def _check_segment_lengths(data: bytes, start: int, terminator: bytes) -> None:
+    """Refuse a segment longer than MAX_SEGMENT_CHARS before any tokenising.
+
+    The distance between two terminator bytes is a lower bound of a segment's length
+    (a released terminator only makes the segment longer), found at C speed by `find`:
+    the segment count is already bounded, so this loop is too.
+    """
+    previous, segment_no = start, 0
+    while previous < len(data):
+        end = data.find(terminator, previous)
+        if end < 0:
+            end = len(data)
+        segment_no += 1
+        if end - previous > MAX_SEGMENT_CHARS:
+            _reject(_segment_too_long(segment_no, end - previous))
+        previous = end + len(terminator)
+
+
+def _segment_too_long(segment_no: int, length: int) -> str:
+    return (
+        f"Le segment n° {_count(segment_no)} fait au moins {_count(length)} caractères, "
+        f"au-delà de la limite de {_count(MAX_SEGMENT_CHARS)} : ce n'est pas un fichier "
+        "EDIFACT valide."
+    )
 
 
 def _skip_blank(data: bytes, position: int) -> int:
@@ -309,7 +371,10 @@ def _segments(text: str, characters: Characters) -> Iterator[Segment]:
             raw = next(parser.convert_tokens_to_raw_segments(tokens), None)
             if raw is None:
                 return
+            _check_raw_segment(position + 1, raw)
             segment = parser.convert_raw_segment_to_segment(raw, directory="")
+        except FileRejectedError:
+            raise
         except Exception as e:  # pydifact raises many kinds on malformed input
             where = (
                 f"après le segment n° {position} ({last_tag})"
@@ -322,6 +387,33 @@ def _segments(text: str, characters: Characters) -> Iterator[Segment]:
         position += 1
         last_tag = segment.tag
         yield segment
+
+
+def _check_raw_segment(segment_no: int, raw: list[Element]) -> None:
+    """Element, component and length limits of one tokenised segment.
+
+    The length was checked on the bytes, but released terminators can hide a long
+    segment from that check: counted again here, on what pydifact built.
+    """
+    tag = raw[0] if raw and isinstance(raw[0], str) else "?"
+    if len(raw) - 1 > MAX_ELEMENTS:
+        _reject(
+            f"Le segment n° {_count(segment_no)} ({tag[:3]}) compte {_count(len(raw) - 1)} "
+            f"éléments de données, au-delà de la limite de {MAX_ELEMENTS} : ce n'est pas un "
+            "fichier EDIFACT valide."
+        )
+    length = 0
+    for element in raw:
+        parts = [element] if isinstance(element, str) else element
+        if len(parts) > MAX_COMPONENTS:
+            _reject(
+                f"Le segment n° {_count(segment_no)} ({tag[:3]}) a un élément de "
+                f"{_count(len(parts))} composants, au-delà de la limite de {MAX_COMPONENTS} : "
+                "ce n'est pas un fichier EDIFACT valide."
+            )
+        length += sum(len(part) for part in parts if part) + len(parts)
+    if length > MAX_SEGMENT_CHARS:
+        _reject(_segment_too_long(segment_no, length))
 
 
 def _components(segment: Segment, index: int) -> list[str]:
@@ -378,8 +470,11 @@ def _read_message(no: int, segments: list[Segment]) -> Invoice:
         version = ":".join(_components(unh, 1)[1:3])
         _reject(f"{where} : version « {version} » non prise en charge (attendu D:96A).")
     announced = _component(unt, 0)
-    if not _is_digits(announced):
-        _reject(f"{where} : le segment UNT ne donne pas un nombre de segments valide.")
+    if not _is_count(announced):
+        _reject(
+            f"{where} : le segment UNT ne donne pas un nombre de segments valide "
+            f"(« {_shown(announced)} »)."
+        )
     if int(announced) != len(segments):
         _reject(
             f"{where} : le segment UNT annonce {int(announced)} segments mais le message "
@@ -552,10 +647,10 @@ def _tax(where: str, message: _Message, net: Decimal, gross: Decimal) -> Decimal
 
 
 def _to_line(where: str, index: int, line: _Line) -> InvoiceLine:
-    if not _is_digits(line.raw_number):
+    if not _is_count(line.raw_number):
         _reject(
             f"{where}, ligne n° {index} du message : numéro de ligne LIN "
-            f"« {line.raw_number} » invalide."
+            f"« {_shown(line.raw_number)} » invalide."
         )
     number = int(line.raw_number)
     where = f"{where}, ligne {number}"
