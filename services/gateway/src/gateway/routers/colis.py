@@ -72,6 +72,40 @@ FIELD_LABELS_FR = {
 }
 
 
+def form_schema(required: bool) -> dict[str, Any]:
+    """The multipart form of the parcel routes, for the OpenAPI document (the routes read
+    it themselves, streaming the photo): every field as text, `image` a file."""
+    schema = ColisData.model_json_schema()
+    properties: dict[str, Any] = {}
+    for name, field in schema["properties"].items():
+        if "anyOf" in field:  # a Decimal: its number, not pydantic's "any string"
+            field = next(f for f in field["anyOf"] if f.get("type") == "number")
+        elif "$ref" in field:
+            field = schema["$defs"][field["$ref"].rsplit("/", 1)[1]]
+        elif field.get("type") == "string" and name in schema.get("required", ()):
+            # a field of blanks counts as missing (an optional one then takes its default)
+            field = {**field, "pattern": r"\S"}
+        properties[name] = {k: v for k, v in field.items() if k not in ("title", "default")}
+    properties["image"] = {
+        "type": "string",
+        "format": "binary",
+        "description": "The parcel's photo: JPEG, PNG, WEBP, GIF, BMP or TIFF.",
+    }
+    body: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if required:
+        body["required"] = [n for n in schema.get("required", []) if n in properties]
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"multipart/form-data": {"schema": body}},
+        }
+    }
+
+
 class Accepted(BaseModel):
     task_id: str
     status: str = TaskStatus.PENDING.value
@@ -130,7 +164,9 @@ async def read_form(
 async def store_photo(state: GatewayState, image: UploadFile) -> str:
     """Checks kind and size, then writes the upload under a name of our own."""
     limit = state.settings.max_photo_bytes
-    if (image.content_type or "").lower() not in PHOTO_TYPES:
+    declared = (image.content_type or "").lower()
+    # the bytes decide (below); a part sent without a type, or as plain bytes, is fine
+    if declared not in PHOTO_TYPES and declared not in ("", "application/octet-stream"):
         raise HTTPException(
             415, detail="Photo refusée : JPEG, PNG, WEBP, GIF, BMP ou TIFF attendu."
         )
@@ -216,7 +252,8 @@ async def queue_task(
     "/api/lots/{lot_id}/colis",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(404, 409, 413, 415, e409="The lot is not open"),
+    responses=error_responses(400, 404, 409, 413, 415, 429, e409="The lot is not open"),
+    openapi_extra=form_schema(required=True),
 )
 async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, state: StateDep) -> Any:
     """Multipart: the parcel form's fields and an optional `image`. Follow the task on
@@ -252,7 +289,8 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
     "/api/colis/{colis_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(404, 409, 413, 415, e409="The lot is not open"),
+    responses=error_responses(400, 404, 409, 413, 415, 429, e409="The lot is not open"),
+    openapi_extra=form_schema(required=False),
 )
 async def update_colis(
     colis_id: ItemId, request: Request, user: CurrentUser, state: StateDep

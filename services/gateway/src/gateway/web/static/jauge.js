@@ -14,6 +14,7 @@
       if (value === null || value === undefined || value === false) continue;
       if (key === "text") el.textContent = value;
       else if (key === "class") el.className = value;
+      else if (key === "style") el.style.cssText = value; // CSSOM: allowed by the page's CSP, a style attribute is not
       else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
       else el.setAttribute(key, value === true ? "" : value);
     }
