@@ -6,6 +6,7 @@ what needs them for real."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 from datetime import UTC, datetime, timedelta
@@ -516,3 +517,114 @@ def job_doc(seq: int) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+# --- parcel photos, checked as they arrive ---------------------------------------------
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The start of a real PNG: signature, IHDR (its size) and the start of its first
+    IDAT (where Pillow stops reading the header); the rest would be megabytes."""
+    import struct
+    import zlib
+
+    body = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">I", 13) + body + struct.pack(">I", zlib.crc32(body))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + struct.pack(">I", 10_000_000) + b"IDAT"
+
+
+async def post_photo_then_stall(app: FastAPI, first: bytes) -> tuple[int, str]:
+    """A parcel form whose photo sends `first`, then nothing, ever: the answer must come
+    from what arrived, not from the whole body."""
+    boundary = "ph0t0"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": head + first, "more_body": True}
+
+    answer: dict[str, Any] = {}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            answer["body"] = answer.get("body", b"") + message.get("body", b"")
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/lots/l1/colis",
+        "raw_path": b"/api/lots/l1/colis",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+            (b"content-length", str(10 * 1024 * 1024).encode()),
+            (b"authorization", f"Bearer {token()}".encode()),
+        ],
+        "client": ("127.0.0.1", 1234),
+        "server": ("gateway", 80),
+        "app": app,
+    }
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    return answer["status"], answer.get("body", b"").decode()
+
+
+async def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
+    app, _ = make_app(data_dir=tmp_path)
+    status, body = await post_photo_then_stall(app, png_header(30_000, 30_000) + b"\x00" * 5000)
+    assert status == 413 and "image trop grande" in body
+    assert not any((tmp_path / "uploads" / "colis").iterdir())
+
+
+async def test_a_photo_that_is_no_image_is_refused_from_its_first_bytes(tmp_path: Path) -> None:
+    app, _ = make_app(data_dir=tmp_path)
+    status, body = await post_photo_then_stall(app, b"#!/bin/sh\nrm -rf / # not a photo\n")
+    assert status == 415 and "pas une image" in body
+    assert not any((tmp_path / "uploads" / "colis").iterdir())
+
+
+async def test_a_real_photo_streams_to_its_file_unchanged(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+    from starlette.datastructures import Headers
+
+    from gateway.photo_stream import ParcelFormParser
+
+    picture = io.BytesIO()
+    Image.new("RGB", (640, 480), "orange").save(picture, "JPEG")
+    photo = picture.getvalue()
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="poids"\r\n\r\n12\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="image"; filename="p.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + photo + b"\r\n--b--\r\n"
+    )
+
+    async def chunks() -> Any:
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
+
+    parser = ParcelFormParser(
+        Headers({"content-type": "multipart/form-data; boundary=b"}),
+        chunks(),
+        folder=tmp_path,
+        max_bytes=1024 * 1024,
+        max_pixels=1_000_000,
+        max_files=1,
+    )
+    form = await parser.parse()
+    assert form["poids"] == "12"
+    upload_id = parser.sinks[0].finish()
+    assert (tmp_path / upload_id).read_bytes() == photo
+    assert sorted(os.listdir(tmp_path)) == [upload_id]

@@ -80,3 +80,8 @@ class GatewaySettings(ServiceSettings):
     max_photo_bytes: PositiveInt = Field(
         default=15 * 1024 * 1024, description="Largest parcel photo accepted by the form."
     )
+    max_photo_pixels: PositiveInt = Field(
+        default=40_000_000,
+        description="Largest parcel photo in pixels, read from its header as it arrives "
+        "(colis-svc's own limit).",
+    )
