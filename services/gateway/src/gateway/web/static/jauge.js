@@ -407,6 +407,12 @@
     const logout = Jauge.$("#logout");
     if (logout) {
       logout.addEventListener("click", async () => {
+        // the logout closes this session's socket (4401, which would go to /login?next=):
+        // let it go first, unheeded
+        const socket = Jauge.live.socket;
+        Jauge.live.socket = null;
+        clearTimeout(Jauge.live.timer);
+        if (socket) socket.close();
         try { await Jauge.api("POST", "/api/auth/logout", undefined, { noRedirect: true }); } catch (err) { /* gone anyway */ }
         location.assign("/login");
       });
