@@ -97,8 +97,13 @@ async def import_and_watch(gateway: str, timeout_s: float) -> tuple[dict, dateti
                 "/api/auth/token", data={"username": "bench", "password": "bench-password"}
             )
         ).json()["access_token"]
-        ws_url = gateway.replace("http://", "ws://") + f"/ws?token={token}"
-        async with websockets.connect(ws_url, open_timeout=10, max_size=None) as ws:
+        ws_url = gateway.replace("http://", "ws://") + "/ws"
+        async with websockets.connect(
+            ws_url,
+            open_timeout=10,
+            max_size=None,
+            additional_headers={"Authorization": f"Bearer {token}"},
+        ) as ws:
             await ws.send(json.dumps({"op": "subscribe", "topic": "jobs"}))
             requested = time.perf_counter()
             response = await client.post(

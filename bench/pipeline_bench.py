@@ -154,7 +154,10 @@ async def latency(
     job = f"lat-{rate or 'max'}"
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
-    async with websockets.connect(gateway.replace("http", "ws") + f"/ws?token={token}") as ws:
+    async with websockets.connect(
+        gateway.replace("http", "ws") + "/ws",
+        additional_headers={"Authorization": f"Bearer {token}"},
+    ) as ws:
         await ws.send(json.dumps({"op": "subscribe", "topic": f"job:{job}"}))
         await ws.recv()  # the (empty) snapshot
 
@@ -267,7 +270,10 @@ async def polling_vs_push(
     push_staleness: list[float] = []
 
     async def push_browser() -> None:
-        async with websockets.connect(gateway.replace("http", "ws") + f"/ws?token={token}") as ws:
+        async with websockets.connect(
+            gateway.replace("http", "ws") + "/ws",
+            additional_headers={"Authorization": f"Bearer {token}"},
+        ) as ws:
             await ws.send(json.dumps({"op": "subscribe", "topic": f"job:{job}"}))
             known = 0
             ready.set()

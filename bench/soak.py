@@ -274,7 +274,11 @@ async def ws_slot(
         try:
             token = await tokens.get(user)
             async with websockets.connect(
-                f"{ws_url}/ws?token={token}", open_timeout=30, close_timeout=5, max_size=None
+                f"{ws_url}/ws",
+                open_timeout=30,
+                close_timeout=5,
+                max_size=None,
+                additional_headers={"Authorization": f"Bearer {token}"},
             ) as ws:
                 tally.ws_sessions += 1
                 await ws.send(orjson.dumps({"op": "subscribe", "topic": topic}).decode())

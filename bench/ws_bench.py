@@ -300,7 +300,8 @@ class Stalled:
 async def open_reader(url: str, token: str, job: str, open_timeout: float) -> Reader:
     """Connected, subscribed and holding its snapshot: ready to measure."""
     ws = await websockets.connect(
-        f"{url}/ws?token={token}",
+        f"{url}/ws",
+        additional_headers={"Authorization": f"Bearer {token}"},
         open_timeout=open_timeout,
         ping_interval=None,  # the server pings; answering them is enough
         close_timeout=2,
@@ -327,7 +328,8 @@ async def open_stalled(url: str, token: str, open_timeout: float, compress: bool
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
     ws = await websockets.connect(
-        f"{url}/ws?token={token}",
+        f"{url}/ws",
+        additional_headers={"Authorization": f"Bearer {token}"},
         sock=sock,
         open_timeout=open_timeout,
         ping_interval=None,

@@ -29,8 +29,10 @@ class Socket:
 
     @classmethod
     async def open(cls, base_url: str, token: str) -> Socket:
-        ws_url = base_url.replace("http://", "ws://") + f"/ws?token={token}"
-        return cls(await websockets.connect(ws_url, open_timeout=10))
+        # the token in a header: a URL takes only a short-lived ticket (docs/api.md)
+        ws_url = base_url.replace("http://", "ws://") + "/ws"
+        headers = {"Authorization": f"Bearer {token}"}
+        return cls(await websockets.connect(ws_url, open_timeout=10, additional_headers=headers))
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.connection.send(json.dumps(frame))

@@ -298,23 +298,25 @@ async def wait_task(client: httpx.AsyncClient, task_id: str, timeout_s: float = 
     raise AssertionError(f"task {task_id} never ended; last seen: {last}")
 
 
-async def test_a_decompression_bomb_photo_fails_its_task_and_nothing_else(
+async def test_a_decompression_bomb_photo_is_refused_from_its_header(
     api: SharedStack, alice_headers
 ) -> None:
+    """The gateway reads the photo's header as it arrives (gateway/photo_stream.py): a
+    900-megapixel image in a 110 KB file is refused there, before colis-svc sees it (its
+    own check, colis_svc/domain/images.py, stays for anything that gets through)."""
     bomb = png_bomb()
     assert len(bomb) < 1024 * 1024
     async with httpx.AsyncClient(base_url=api.gateway, headers=alice_headers, timeout=30) as c:
         lot = (await c.post("/api/lots", json={"type_lot": "cargo"})).json()
-        accepted = await c.post(
+        refused = await c.post(
             f"/api/lots/{lot['id']}/colis",
             data=FORM,
             files={"image": ("bomb.png", bomb, "image/png")},
         )
-        assert accepted.status_code == 202, accepted.text
-        failed = await wait_task(c, accepted.json()["task_id"])
-        assert failed["step_status"] == "failed_final", failed
-        assert "Photo illisible : image trop grande" in json.dumps(failed, ensure_ascii=False)
-        # colis-svc is still there and takes the next parcel
+        assert_refused(refused, 413)
+        assert "image trop grande" in refused.json()["detail"]
+        # nothing of it is left on disk, and the next parcel goes through
+        assert not [p for p in (api.data_dir / "uploads" / "colis").glob("*") if p.is_file()]
         after = await c.post(f"/api/lots/{lot['id']}/colis", data=FORM)
         assert after.status_code == 202, after.text
         assert (await wait_task(c, after.json()["task_id"]))["step_status"] == "completed"

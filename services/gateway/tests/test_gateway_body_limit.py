@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.body_limit import BodySizeLimit
+from gateway.body_limit import BodySizeLimit, UploadRoute
 from gateway.main import create_app
 from gateway.settings import GatewaySettings
 
@@ -60,11 +61,34 @@ async def test_a_chunked_body_is_counted_as_it_arrives(client: httpx.AsyncClient
     assert_too_large(response)
 
 
-async def test_multipart_uploads_are_left_to_their_routes(client: httpx.AsyncClient) -> None:
+async def test_a_multipart_body_has_the_same_ceiling(client: httpx.AsyncClient) -> None:
     async with client:
-        response = await client.post("/", files={"f": ("a.edi", b"x" * (LIMIT * 3))})
-    assert response.status_code == 200
-    assert response.json()["size"] > LIMIT * 3
+        assert_too_large(await client.post("/", files={"f": ("a.edi", b"x" * (LIMIT * 3))}))
+
+
+async def test_an_upload_route_takes_multipart_up_to_its_own_ceiling() -> None:
+    app = Starlette(
+        routes=[Route("/upload", echo_size, methods=["POST"])],
+        middleware=[
+            Middleware(
+                BodySizeLimit,
+                max_bytes=LIMIT,
+                uploads=[UploadRoute("POST", re.compile("/upload"), LIMIT * 10)],
+                authenticate=anyone,
+            )
+        ],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        response = await c.post("/upload", files={"f": ("a.edi", b"x" * (LIMIT * 3))})
+        assert response.json()["size"] > LIMIT * 3
+        assert_too_large(await c.post("/upload", files={"f": ("a.edi", b"x" * (LIMIT * 11))}))
+        # the larger ceiling is for multipart only
+        assert_too_large(await c.post("/upload", content=b"x" * (LIMIT * 3)))
+
+
+async def anyone(scope: object) -> str:
+    return "alice"
 
 
 async def test_the_gateway_refuses_a_big_json_body_before_anything_else() -> None:

@@ -7,12 +7,15 @@ from typing import Annotated, Any
 from fastapi import Cookie, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from pymongo.asynchronous.collection import AsyncCollection
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.types import Scope
 
 from gateway.durations import RecentDurations
-from gateway.security import InvalidTokenError, decode_access_token
+from gateway.security import ACCESS, InvalidTokenError, TokenClaims, decode_access_token
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
-from gateway.users import User, UserRepository
+from gateway.users import User, UserRepository, still_valid
 
 SESSION_COOKIE = "jauge_session"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
@@ -56,19 +59,45 @@ UNAUTHORIZED = HTTPException(
 )
 
 
-async def user_from_token(
-    token: str | None, settings: GatewaySettings, users: UserRepository
-) -> User | None:
+async def session_from_token(
+    token: str | None, settings: GatewaySettings, users: UserRepository, kind: str = ACCESS
+) -> tuple[User, TokenClaims] | None:
+    """The user and claims of a valid token: signed, unexpired, of an enabled user, and
+    not revoked by a logout."""
     if not token:
         return None
     try:
-        claims = decode_access_token(token, settings.jwt_secret.get_secret_value())
+        claims = decode_access_token(token, settings.jwt_secret.get_secret_value(), kind)
     except InvalidTokenError:
         return None
     user = await users.get(claims.username)
-    if user is None or user.disabled:
+    if not still_valid(user, claims):
         return None
-    return user
+    assert user is not None
+    return user, claims
+
+
+async def user_from_token(
+    token: str | None, settings: GatewaySettings, users: UserRepository
+) -> User | None:
+    session = await session_from_token(token, settings, users)
+    return session[0] if session else None
+
+
+def token_of_scope(scope: Scope) -> str | None:
+    """The bearer token of a request, else its session cookie (as `get_current_user`)."""
+    headers = Headers(scope=scope)
+    authorization = headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip() or None
+    return cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+
+
+async def username_of_scope(scope: Scope) -> str | None:
+    """Who sends this request, read before its body (the upload routes' middleware)."""
+    state: GatewayState = scope["app"].state.gateway
+    user = await user_from_token(token_of_scope(scope), state.settings, state.users)
+    return user.username if user else None
 
 
 async def get_current_user(
@@ -84,3 +113,18 @@ async def get_current_user(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_current_session(
+    settings: SettingsDep,
+    users: UsersDep,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
+) -> tuple[User, TokenClaims]:
+    found = await session_from_token(bearer or session, settings, users)
+    if found is None:
+        raise UNAUTHORIZED
+    return found
+
+
+CurrentSession = Annotated[tuple[User, TokenClaims], Depends(get_current_session)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -19,9 +21,13 @@ from faststream import AckPolicy
 from faststream.rabbit.fastapi import RabbitRouter
 from prometheus_client import REGISTRY
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
-from gateway.body_limit import BodySizeLimit
+from gateway.body_limit import BodySizeLimit, UploadQuota, UploadRoute
+from gateway.deps import username_of_scope
 from gateway.durations import RecentDurations
+from gateway.headers import SecurityHeaders
 from gateway.hub import Hub
 from gateway.recent import RecentJobs
 from gateway.routers import (
@@ -40,6 +46,8 @@ from gateway.routers import (
 )
 from gateway.routers.jobs import to_public
 from gateway.rpc import RpcClient
+from gateway.security import PasswordWorkers
+from gateway.sessions import SessionWatch
 from gateway.settings import DB_SUFFIX, PROGRESS_DB_SUFFIX, SERVICE, GatewaySettings
 from gateway.state import GatewayState
 from gateway.tracing import HttpTracingMiddleware
@@ -115,7 +123,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        users = UserRepository(mongo, database_name(settings, DB_SUFFIX))
+        workers = PasswordWorkers(settings.password_hash_concurrency, settings.password_hash_queue)
+        users = UserRepository(mongo, database_name(settings, DB_SUFFIX), workers)
+        sessions = SessionWatch(users, settings.session_check_s)
         rpc = RpcClient(amqp_url(settings), connection_name(SERVICE) + "/rpc")
         app.state.gateway = GatewayState(
             settings=settings,
@@ -128,13 +138,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             publishers=publishers,
             broker=rabbit.broker,
             rpc=rpc,
+            sessions=sessions,
         )
+        watch = asyncio.create_task(sessions.run(), name="session-watch")
         try:
             yield
         finally:
+            watch.cancel()
             await hub.close_all()
             await rpc.close()
             await mongo.close()
+            workers.close()
 
     app = FastAPI(
         title="Jauge",
@@ -142,16 +156,38 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.login_limiter = auth.LoginRateLimiter(settings.login_tracked_keys)
     app.include_router(rabbit)
     for module in (auth, imports, invoices, jobs, ws, ops, clients, tariffs, lots, colis, tasks):
         app.include_router(module.router)
     app.include_router(pages.router)  # the web UI
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        uploads=upload_routes(settings),
+        authenticate=username_of_scope,
+        quota=UploadQuota(settings.upload_quota_user_bytes, settings.upload_quota_total_bytes),
+    )
+    app.add_middleware(SecurityHeaders)
     if tracer_provider(settings, SERVICE) is not None:
         app.add_middleware(HttpTracingMiddleware)
     return app
+
+
+_ITEM_ID = r"[A-Za-z0-9_-]{1,64}"
+FORM_FIELDS_BYTES = 256 * 1024  # a parcel form's fields, next to its photo
+
+
+def upload_routes(settings: GatewaySettings) -> tuple[UploadRoute, ...]:
+    """The only routes that take a multipart body larger than `max_body_bytes`."""
+    photo = settings.max_photo_bytes + FORM_FIELDS_BYTES
+    return (
+        UploadRoute("POST", re.compile(r"/api/imports/upload"), settings.max_upload_request_bytes),
+        UploadRoute("POST", re.compile(rf"/api/lots/{_ITEM_ID}/colis"), photo),
+        UploadRoute("PATCH", re.compile(rf"/api/colis/{_ITEM_ID}"), photo),
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -170,6 +206,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            return JSONResponse(
+                {"detail": "Méthode non permise sur cette ressource."},
+                status_code=405,
+                headers={"Allow": ", ".join(allowed_methods(app, request.scope))},
+            )
         if unreadable_body(exc):
             return JSONResponse(
                 {
@@ -185,6 +227,18 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, HTTPException):
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
         return JSONResponse({"detail": "Erreur interne : l'incident a été enregistré."}, 500)
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route takes at this path: Starlette's 405 names only those of
+    the first route that matched the path (GET /api/lots and POST /api/lots are two).
+    Asked of the routes themselves (`matches`), whatever the way they were included."""
+    allowed = []
+    for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"):
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 # What FastAPI raises, in English and as an undocumented 400, when a body cannot even be
@@ -225,6 +279,10 @@ def run() -> None:
         port=settings.port,
         log_config=None,
         access_log=False,
+        # X-Forwarded-For is believed from the trusted proxies only (uvicorn's own
+        # default trusts 127.0.0.1: anyone on the host could pick their address)
+        proxy_headers=bool(settings.trusted_proxies.strip()),
+        forwarded_allow_ips=settings.trusted_proxies.strip() or None,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s) + 1,

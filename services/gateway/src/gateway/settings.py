@@ -23,13 +23,65 @@ class GatewaySettings(ServiceSettings):
         default=10.0, gt=0, description="A socket that accepts nothing this long is closed."
     )
     rpc_timeout_s: float = Field(default=5.0, gt=0, description="Replies awaited from services.")
-    login_attempts: PositiveInt = Field(default=10, description="Login tries per user and address…")
+    login_attempts: PositiveInt = Field(
+        default=10, description="Failed logins per user and address…"
+    )
     login_window_s: PositiveInt = Field(default=300, description="…within this many seconds.")
-    max_upload_bytes: PositiveInt = Field(default=64 * 1024 * 1024)
+    login_account_attempts: PositiveInt = Field(
+        default=50, description="Failed logins per account, from every address, in the window."
+    )
+    login_client_attempts: PositiveInt = Field(
+        default=100, description="Failed logins per address, for every account, in the window."
+    )
+    login_tracked_keys: PositiveInt = Field(
+        default=100_000, description="Keys the login limiter remembers (oldest forgotten)."
+    )
+    password_hash_concurrency: PositiveInt = Field(
+        default=2, description="Password checks (argon2) run at once, in threads."
+    )
+    password_hash_queue: PositiveInt = Field(
+        default=64, description="Password checks waiting their turn; beyond, a login gets a 503."
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Addresses whose X-Forwarded-For / X-Forwarded-Proto are believed "
+        "(comma-separated, `*` for any); empty: the client address is the socket's.",
+    )
+    allowed_origins: str = Field(
+        default="",
+        description="Extra origins allowed to open /ws (comma-separated); the gateway's "
+        "own origin always is.",
+    )
+    session_check_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often open WebSocket and SSE sessions are checked (logout, "
+        "disabled user, expired token).",
+    )
+    max_upload_bytes: PositiveInt = Field(
+        default=64 * 1024 * 1024, description="Largest file of an import upload."
+    )
+    max_upload_request_bytes: PositiveInt = Field(
+        default=256 * 1024 * 1024,
+        description="Largest import upload request (all its files together).",
+    )
+    upload_quota_user_bytes: PositiveInt = Field(
+        default=512 * 1024 * 1024,
+        description="Upload bytes one agent may have in flight at once (all its requests).",
+    )
+    upload_quota_total_bytes: PositiveInt = Field(
+        default=2 * 1024 * 1024 * 1024,
+        description="Upload bytes in flight at once on this replica, all agents together.",
+    )
     max_body_bytes: PositiveInt = Field(
         default=1024 * 1024,
-        description="Largest request body other than a multipart upload (JSON, forms).",
+        description="Largest request body outside the upload routes (JSON, forms).",
     )
     max_photo_bytes: PositiveInt = Field(
         default=15 * 1024 * 1024, description="Largest parcel photo accepted by the form."
+    )
+    max_photo_pixels: PositiveInt = Field(
+        default=40_000_000,
+        description="Largest parcel photo in pixels, read from its header as it arrives "
+        "(colis-svc's own limit).",
     )

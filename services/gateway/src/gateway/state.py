@@ -13,6 +13,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from gateway.durations import RecentDurations
 from gateway.hub import Hub
 from gateway.recent import RecentJobs
+from gateway.sessions import SessionWatch
 from gateway.settings import GatewaySettings
 from gateway.users import UserRepository
 
@@ -32,3 +33,4 @@ class GatewayState:
     publishers: dict[str, RabbitPublisher]
     broker: RabbitBroker
     rpc: RpcClient
+    sessions: SessionWatch

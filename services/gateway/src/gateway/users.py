@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from gateway.security import hash_password, verify_password
+from gateway.security import PasswordWorkers, TokenClaims, hash_password, verify_password
 from jauge_shared.contracts import utc_now
+
+# revoked sessions a user document keeps (the oldest go first; each also expires)
+MAX_REVOKED = 100
 
 
 class Role(StrEnum):
@@ -25,6 +28,8 @@ class User:
     role: Role
     disabled: bool = False
     created_at: datetime | None = None
+    # ids of this user's tokens revoked by a logout, until they expire anyway
+    revoked_tokens: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
@@ -34,13 +39,33 @@ class User:
         return self.is_admin or (owner is not None and owner == self.username)
 
 
+def still_valid(user: User | None, claims: TokenClaims) -> bool:
+    """A session goes on while its user exists, is enabled and has not revoked it."""
+    return (
+        user is not None
+        and not user.disabled
+        and not (claims.token_id and claims.token_id in user.revoked_tokens)
+    )
+
+
 class UserExistsError(Exception):
     pass
 
 
 class UserRepository:
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[dict[str, Any]],
+        database: str,
+        workers: PasswordWorkers | None = None,
+    ) -> None:
         self.collection = client[database]["users"]
+        self.workers = workers
+
+    async def _verify(self, password: str, hashed: str) -> bool:
+        if self.workers is None:  # the CLI: one check, nothing else waits on the loop
+            return verify_password(password, hashed)
+        return await self.workers.verify(password, hashed)
 
     async def add(self, username: str, password: str, role: Role) -> User:
         now = utc_now()
@@ -72,11 +97,30 @@ class UserRepository:
     async def authenticate(self, username: str, password: str) -> User | None:
         doc = await self.collection.find_one({"_id": username})
         if doc is None:
-            verify_password(password, _DUMMY_HASH)  # same cost whether or not the user exists
+            await self._verify(password, _DUMMY_HASH)  # same cost whether or not the user exists
             return None
-        if doc.get("disabled") or not verify_password(password, doc["password_hash"]):
+        if doc.get("disabled") or not await self._verify(password, doc["password_hash"]):
             return None
         return _user(doc)
+
+    async def revoke(self, username: str, token_id: str, expires_at: datetime) -> None:
+        """Refuse one token from now on (a logout), until it would have expired anyway.
+
+        Read, then written whole (plain `$set`: FerretDB ignores `$push`'s `$slice`); two
+        logouts of one user at the same instant may keep only one, the other token
+        then simply lives until it expires.
+        """
+        doc = await self.collection.find_one({"_id": username}, {"revoked_tokens": 1})
+        if doc is None:
+            return
+        now = utc_now()
+        kept = [
+            r
+            for r in doc.get("revoked_tokens") or ()
+            if _aware(r.get("exp")) > now and r.get("jti") != token_id
+        ]
+        kept = [*kept, {"jti": token_id, "exp": expires_at}][-MAX_REVOKED:]
+        await self.collection.update_one({"_id": username}, {"$set": {"revoked_tokens": kept}})
 
     async def list(self) -> list[User]:
         return [_user(doc) async for doc in self.collection.find().sort("_id", 1)]
@@ -86,8 +130,20 @@ class UserRepository:
         return result.matched_count == 1
 
 
+def _aware(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.min.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 _DUMMY_HASH = hash_password("not a real password")
 
 
 def _user(doc: dict[str, Any]) -> User:
-    return User(doc["_id"], Role(doc["role"]), bool(doc.get("disabled")), doc.get("created_at"))
+    return User(
+        doc["_id"],
+        Role(doc["role"]),
+        bool(doc.get("disabled")),
+        doc.get("created_at"),
+        frozenset(str(r.get("jti")) for r in doc.get("revoked_tokens") or ()),
+    )

@@ -24,6 +24,7 @@ from gateway.colis_rpc import call_colis, read_colis
 from gateway.commands import send_command
 from gateway.deps import CurrentUser, StateDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
+from gateway.photo_stream import ParcelFormParser, PhotoSink
 from gateway.state import GatewayState
 from jauge_shared.contracts import (
     ColisData,
@@ -39,26 +40,6 @@ router = APIRouter(tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER}
 
 ItemId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 FORM_FIELDS = tuple(ColisData.model_fields)
-PHOTO_TYPES = {
-    "image/jpeg",
-    "image/jpg",
-    "image/pjpeg",
-    "image/png",
-    "image/webp",
-    "image/gif",
-    "image/bmp",
-    "image/tiff",
-}
-_MAGIC = (
-    b"\xff\xd8\xff",
-    b"\x89PNG\r\n\x1a\n",
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-    b"II*\x00",
-    b"MM\x00*",
-)
-_CHUNK = 1024 * 1024
 _IMAGE_FILE = re.compile(r"^[A-Za-z0-9_-]+(\.thumb)?\.jpg$")
 FIELD_LABELS_FR = {
     "missing": "obligatoire",
@@ -73,6 +54,40 @@ FIELD_LABELS_FR = {
     "string_too_short": "ne doit pas être vide",
     "extra_forbidden": "champ inconnu",
 }
+
+
+def form_schema(required: bool) -> dict[str, Any]:
+    """The multipart form of the parcel routes, for the OpenAPI document (the routes read
+    it themselves, streaming the photo): every field as text, `image` a file."""
+    schema = ColisData.model_json_schema()
+    properties: dict[str, Any] = {}
+    for name, field in schema["properties"].items():
+        if "anyOf" in field:  # a Decimal: its number, not pydantic's "any string"
+            field = next(f for f in field["anyOf"] if f.get("type") == "number")
+        elif "$ref" in field:
+            field = schema["$defs"][field["$ref"].rsplit("/", 1)[1]]
+        elif field.get("type") == "string" and name in schema.get("required", ()):
+            # a field of blanks counts as missing (an optional one then takes its default)
+            field = {**field, "pattern": r"\S"}
+        properties[name] = {k: v for k, v in field.items() if k not in ("title", "default")}
+    properties["image"] = {
+        "type": "string",
+        "format": "binary",
+        "description": "The parcel's photo: JPEG, PNG, WEBP, GIF, BMP or TIFF.",
+    }
+    body: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if required:
+        body["required"] = [n for n in schema.get("required", []) if n in properties]
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"multipart/form-data": {"schema": body}},
+        }
+    }
 
 
 class Accepted(BaseModel):
@@ -105,64 +120,54 @@ def _invalid_response(exc: _Invalid) -> JSONResponse:
 
 async def read_form(
     request: Request, state: GatewayState
-) -> tuple[dict[str, str], UploadFile | None]:
-    limit = state.settings.max_photo_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 256 * 1024:
-        raise HTTPException(413, detail=f"Photo trop lourde : {limit // 1024 // 1024} Mo au plus.")
+) -> tuple[dict[str, str], PhotoSink | None]:
+    """The form's fields, and its photo already on disk and checked (see photo_stream)."""
+    settings = state.settings
+    parser = ParcelFormParser(
+        request.headers,
+        request.stream(),
+        folder=settings.data_dir / "uploads" / "colis",
+        max_bytes=settings.max_photo_bytes,
+        max_pixels=settings.max_photo_pixels,
+        max_files=1,
+        max_fields=len(FORM_FIELDS) + 4,
+    )
     try:
-        form = await request.form(max_files=1, max_fields=len(FORM_FIELDS) + 4)
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await parser.parse()
+        else:  # a form without a photo may come urlencoded
+            form = await request.form(max_files=0, max_fields=len(FORM_FIELDS) + 4)
+    except HTTPException:
+        raise  # a photo refused as it arrived
     except Exception as e:
         raise HTTPException(
             400, detail="Formulaire illisible : envoyez un multipart/form-data."
         ) from e
+    photo = parser.sinks[0] if parser.sinks else None
     fields: dict[str, str] = {}
-    image: UploadFile | None = None
-    for key, value in form.multi_items():
-        if key == "image":
-            if isinstance(value, UploadFile) and value.filename:
-                image = value
-        elif key in FORM_FIELDS and isinstance(value, str):
-            if value.strip() != "":
-                fields[key] = value
-        else:
-            raise _Invalid([{"field": key, "message": "champ inconnu"}])
-    return fields, image
-
-
-async def store_photo(state: GatewayState, image: UploadFile) -> str:
-    """Checks kind and size, then writes the upload under a name of our own."""
-    limit = state.settings.max_photo_bytes
-    if (image.content_type or "").lower() not in PHOTO_TYPES:
-        raise HTTPException(
-            415, detail="Photo refusée : JPEG, PNG, WEBP, GIF, BMP ou TIFF attendu."
-        )
-    head = await image.read(16)
-    await image.seek(0)
-    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
-    if not (webp or any(head.startswith(m) for m in _MAGIC)):
-        raise HTTPException(415, detail="Photo refusée : le fichier n'est pas une image reconnue.")
-    uploads = state.settings.data_dir / "uploads" / "colis"
-    uploads.mkdir(parents=True, exist_ok=True)
-    upload_id = uuid4().hex
-    target = uploads / upload_id
-    partial = uploads / f".{upload_id}.part"
-    size = 0
     try:
-        with partial.open("wb") as out:
-            while chunk := await image.read(_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPException(
-                        413, detail=f"Photo trop lourde : {limit // 1024 // 1024} Mo au plus."
-                    )
-                out.write(chunk)
-        if size == 0:
-            raise HTTPException(422, detail="Photo vide : renvoyez le fichier.")
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return upload_id
+        for key, value in form.multi_items():
+            if key == "image":
+                if isinstance(value, UploadFile) and not value.filename:
+                    photo = None  # an empty file input: no photo
+            elif key in FORM_FIELDS and isinstance(value, str):
+                if value.strip() != "":
+                    fields[key] = value
+            else:
+                raise _Invalid([{"field": key, "message": "champ inconnu"}])
+    except BaseException:
+        for sink in parser.sinks:
+            sink.discard()
+        raise
+    if photo is None:
+        for sink in parser.sinks:
+            sink.discard()
+    return fields, photo
+
+
+async def keep_photo(photo: PhotoSink | None) -> str | None:
+    """The photo renamed to its upload id (its last checks done), or None."""
+    return await asyncio.to_thread(photo.finish) if photo is not None else None
 
 
 def pending_event(
@@ -219,21 +224,29 @@ async def queue_task(
     "/api/lots/{lot_id}/colis",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(404, 409, 413, 415, e409="The lot is not open"),
+    responses=error_responses(400, 404, 409, 413, 415, 429, e409="The lot is not open"),
+    openapi_extra=form_schema(required=True),
 )
 async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, state: StateDep) -> Any:
     """Multipart: the parcel form's fields and an optional `image`. Follow the task on
     `/ws` or `/api/tasks/{task_id}`."""
     try:
-        fields, image = await read_form(request, state)
+        fields, photo = await read_form(request, state)
+    except _Invalid as e:
+        return _invalid_response(e)
+    try:
         try:
             data = ColisData.model_validate(fields)
         except ValidationError as e:
-            raise invalid_form(e) from e
-    except _Invalid as e:
-        return _invalid_response(e)
-    check = await read_colis(state, "precheck", lot_id=lot_id, client_id=data.client_id)
-    upload_id = await store_photo(state, image) if image is not None else None
+            if photo is not None:
+                photo.discard()
+            return _invalid_response(invalid_form(e))  # type: ignore[arg-type]
+        check = await read_colis(state, "precheck", lot_id=lot_id, client_id=data.client_id)
+        upload_id = await keep_photo(photo)
+    except BaseException:
+        if photo is not None:
+            photo.discard()
+        raise
     task_id = uuid4().hex
     command = CreateColis(
         producer="gateway",
@@ -255,24 +268,32 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
     "/api/colis/{colis_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(404, 409, 413, 415, e409="The lot is not open"),
+    responses=error_responses(400, 404, 409, 413, 415, 429, e409="The lot is not open"),
+    openapi_extra=form_schema(required=False),
 )
 async def update_colis(
     colis_id: ItemId, request: Request, user: CurrentUser, state: StateDep
 ) -> Any:
     """Multipart: only the fields to change, and optionally a new `image`."""
     try:
-        fields, image = await read_form(request, state)
+        fields, photo = await read_form(request, state)
     except _Invalid as e:
         return _invalid_response(e)
-    check = await call_colis(state, "precheck_update", colis_id=colis_id)
-    current = check["colis"]
-    merged = {k: current[k] for k in FORM_FIELDS if current.get(k) not in (None, "")}
     try:
-        data = ColisData.model_validate({**merged, **fields})
-    except ValidationError as e:
-        return _invalid_response(invalid_form(e))  # type: ignore[arg-type]
-    upload_id = await store_photo(state, image) if image is not None else None
+        check = await call_colis(state, "precheck_update", colis_id=colis_id)
+        current = check["colis"]
+        merged = {k: current[k] for k in FORM_FIELDS if current.get(k) not in (None, "")}
+        try:
+            data = ColisData.model_validate({**merged, **fields})
+        except ValidationError as e:
+            if photo is not None:
+                photo.discard()
+            return _invalid_response(invalid_form(e))  # type: ignore[arg-type]
+        upload_id = await keep_photo(photo)
+    except BaseException:
+        if photo is not None:
+            photo.discard()
+        raise
     task_id = uuid4().hex
     lot_id = check["lot"]["id"]
     command = UpdateColis(

@@ -103,11 +103,13 @@ async def _save(upload: UploadFile, folder: Path, name: str, max_bytes: int) -> 
     "/upload",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(400, 413, 503),
+    responses=error_responses(400, 413, 429, 503),
 )
 async def upload_import(
     kind: Annotated[ImportKind, Form()],
-    files: Annotated[list[UploadFile], File(description="The files to import, and only them.")],
+    files: Annotated[
+        list[UploadFile], File(description="The files to import, and only them.", min_length=1)
+    ],
     user: CurrentUser,
     state: StateDep,
 ) -> Accepted:

@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
 import orjson
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 from pymongo.asynchronous.collection import AsyncCollection
+from starlette.types import Receive, Scope, Send
 
-from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.deps import CurrentSession, CurrentUser, ProgressDep, StateDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.hub import JOB_TOPIC_PREFIX, Connection
 from gateway.users import User
@@ -22,6 +25,17 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
 SSE_HEARTBEAT_S = 15.0
 NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
+
+
+def iso_only(value: Any) -> Any:
+    """ISO 8601 text only: pydantic would also take a number (`0.5`) as a Unix time,
+    which the OpenAPI document (`format: date-time`) does not allow."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("date et heure ISO 8601 attendues")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(iso_only)]
 
 
 def to_public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +73,9 @@ async def list_jobs(
     progress: ProgressDep,
     kind: Annotated[str | None, Query(max_length=40, description="e.g. import.edi")] = None,
     status_: Annotated[ProgressStatus | None, Query(alias="status")] = None,
-    since: Annotated[datetime | None, Query(description="Updated at or after (ISO 8601)")] = None,
+    since: Annotated[
+        IsoDateTime | None, Query(description="Updated at or after (ISO 8601)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     """The jobs and tasks the caller may see, newest first."""
@@ -94,29 +110,34 @@ async def get_job(job_id: str, user: CurrentUser, progress: ProgressDep) -> dict
 )
 async def stream_job(
     job_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
-    request: Request,
-    user: CurrentUser,
+    current: CurrentSession,
     progress: ProgressDep,
     state: StateDep,
 ) -> StreamingResponse:
-    """Server-Sent Events for clients that cannot open a WebSocket: the same frames."""
+    """Server-Sent Events for clients that cannot open a WebSocket: the same frames.
+
+    The same slow-client rule as the WebSocket: the hub keeps only the newest state of
+    the job for this stream, and hands it over only when the response has taken the
+    previous one (a queue of one); a reader that takes nothing for `ws_stall_timeout_s`
+    is dropped. The stream ends with the session it was opened in (`event: close`).
+    """
+    user, claims = current
     doc = await progress.find_one({"_id": job_id})
     if doc is not None and not user.may_see(doc.get("owner")):
         raise NOT_FOUND
-    frames: asyncio.Queue[str] = asyncio.Queue()
-
-    async def send(text: str) -> None:
-        await frames.put(text)
-
+    # one frame at a time: the hub's writer waits for the response to take it, and
+    # gives up on a stalled reader after the stall timeout, as for a socket
+    frames: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
     connection = Connection(
         user,
-        send,
+        frames.put,
         limit=state.settings.ws_queue_limit,
         stall_timeout_s=state.settings.ws_stall_timeout_s,
     )
     topic = JOB_TOPIC_PREFIX + job_id
     connection.subscribe(topic)
     state.hub.add(connection)
+    state.sessions.add(connection, claims)
     # read again once subscribed: an update between the first read and now is not lost
     doc = await progress.find_one({"_id": job_id}) or doc
     snapshot = to_public(doc) if doc is not None else None
@@ -125,20 +146,60 @@ async def stream_job(
 
     async def events() -> AsyncIterator[str]:
         writer = asyncio.create_task(connection.run_writer())
+        closed = asyncio.create_task(connection.closed.wait())
+        frame: asyncio.Task[str] | None = None
         try:
-            while not connection.closed.is_set() and not await request.is_disconnected():
-                try:
-                    text = await asyncio.wait_for(frames.get(), SSE_HEARTBEAT_S)
-                except TimeoutError:
+            while True:
+                frame = frame or asyncio.create_task(frames.get())
+                done, _ = await asyncio.wait(
+                    {frame, closed}, timeout=SSE_HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                if frame in done:
+                    text, frame = frame.result(), None
+                    kind = orjson.loads(text)["type"]
+                    yield f"event: {kind}\ndata: {text}\n\n"
+                elif closed in done:
+                    code, reason = connection.close_reason or (1000, "")
+                    data = orjson.dumps({"code": code, "reason": reason}).decode()
+                    yield f"event: close\ndata: {data}\n\n"
+                    return
+                else:
                     yield ": keep-alive\n\n"
-                    continue
-                kind = orjson.loads(text)["type"]
-                yield f"event: {kind}\ndata: {text}\n\n"
         finally:
             state.hub.remove(connection)
+            state.sessions.remove(connection)
             connection.fail(1000, "stream closed")
-            writer.cancel()
+            for task in (writer, closed, frame):
+                if task is not None:
+                    task.cancel()
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    return DroppableStream(
+        events(), connection, media_type="text/event-stream", headers={"Cache-Control": "no-store"}
     )
+
+
+class DroppableStream(StreamingResponse):
+    """A stream that is dropped once its connection is closed and it cannot end itself.
+
+    A reader that takes nothing leaves the response stuck writing to a full socket,
+    where the generator's own end never comes: shortly after the hub gives the
+    connection up, the response is cancelled, and the server closes the socket.
+    """
+
+    GRACE_S = 1.0
+
+    def __init__(self, content: AsyncIterator[str], connection: Connection, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.connection = connection
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def drop_when_closed() -> None:
+                await self.connection.closed.wait()
+                await anyio.sleep(self.GRACE_S)
+                group.cancel_scope.cancel()
+
+            group.start_soon(drop_when_closed)
+            await super().__call__(scope, receive, send)
+            group.cancel_scope.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -45,6 +46,17 @@ async def page_user(
 PageUser = Annotated[User | None, Depends(page_user)]
 
 
+# a path of this site: "/" then anything but a second slash or a backslash, and no
+# whitespace or control character anywhere (browsers drop tabs and newlines from a URL,
+# so "/\t/evil.example" is "//evil.example", another site)
+_SAME_SITE_PATH = re.compile(r"/(?![/\\])[^\x00-\x20\x7f\\]*")
+
+
+def same_site_path(next_url: str) -> str:
+    """`next_url` if it is a path of this site, else "/": never an open redirect."""
+    return next_url if _SAME_SITE_PATH.fullmatch(next_url) else "/"
+
+
 def login_redirect(next_url: str) -> RedirectResponse:
     target = "/login"
     if next_url and next_url != "/":
@@ -69,10 +81,7 @@ async def login_page(
     users: UsersDep,
     session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
 ) -> Response:
-    next_url = request.query_params.get("next", "/")
-    # only a path of this site: never "//host" or "/\\host" (an open redirect)
-    if not next_url.startswith("/") or next_url[1:2] in ("/", "\\"):
-        next_url = "/"
+    next_url = same_site_path(request.query_params.get("next", "/"))
     if await user_from_token(session, settings, users) is not None:
         return RedirectResponse(next_url, status_code=303)
     return render(request, "login.html", None, next_url=next_url)

@@ -8,11 +8,12 @@ automatic retries are spent.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from gateway.colis_rpc import ask_control
 from gateway.deps import CurrentUser, DurationsDep, ProgressDep, StateDep
@@ -51,6 +52,49 @@ ETA_SAMPLE = 20
 NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
 
 
+def quantity_pattern(digits: int) -> str:
+    """A positive decimal written with at most `digits` digits before its point."""
+    return rf"^\+?0*([1-9][0-9]{{0,{digits - 1}}}(\.[0-9]+)?|0?\.[0-9]*[1-9][0-9]*)$"
+
+
+def text_matching(pattern: str) -> Any:
+    """A quantity given as text must match `pattern`, the very one the OpenAPI document
+    shows: pydantic's own schema for a Decimal allows any string, "" included, which it
+    then refuses."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not compiled.fullmatch(value):
+            raise ValueError("doit être un nombre positif")
+        return value
+
+    return BeforeValidator(check)
+
+
+def quantity_schema(le: int, pattern: str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": le},
+                {"type": "string", "pattern": pattern},
+                {"type": "null"},
+            ]
+        }
+    )
+
+
+_DIMENSION = quantity_pattern(4)  # up to 9999.x as text, 10 000 as a number
+_WEIGHT = quantity_pattern(5)
+Dimension = Annotated[
+    Annotated[Centimetres, text_matching(_DIMENSION)] | None,
+    quantity_schema(10_000, _DIMENSION),
+]
+Weight = Annotated[
+    Annotated[Kilograms, text_matching(_WEIGHT)] | None,
+    quantity_schema(100_000, _WEIGHT),
+]
+
+
 class ColisEdits(BaseModel):
     """Every field of the form, optional: the agent's corrections before a manual retry."""
 
@@ -59,10 +103,10 @@ class ColisEdits(BaseModel):
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
     type_transport: TransportType | None = None
     # the form's bounds, digits and places included (jauge_shared.contracts.fields)
-    longueur: Centimetres | None = None
-    largeur: Centimetres | None = None
-    hauteur: Centimetres | None = None
-    poids: Kilograms | None = None
+    longueur: Dimension = None
+    largeur: Dimension = None
+    hauteur: Dimension = None
+    poids: Weight = None
     mode_paiement: str | None = Field(default=None, max_length=40)
     statut: str | None = Field(default=None, max_length=40)
     description: str | None = Field(default=None, max_length=2000)

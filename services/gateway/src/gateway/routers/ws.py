@@ -10,36 +10,59 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from gateway.deps import SESSION_COOKIE, user_from_token
+from gateway.deps import SESSION_COOKIE, session_from_token
 from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection
 from gateway.routers.jobs import to_public, visible_by_id
+from gateway.security import ACCESS, WS_TICKET
 from gateway.state import GatewayState
 
 router = APIRouter()
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
 MAX_TOPICS = 1000
 JOBS_SNAPSHOT_LIMIT = 100
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-def _token_of(websocket: WebSocket) -> str | None:
-    if token := websocket.query_params.get("token"):
-        return token
+def _token_of(websocket: WebSocket) -> tuple[str | None, str]:
+    """The credential and its kind: a ticket in the URL (never an access token, which
+    would be left in access logs), else a bearer header, else the session cookie."""
+    if ticket := websocket.query_params.get("ticket"):
+        return ticket, WS_TICKET
     header = websocket.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return websocket.cookies.get(SESSION_COOKIE)
+        return header[7:].strip(), ACCESS
+    return websocket.cookies.get(SESSION_COOKIE), ACCESS
+
+
+def origin_allowed(websocket: WebSocket, extra: str) -> bool:
+    """A browser always sends its page's Origin: only the gateway's own (or one listed
+    in `allowed_origins`) may open a socket, so that another site cannot ride the
+    session cookie. Clients that are not browsers send none, and need a token anyway."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    host = websocket.headers.get("host", "")
+    if origin in (f"http://{host}", f"https://{host}"):
+        return True
+    return origin in {o.strip() for o in extra.split(",") if o.strip()}
 
 
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
     state: GatewayState = websocket.app.state.gateway
-    user = await user_from_token(_token_of(websocket), state.settings, state.users)
+    if not origin_allowed(websocket, state.settings.allowed_origins):
+        await websocket.accept()
+        await websocket.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
+        return
+    token, kind = _token_of(websocket)
+    session = await session_from_token(token, state.settings, state.users, kind)
     await websocket.accept()
-    if user is None:
+    if session is None:
         await websocket.close(CLOSE_UNAUTHORIZED, "authentication required")
         return
+    user, claims = session
     connection = Connection(
         user,
         websocket.send_text,
@@ -47,6 +70,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         stall_timeout_s=state.settings.ws_stall_timeout_s,
     )
     state.hub.add(connection)
+    state.sessions.add(connection, claims)
     writer = asyncio.create_task(connection.run_writer())
     reader = asyncio.create_task(_read_frames(websocket, connection, state))
     closed = asyncio.create_task(connection.closed.wait())
@@ -54,6 +78,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await asyncio.wait({writer, reader, closed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         state.hub.remove(connection)
+        state.sessions.remove(connection)
         for task in (writer, reader, closed):
             task.cancel()
         for task in (writer, reader, closed):

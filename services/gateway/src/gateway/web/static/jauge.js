@@ -14,6 +14,7 @@
       if (value === null || value === undefined || value === false) continue;
       if (key === "text") el.textContent = value;
       else if (key === "class") el.className = value;
+      else if (key === "style") el.style.cssText = value; // CSSOM: allowed by the page's CSP, a style attribute is not
       else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
       else el.setAttribute(key, value === true ? "" : value);
     }
@@ -406,6 +407,12 @@
     const logout = Jauge.$("#logout");
     if (logout) {
       logout.addEventListener("click", async () => {
+        // the logout closes this session's socket (4401, which would go to /login?next=):
+        // let it go first, unheeded
+        const socket = Jauge.live.socket;
+        Jauge.live.socket = null;
+        clearTimeout(Jauge.live.timer);
+        if (socket) socket.close();
         try { await Jauge.api("POST", "/api/auth/logout", undefined, { noRedirect: true }); } catch (err) { /* gone anyway */ }
         location.assign("/login");
       });
