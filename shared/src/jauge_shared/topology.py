@@ -39,6 +39,7 @@ class RK:
     COLIS_UPDATE = "colis.update"
     COLIS_RETRY = "colis.retry"
     COLIS_CANCEL = "colis.cancel"
+    COLIS_PHOTO_READY = "colis.photo_ready"
     COLIS_STEP_CHANGED = "colis.step_changed"
     COLIS_CREATED = "colis.created"
     COLIS_UPDATED = "colis.updated"
@@ -96,7 +97,11 @@ IMPORT_FILES = QueueSpec("import-svc.files", COMMANDS_EXCHANGE, (RK.IMPORT_FILE,
 # reads the gateway asks of import-svc (report, invoices): request/reply, any replica
 IMPORT_RPC = QueueSpec("import-svc.rpc", COMMANDS_EXCHANGE, (RK.IMPORT_RPC,))
 COLIS_TASKS = QueueSpec("colis-svc.tasks", COMMANDS_EXCHANGE, (RK.COLIS_CREATE, RK.COLIS_UPDATE))
-COLIS_CONTROL = QueueSpec("colis-svc.control", COMMANDS_EXCHANGE, (RK.COLIS_RETRY, RK.COLIS_CANCEL))
+COLIS_CONTROL = QueueSpec(
+    "colis-svc.control",
+    COMMANDS_EXCHANGE,
+    (RK.COLIS_RETRY, RK.COLIS_CANCEL, RK.COLIS_PHOTO_READY),
+)
 COLIS_RPC = QueueSpec("colis-svc.rpc", COMMANDS_EXCHANGE, (RK.COLIS_RPC,))
 PROGRESS_EVENTS = QueueSpec(
     "progress-svc.events",

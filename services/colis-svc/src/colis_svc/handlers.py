@@ -8,11 +8,13 @@ from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from pydantic import Field, TypeAdapter
 
+from colis_svc import photos
 from colis_svc.service import ColisService, Emit, store_errors_are_transient
 from jauge_shared.contracts import (
     CancelColisTask,
     ColisRpcRequest,
     CreateColis,
+    PhotoReady,
     RetryColisTask,
     UpdateColis,
 )
@@ -22,8 +24,8 @@ from jauge_shared.topology import COLIS_CONTROL, COLIS_RPC, COLIS_TASKS
 TASK_COMMAND: TypeAdapter[CreateColis | UpdateColis] = TypeAdapter(
     Annotated[CreateColis | UpdateColis, Field(discriminator="type")]
 )
-CONTROL_COMMAND: TypeAdapter[RetryColisTask | CancelColisTask] = TypeAdapter(
-    Annotated[RetryColisTask | CancelColisTask, Field(discriminator="type")]
+CONTROL_COMMAND: TypeAdapter[RetryColisTask | CancelColisTask | PhotoReady] = TypeAdapter(
+    Annotated[RetryColisTask | CancelColisTask | PhotoReady, Field(discriminator="type")]
 )
 
 
@@ -46,13 +48,17 @@ def register(
         exchange=COLIS_CONTROL.exchange,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=COLIS_CONTROL.name,
-        description="colis.retry and colis.cancel; answers when sent as a request.",
+        description="colis.retry and colis.cancel (answers when sent as a request), and "
+        "colis.photo_ready: a task waiting for its photo runs on.",
     )
     async def on_control(body: dict[str, Any]) -> dict[str, Any]:
         command = CONTROL_COMMAND.validate_python(body)
         async with store_errors_are_transient():
             if isinstance(command, RetryColisTask):
                 return await service.retry(command, republish)
+            if isinstance(command, PhotoReady):
+                await photos.photo_ready(service, command, republish)
+                return {"ok": True, "result": None}
             return await service.cancel(command)
 
     @broker.subscriber(

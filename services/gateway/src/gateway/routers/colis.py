@@ -24,7 +24,9 @@ from gateway.colis_rpc import call_colis, read_colis
 from gateway.commands import send_command
 from gateway.deps import CurrentUser, StateDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
+from gateway.routers.uploads import bind_upload
 from gateway.state import GatewayState
+from gateway.users import User
 from jauge_shared.contracts import (
     ColisData,
     ColisOperation,
@@ -100,9 +102,14 @@ def _invalid_response(exc: _Invalid) -> JSONResponse:
     return JSONResponse({"detail": exc.detail, "errors": exc.problems}, status_code=422)
 
 
+UPLOAD_ID_FIELD = re.compile(r"^[0-9a-f]{32}$")
+
+
 async def read_form(
     request: Request, state: GatewayState
-) -> tuple[dict[str, str], UploadFile | None]:
+) -> tuple[dict[str, str], UploadFile | str | None]:
+    """The form's fields, and its photo: a file part `image`, or the `upload_id` of a
+    resumable upload (routers/uploads.py) whose bytes may still be on their way."""
     limit = state.settings.max_photo_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 256 * 1024:
@@ -114,17 +121,33 @@ async def read_form(
             400, detail="Formulaire illisible : envoyez un multipart/form-data."
         ) from e
     fields: dict[str, str] = {}
-    image: UploadFile | None = None
+    image: UploadFile | str | None = None
     for key, value in form.multi_items():
         if key == "image":
             if isinstance(value, UploadFile) and value.filename:
                 image = value
+        elif key == "upload_id" and isinstance(value, str):
+            if not UPLOAD_ID_FIELD.fullmatch(value):
+                raise _Invalid([{"field": key, "message": "identifiant d'envoi invalide"}])
+            image = value
         elif key in FORM_FIELDS and isinstance(value, str):
             if value.strip() != "":
                 fields[key] = value
         else:
             raise _Invalid([{"field": key, "message": "champ inconnu"}])
     return fields, image
+
+
+async def photo_of(
+    state: GatewayState, user: User, image: UploadFile | str | None, task_id: str
+) -> tuple[str | None, bool]:
+    """The task's upload id, and whether its bytes are still coming."""
+    if image is None:
+        return None, False
+    if isinstance(image, str):
+        pending = await asyncio.to_thread(bind_upload, state, user, image, task_id)
+        return image, pending
+    return await store_photo(state, image), False
 
 
 async def store_photo(state: GatewayState, image: UploadFile) -> str:
@@ -199,6 +222,8 @@ async def queue_task(
     event: ColisStepChanged,
     upload_id: str | None,
 ) -> None:
+    """`upload_id`: a photo of the multipart form, removed if the task is not queued (a
+    resumable upload stays: the browser submits the form again with it)."""
     try:
         # both confirms awaited at once; their order does not matter, since progress-svc
         # drops a step older than the one it has (the pending event is seq 0)
@@ -219,8 +244,9 @@ async def queue_task(
     responses=error_responses(404, 409, 413, 415, e409="The lot is not open"),
 )
 async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, state: StateDep) -> Any:
-    """Multipart: the parcel form's fields and an optional `image`. Follow the task on
-    `/ws` or `/api/tasks/{task_id}`."""
+    """Multipart: the parcel form's fields and an optional `image`, or instead the
+    `upload_id` of a resumable upload (`/api/uploads`) still on its way: the answer does
+    not wait for the photo. Follow the task on `/ws` or `/api/tasks/{task_id}`."""
     try:
         fields, image = await read_form(request, state)
         try:
@@ -230,8 +256,8 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
     except _Invalid as e:
         return _invalid_response(e)
     check = await read_colis(state, "precheck", lot_id=lot_id, client_id=data.client_id)
-    upload_id = await store_photo(state, image) if image is not None else None
     task_id = uuid4().hex
+    upload_id, pending = await photo_of(state, user, image, task_id)
     command = CreateColis(
         producer="gateway",
         job_id=task_id,
@@ -240,11 +266,12 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
         lot_id=lot_id,
         colis_data=data,
         upload_id=upload_id,
+        image_pending=pending,
     )
     event = pending_event(
         task_id, user.username, lot_id, ColisOperation.CREATE, data, check.get("client_name")
     )
-    await queue_task(state, command, event, upload_id)
+    await queue_task(state, command, event, None if isinstance(image, str) else upload_id)
     return Accepted(task_id=task_id)
 
 
@@ -257,7 +284,8 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
 async def update_colis(
     colis_id: ItemId, request: Request, user: CurrentUser, state: StateDep
 ) -> Any:
-    """Multipart: only the fields to change, and optionally a new `image`."""
+    """Multipart: only the fields to change, and optionally a new `image` (or the
+    `upload_id` of a resumable upload, as for the creation)."""
     try:
         fields, image = await read_form(request, state)
     except _Invalid as e:
@@ -269,8 +297,8 @@ async def update_colis(
         data = ColisData.model_validate({**merged, **fields})
     except ValidationError as e:
         return _invalid_response(invalid_form(e))  # type: ignore[arg-type]
-    upload_id = await store_photo(state, image) if image is not None else None
     task_id = uuid4().hex
+    upload_id, pending = await photo_of(state, user, image, task_id)
     lot_id = check["lot"]["id"]
     command = UpdateColis(
         producer="gateway",
@@ -281,11 +309,12 @@ async def update_colis(
         colis_id=colis_id,
         colis_data=data,
         upload_id=upload_id,
+        image_pending=pending,
     )
     event = pending_event(
         task_id, user.username, lot_id, ColisOperation.UPDATE, data, current.get("client_name")
     )
-    await queue_task(state, command, event, upload_id)
+    await queue_task(state, command, event, None if isinstance(image, str) else upload_id)
     return Accepted(task_id=task_id)
 
 
