@@ -1,5 +1,9 @@
 /* /lots/<id>: the lot's parcels, and the parcel form that answers at once and
-   shows each new task's progress in place (WebSocket job:<task_id>). */
+   shows each new task's progress in place (WebSocket job:<task_id>).
+
+   The photo never holds the answer up: it is shrunk and its upload opened as soon as it
+   is chosen (uploads.js), the form names that upload, and the bytes go up after the
+   answer, their progress shown in the task's card; a reload resumes them. */
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -8,6 +12,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const lotId = form.dataset.lotId;
   const tasks = new Map(); // task id -> latest progress document
   const clients = new Map();
+  const photos = new Map(); // task id -> its photo upload's progress (uploads.js)
+  let prepared = null; // the chosen photo: a promise of its opened upload
 
   function colisRow(c) {
     const dims = [c.longueur, c.largeur, c.hauteur].map((v) => Jauge.number(v, 1)).join(" × ");
@@ -77,9 +83,55 @@ document.addEventListener("DOMContentLoaded", () => {
       extra = h("p", {}, h("a", { href: "/taches", text: "Corriger ou annuler depuis le suivi des tâches" }));
     }
     const card = Jauge.taskCard(job, extra);
+    const photo = photos.get(job.id);
+    if (photo && !Jauge.TERMINAL.has(job.status)) card.querySelector(".task-step").after(photoLine(photo));
     const old = document.getElementById(`task-${job.id}`);
     if (old) old.replaceWith(card); else Jauge.$("#tasks").prepend(card);
   }
+
+  // the photo's own progress, from the bytes this browser has sent
+  function photoLine(photo) {
+    const kb = (n) => `${Jauge.number(Math.round(n / 1024), 0)} Ko`;
+    const text = photo.status === "done" ? `Photo envoyée (${kb(photo.size)})`
+      : photo.status === "error" ? `Envoi de la photo impossible : ${photo.message}`
+        : photo.status === "retrying" ? `Envoi de la photo interrompu · ${photo.percent} % : ${photo.message}`
+          : `Envoi de la photo · ${photo.percent} %`;
+    return h("div", { class: `task-upload upload-${photo.status}`, "data-upload-id": photo.id,
+      "data-upload-status": photo.status },
+    Jauge.bar(photo.percent, `Envoi de la photo de la tâche ${photo.task_id}`),
+    h("p", { class: photo.status === "error" ? "task-error" : "muted small", text: text }));
+  }
+
+  JaugeUploads.on((photo) => {
+    if (!photo.task_id || !tasks.has(photo.task_id)) return;
+    photos.set(photo.task_id, photo);
+    renderTask(tasks.get(photo.task_id));
+  });
+
+  function followTask(job) {
+    tasks.set(job.id, job);
+    renderTask(job);
+    live.subscribe(`job:${job.id}`);
+  }
+
+  // photos a reload (or a closed tab) left half-sent: their tasks shown, the bytes resumed
+  async function resumePhotos() {
+    for (const entry of await JaugeUploads.pending()) {
+      if (entry.lot_id !== lotId) continue;
+      if (!tasks.has(entry.task_id)) {
+        followTask({ id: entry.task_id, kind: "colis.create", status: "queued", step_status: "pending",
+          percent: 0, seq: -1, created_at: entry.created_at, current_step: "Reprise de l'envoi de la photo",
+          summary: entry.summary || {} });
+      }
+      JaugeUploads.start(entry);
+    }
+  }
+
+  form.image.addEventListener("change", () => {
+    const file = form.image.files[0];
+    prepared = file ? JaugeUploads.prepare(file) : null;
+    if (prepared) prepared.catch(() => null); // reported at submit time
+  });
 
   live.on((frame) => {
     const job = frame.job;
@@ -101,17 +153,32 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     const data = new FormData(form);
     const image = data.get("image");
-    if (!image || !image.size) data.delete("image");
+    data.delete("image");
+    const hasPhoto = image && image.size;
     Jauge.busy(form.querySelector("button[type=submit]"), async () => {
       try {
+        let photo = null;
+        if (hasPhoto) {
+          // opened when the photo was chosen; again if that failed (the link was down)
+          try {
+            photo = await (prepared || JaugeUploads.prepare(image));
+          } catch (err) {
+            prepared = JaugeUploads.prepare(image);
+            photo = await prepared;
+          }
+          data.set("upload_id", photo.id);
+        }
         const accepted = await Jauge.api("POST", `/api/lots/${encodeURIComponent(lotId)}/colis`, data);
+        const summary = { client: form.client_id.selectedOptions[0].textContent, transport: data.get("type_transport"),
+          poids: `${data.get("poids")} kg` };
         const job = { id: accepted.task_id, kind: "colis.create", status: "queued", step_status: "pending",
-          percent: 0, seq: -1, created_at: new Date().toISOString(), current_step: "Ajouté à la file",
-          summary: { client: form.client_id.selectedOptions[0].textContent, transport: data.get("type_transport"),
-            poids: `${data.get("poids")} kg` } };
-        tasks.set(job.id, job);
-        renderTask(job);
-        live.subscribe(`job:${job.id}`);
+          percent: 0, seq: -1, created_at: new Date().toISOString(), current_step: "Ajouté à la file", summary };
+        if (photo) {
+          photos.set(job.id, { id: photo.id, task_id: job.id, size: photo.size, sent: 0, percent: 0, status: "sending" });
+        }
+        followTask(job);
+        if (photo) JaugeUploads.attach(photo.id, { task_id: job.id, lot_id: lotId, summary });
+        prepared = null;
         Jauge.flash(`Colis ajouté à la file de traitement (tâche ${job.id}).`, "success");
         // keep client and transport: agents often enter several parcels for one client
         for (const name of ["longueur", "largeur", "hauteur", "poids", "description", "image"]) form[name].value = "";
@@ -123,7 +190,7 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
-  loadClients().then(loadColis);
+  loadClients().then(loadColis).then(resumePhotos);
   loadLot();
   live.connect();
 });
