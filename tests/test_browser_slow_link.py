@@ -227,7 +227,7 @@ def test_the_form_answers_at_once_on_slow_3g_and_the_photo_follows_resumably(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("width", "height", "quality", "sigma"), [(2000, 1500, 85, 40), (4000, 3000, 94, 60)]
+    ("width", "height", "quality", "sigma"), [(2000, 1500, 92, 60), (4000, 3000, 94, 60)]
 )
 def test_figures_of_the_form_on_slow_3g(
     make_stack, test_env, tmp_path: Path, width: int, height: int, quality: int, sigma: int
