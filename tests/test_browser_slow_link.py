@@ -5,7 +5,7 @@ round trip, 400 kbit/s each way). The form answers in under a second whatever th
 photo; the photo is shrunk on the phone (the right way up: the test photo carries an
 EXIF orientation), goes up in the background with its progress in the task card,
 resumes after the connection is cut and after a reload without starting over, and the
-parcel completes with it.
+parcel completes with it. Files to import go up the same way, each with its bar.
 
 `JAUGE_SLOW_LINK_FIGURES=1` prints the figures docs/performance.md quotes.
 """
@@ -24,6 +24,8 @@ from browser_support import agent_browser, login, playwright, screenshot
 from PIL import Image, ImageDraw
 from playwright.sync_api import CDPSession, Page, Request, expect
 from stack import Stack, add_user
+
+from import_svc.domain.fixtures import make_interchange, sample_invoice
 
 pytestmark = pytest.mark.system
 
@@ -217,11 +219,34 @@ def test_the_form_answers_at_once_on_slow_3g_and_the_photo_follows_resumably(
         assert task["step_status"] == "completed"
         check_photo(page, task["colis_id"])
         assert chunks.size < original / 4, (chunks.size, original)  # made small before it left
+        photo_size, photo_wire, photo_chunks = chunks.size, chunks.wire, list(chunks.sent)
+
+        # files to import go up the same way, each with its bar, then the import starts
+        throttle(cdp)
+        page.goto("/")
+        invoice = make_interchange([sample_invoice(1, "SL-1", n_lines=2)], sender="SUP", ref="S1")
+        page.get_by_label("Type d'import").select_option("edi")
+        page.get_by_label("Fichiers", exact=True).set_input_files(
+            [
+                {"name": "lent-1.edi", "mimeType": "application/edifact", "buffer": invoice},
+                {"name": "lent-2.edi", "mimeType": "application/edifact", "buffer": b"UNA"},
+            ]
+        )
+        page.get_by_role("button", name="Envoyer et importer").click()
+        expect(page.locator("#flash")).to_contain_text("en cours d'envoi")
+        rows = page.locator("#upload-progress .upload-file")
+        expect(rows).to_have_count(2)
+        expect(rows.first.get_by_role("progressbar")).to_be_visible()
+        expect(page.locator('#upload-progress [data-status="done"]')).to_have_count(2)
+        expect(page.locator("#flash")).to_contain_text("Import demandé", timeout=15_000)
+        final = page.locator("#gauge .final")
+        expect(final).to_have_text(re.compile(r"^Import terminé : 2 fichiers"), timeout=60_000)
+        screenshot(page, "23-slow-link-import")
         if FIGURES:
             print(
-                f"\nSLOW-LINK resumed original={original} shrunk={chunks.size} "
-                f"wire<={chunks.wire} answer_ms={answer_ms:.0f} no_photo_ms={no_photo_ms:.0f} "
-                f"completed_s={total_s:.1f} chunks={chunks.sent}"
+                f"\nSLOW-LINK resumed original={original} shrunk={photo_size} "
+                f"wire<={photo_wire} answer_ms={answer_ms:.0f} no_photo_ms={no_photo_ms:.0f} "
+                f"completed_s={total_s:.1f} chunks={photo_chunks}"
             )
 
 

@@ -15,7 +15,7 @@ LIMIT = 1000
 def test_chunks_land_at_their_offset_and_the_last_one_renames_the_part(tmp_path: Path) -> None:
     store = UploadStore(tmp_path)
     upload = store.open("alice", "image/jpeg", 10)
-    assert not store.path(upload.id).exists()
+    assert not store.final(upload).exists()
     assert store.append(upload, 0, b"\xff\xd8\xff12", LIMIT) is False
     again = store.get(upload.id)
     assert again is not None and again.offset == 5 and not again.complete
@@ -29,11 +29,11 @@ def test_chunks_land_at_their_offset_and_the_last_one_renames_the_part(tmp_path:
     assert refused.value.offset == 5
 
     assert store.append(again, 5, b"34567", LIMIT) is True
-    assert store.path(upload.id).read_bytes() == b"\xff\xd8\xff1234567"
+    assert store.final(upload).read_bytes() == b"\xff\xd8\xff1234567"
     done = store.get(upload.id)
     assert done is not None and done.complete and done.offset == 10
     # colis-svc takes the file over and removes it: the upload still reads as complete
-    store.path(upload.id).unlink()
+    store.final(upload).unlink()
     done = store.get(upload.id)
     assert done is not None and done.complete and done.offset == 10
     assert store.append(done, 5, b"34567", LIMIT) is False

@@ -1,4 +1,4 @@
-"""Resumable photo uploads: the parcel form answers before its photo has arrived.
+"""Resumable uploads: the parcel form answers before its photo has arrived.
 
 Agents are on slow mobile links. The browser shrinks the photo to what the pipeline keeps,
 opens an upload (`POST /api/uploads`), submits the form with its `upload_id` (answered at
@@ -7,13 +7,16 @@ like): after a dropped connection or a reload it asks where the upload stands (`
 and goes on from there. When the last byte is in, the task waiting for it in
 `image_uploading` is told (`colis.photo_ready`); colis-svc still checks and re-encodes
 the photo as it does for the multipart form.
+
+Files to import go up the same way, one upload each (`purpose: import`), and the import
+is asked for those that arrived (`POST /api/imports/uploaded`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, Field
@@ -21,8 +24,16 @@ from pydantic import BaseModel, Field
 from gateway.commands import send_command
 from gateway.deps import CurrentUser, StateDep
 from gateway.errors import AUTHENTICATED, error_responses
+from gateway.routers.imports import safe_file_name
 from gateway.state import GatewayState
-from gateway.upload_store import OffsetMismatch, TooLarge, Upload, UploadStore
+from gateway.upload_store import (
+    ImportUploadStore,
+    OffsetMismatch,
+    TooLarge,
+    Upload,
+    UploadStore,
+    find_upload,
+)
 from gateway.users import User
 from jauge_shared.contracts import PhotoReady
 
@@ -59,10 +70,18 @@ class OpenUpload(BaseModel):
         gt=0,
         description="Bytes to come; may be declared later with `Upload-Length` on a PATCH.",
     )
+    purpose: Literal["photo", "import"] = Field(
+        default="photo",
+        description="A parcel photo (name it as the form's `upload_id`), or a file to "
+        "import (name it in `POST /api/imports/uploaded`).",
+    )
+    name: str | None = Field(default=None, description="An import file's name.")
 
 
 class UploadView(BaseModel):
     id: str
+    purpose: str
+    name: str | None = None
     type: str
     size: int | None
     offset: int
@@ -77,6 +96,8 @@ def store_of(state: GatewayState) -> UploadStore:
 def view(upload: Upload) -> UploadView:
     return UploadView(
         id=upload.id,
+        purpose=upload.purpose,
+        name=upload.name,
         type=upload.type,
         size=upload.size,
         offset=upload.offset,
@@ -85,17 +106,30 @@ def view(upload: Upload) -> UploadView:
     )
 
 
-def _too_large(state: GatewayState) -> HTTPException:
-    limit = state.settings.max_photo_bytes
-    return HTTPException(413, detail=f"Photo trop lourde : {limit // 1024 // 1024} Mo au plus.")
+def limit_of(state: GatewayState, purpose: str) -> int:
+    settings = state.settings
+    return settings.max_photo_bytes if purpose == "photo" else settings.max_upload_bytes
+
+
+def _too_large(state: GatewayState, purpose: str = "photo") -> HTTPException:
+    megabytes = limit_of(state, purpose) // 1024 // 1024
+    if purpose == "photo":
+        return HTTPException(413, detail=f"Photo trop lourde : {megabytes} Mo au plus.")
+    return HTTPException(413, detail=f"Fichier trop volumineux : {megabytes} Mo au plus.")
+
+
+def owned_in(
+    state: GatewayState, user: User, upload_id: str, purpose: str | None = None
+) -> tuple[UploadStore, Upload]:
+    """The user's own upload, or a 404 (another agent's upload is not even said to exist)."""
+    found = find_upload(state.settings.data_dir, upload_id)
+    if found is None or found[1].owner != user.username or purpose not in (None, found[1].purpose):
+        raise HTTPException(404, detail="Envoi introuvable : renvoyez le fichier.")
+    return found
 
 
 def owned(state: GatewayState, user: User, upload_id: str) -> Upload:
-    """The user's own upload, or a 404 (another agent's upload is not even said to exist)."""
-    upload = store_of(state).get(upload_id)
-    if upload is None or upload.owner != user.username:
-        raise HTTPException(404, detail="Envoi introuvable : renvoyez la photo.")
-    return upload
+    return owned_in(state, user, upload_id, "photo")[1]
 
 
 def bind_upload(state: GatewayState, user: User, upload_id: str, task_id: str) -> bool:
@@ -118,8 +152,17 @@ def bind_upload(state: GatewayState, user: User, upload_id: str, task_id: str) -
     responses=error_responses(413, 415),
 )
 async def open_upload(body: OpenUpload, user: CurrentUser, state: StateDep) -> UploadView:
-    """Opens a resumable photo upload; send its bytes with PATCH, then name its `id` as
+    """Opens a resumable upload; send its bytes with PATCH. A photo's `id` is named as
     `upload_id` in the parcel form (before or after the bytes: the task waits)."""
+    if body.purpose == "import":
+        name = safe_file_name(body.name)
+        if body.size is not None and body.size > state.settings.max_upload_bytes:
+            raise _too_large(state, "import")
+        store = ImportUploadStore(state.settings.data_dir)
+        opened = await asyncio.to_thread(
+            store.open, user.username, body.type.lower(), body.size, name
+        )
+        return view(opened)
     if body.type.lower() not in PHOTO_TYPES:
         raise HTTPException(
             415, detail="Photo refusée : JPEG, PNG, WEBP, GIF, BMP ou TIFF attendu."
@@ -134,13 +177,13 @@ async def open_upload(body: OpenUpload, user: CurrentUser, state: StateDep) -> U
 
 @router.get("/{upload_id}", response_model=UploadView, responses=error_responses(404))
 async def get_upload(upload_id: UploadId, user: CurrentUser, state: StateDep) -> Any:
-    return view(owned(state, user, upload_id))
+    return view(owned_in(state, user, upload_id)[1])
 
 
 @router.head("/{upload_id}", responses=error_responses(404))
 async def upload_offset(upload_id: UploadId, user: CurrentUser, state: StateDep) -> Response:
     """Where the upload stands: `Upload-Offset` (bytes received) and `Upload-Length`."""
-    upload = owned(state, user, upload_id)
+    upload = owned_in(state, user, upload_id)[1]
     headers = {"Upload-Offset": str(upload.offset), **NO_STORE}
     if upload.size is not None:
         headers["Upload-Length"] = str(upload.size)
@@ -163,13 +206,12 @@ async def send_chunk(
     """One chunk (the raw body) at `Upload-Offset`, which must be the bytes received so
     far (else 409 with the right `Upload-Offset`); a chunk sent again is harmless. The
     size may be declared here with `Upload-Length` if it was not when opening."""
-    store = store_of(state)
-    upload = owned(state, user, upload_id)
-    limit = state.settings.max_photo_bytes
+    store, upload = owned_in(state, user, upload_id)
+    limit = limit_of(state, upload.purpose)
     chunk = await request.body()
     if upload_length is not None:
         if upload_length > limit:
-            raise _too_large(state)
+            raise _too_large(state, upload.purpose)
         if upload.size is not None and upload.size != upload_length:
             raise HTTPException(409, detail="Taille de l'envoi différente de celle annoncée.")
         store.declare_size(upload, upload_length)
@@ -184,14 +226,15 @@ async def send_chunk(
             headers={"Upload-Offset": str(e.offset), **NO_STORE},
         )
     except TooLarge as e:
-        raise _too_large(state) from e
+        raise _too_large(state, upload.purpose) from e
     first_bytes_in = before < 16 <= upload.offset or (finished and before < 16)
     # the file's kind, as soon as its first bytes are in: the server still checks (and
     # colis-svc decodes and re-encodes whatever arrives)
-    if first_bytes_in and not is_image(store.head(upload)):
+    photo = upload.purpose == "photo"
+    if photo and first_bytes_in and not is_image(store.head(upload)):
         store.discard(upload_id)
         raise HTTPException(415, detail="Photo refusée : le fichier n'est pas une image reconnue.")
-    if upload.complete and upload.task_id:
+    if photo and upload.complete and upload.task_id:
         # also when a finished upload is sent its last chunk again: that client may not
         # have seen the answer of a first try whose notice was not delivered
         await send_command(

@@ -193,6 +193,19 @@
       return running.get(entry.id);
     },
 
+    // a file to import, sent in the background (not kept for a reload: the import is
+    // asked for once its files are in); resolves with its last progress
+    async sendFile(file, opened) {
+      if (!file.size) return { id: null, status: "error", message: "fichier vide" };
+      const upload = await Jauge.api("POST", "/api/uploads", {
+        type: file.type || "application/octet-stream", size: file.size, purpose: "import", name: file.name });
+      const entry = { id: upload.id, blob: file, size: file.size, name: file.name };
+      if (opened) opened(entry.id);
+      notify(entry, { sent: 0, status: "sending" });
+      await this.start(entry);
+      return state.get(entry.id);
+    },
+
     // uploads left unfinished (a reload, a closed tab) that feed a task
     async pending() {
       return (await all()).filter((e) => e.task_id);
