@@ -84,22 +84,9 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     const card = Jauge.taskCard(job, extra);
     const photo = photos.get(job.id);
-    if (photo && !Jauge.TERMINAL.has(job.status)) card.querySelector(".task-step").after(photoLine(photo));
+    if (photo && !Jauge.TERMINAL.has(job.status)) card.querySelector(".task-step").after(JaugeUploads.line(photo));
     const old = document.getElementById(`task-${job.id}`);
     if (old) old.replaceWith(card); else Jauge.$("#tasks").prepend(card);
-  }
-
-  // the photo's own progress, from the bytes this browser has sent
-  function photoLine(photo) {
-    const kb = (n) => `${Jauge.number(Math.round(n / 1024), 0)} Ko`;
-    const text = photo.status === "done" ? `Photo envoyée (${kb(photo.size)})`
-      : photo.status === "error" ? `Envoi de la photo impossible : ${photo.message}`
-        : photo.status === "retrying" ? `Envoi de la photo interrompu · ${photo.percent} % : ${photo.message}`
-          : `Envoi de la photo · ${photo.percent} %`;
-    return h("div", { class: `task-upload upload-${photo.status}`, "data-upload-id": photo.id,
-      "data-upload-status": photo.status },
-    Jauge.bar(photo.percent, `Envoi de la photo de la tâche ${photo.task_id}`),
-    h("p", { class: photo.status === "error" ? "task-error" : "muted small", text: text }));
   }
 
   JaugeUploads.on((photo) => {

@@ -211,6 +211,20 @@
       return (await all()).filter((e) => e.task_id);
     },
 
+    // the photo's own progress in a task card, from the bytes this browser has sent
+    line(photo) {
+      const { h } = Jauge;
+      const kb = (n) => `${Jauge.number(Math.round(n / 1024), 0)} Ko`;
+      const text = photo.status === "done" ? `Photo envoyée (${kb(photo.size)})`
+        : photo.status === "error" ? `Envoi de la photo impossible : ${photo.message}`
+          : photo.status === "retrying" ? `Envoi de la photo interrompu · ${photo.percent} % : ${photo.message}`
+            : `Envoi de la photo · ${photo.percent} %`;
+      return h("div", { class: `task-upload upload-${photo.status}`, "data-upload-id": photo.id,
+        "data-upload-status": photo.status },
+      Jauge.bar(photo.percent, `Envoi de la photo de la tâche ${photo.task_id}`),
+      h("p", { class: photo.status === "error" ? "task-error" : "muted small", text }));
+    },
+
     progress(id) {
       return state.get(id) || null;
     },
