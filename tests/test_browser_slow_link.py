@@ -133,7 +133,9 @@ def submit(page: Page) -> tuple[str, float]:
     return task_id, answer["card"] - answer["submit"]
 
 
-def check_photo(page: Page, colis_id: str) -> tuple[int, int]:
+def check_photo(
+    page: Page, colis_id: str, expected: tuple[int, int] = (1200, 1600)
+) -> tuple[int, int]:
     """The stored photo: the pipeline's size, and shown the right way up."""
     response = page.request.get(f"/api/colis/{colis_id}/image")
     assert response.status == 200
@@ -142,7 +144,7 @@ def check_photo(page: Page, colis_id: str) -> tuple[int, int]:
         size = rgb.size
         left = rgb.getpixel((size[0] // 8, size[1] // 2))
         right = rgb.getpixel((size[0] * 7 // 8, size[1] // 2))
-    assert size == (1200, 1600), size  # portrait: the EXIF orientation was applied
+    assert size == expected, size  # portrait: the EXIF orientation was applied
     assert right[0] > right[2] + 60 and left[2] > left[0] + 60, (left, right)  # red right
     return size
 
@@ -260,13 +262,36 @@ def test_the_form_answers_at_once_on_slow_3g_and_the_photo_follows_resumably(
         card = page.locator(f"#list-failed #task-{late_id}")
         expect(card).to_contain_text("La photo n'est pas arrivée à temps", timeout=30_000)
         card.get_by_text("Corriger et relancer").click()
-        card.get_by_label("Nouvelle photo (facultative)").set_input_files(photo)
+        small = tmp_path / "IMG_0002.jpg"  # small: the link is slow, the test short
+        phone_photo(small, 1200, 900, 90)
+        card.get_by_label("Nouvelle photo (facultative)").set_input_files(small)
         card.get_by_role("button", name="Relancer avec ces données").click()
         expect(page.locator("#flash")).to_contain_text("la photo part en arrière-plan")
         expect(page.locator(f"#task-{late_id} .task-upload")).to_be_visible()
         done = page.locator(f"#list-completed #task-{late_id}")
         expect(done).to_be_visible(timeout=60_000)
         screenshot(page, "23-slow-link-relance-photo")
+
+        # the edit form, the same way: a new weight and a new photo, answered at once
+        page.goto(f"/lots/{lot_id}")
+        parcel_row = page.locator(f"#colis tbody tr[data-colis-id='{task['colis_id']}']")
+        parcel_row.get_by_role("button", name="Modifier").click()
+        page.get_by_label("Poids corrigé (kg)").fill("14")
+        page.get_by_label("Remplacer la photo (facultatif)").set_input_files(small)
+        page.wait_for_timeout(1500)
+        page.evaluate(WATCH)
+        page.get_by_role("button", name="Enregistrer la modification").click()
+        expect(page.locator("#flash")).to_contain_text("Modification du colis")
+        edit_answer = page.evaluate("() => window.__answer")
+        edit_ms = edit_answer["card"] - edit_answer["submit"]
+        assert edit_ms < ANSWER_LIMIT_MS, edit_ms
+        edit_id = page.locator("#tasks .task").first.get_attribute("data-task-id")
+        expect(page.locator(f"#task-{edit_id} .task-upload")).to_be_visible()
+        expect(page.locator(f"#task-{edit_id} .task-done")).to_be_visible(timeout=60_000)
+        throttle(cdp, latency=0, downloadThroughput=-1, uploadThroughput=-1)
+        edited = page.request.get(f"/api/colis/{task['colis_id']}").json()
+        assert float(edited["poids"]) == 14
+        check_photo(page, task["colis_id"], (900, 1200))
 
         # files to import go up the same way, each with its bar, then the import starts
         throttle(cdp)

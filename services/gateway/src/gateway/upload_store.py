@@ -187,6 +187,11 @@ class UploadStore:
         except FileNotFoundError:
             return b""
 
+    def forget(self, upload_id: str) -> None:
+        """The notes only: the finished file has been handed over."""
+        for path in (self._part(upload_id), self._note(upload_id), self._task(upload_id)):
+            path.unlink(missing_ok=True)
+
     def discard(self, upload_id: str) -> None:
         upload = self.get(upload_id)
         if upload is not None:

@@ -18,7 +18,7 @@ from gateway.deps import CurrentUser, ProgressDep, StateDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.routers.jobs import find_visible
 from gateway.rpc import ask
-from gateway.upload_store import find_upload
+from gateway.upload_store import ImportUploadStore, find_upload
 from jauge_shared.contracts import ImportKind, RequestImport
 from jauge_shared.contracts.import_rpc import ImportReport, ImportReportRequest
 from jauge_shared.topology import RK
@@ -200,6 +200,10 @@ async def import_uploaded(
             upload_ids=arrived,
         ),
     )
+    # the files are import-svc's now: only their notes, the gateway's own, go
+    store = ImportUploadStore(state.settings.data_dir)
+    for upload_id in arrived:
+        await asyncio.to_thread(store.forget, upload_id)
     return AcceptedUploads(job_id=job_id, files=len(arrived), missing=missing)
 
 

@@ -30,7 +30,9 @@ document.addEventListener("DOMContentLoaded", () => {
         ? h("a", { href: c.image_url || c.thumbnail_url }, h("img", {
           src: c.thumbnail_url || c.image_url, alt: `Photo du colis ${c.numero_suivi || ""}`,
           width: "48", height: "48", loading: "lazy" }))
-        : "–"));
+        : "–"),
+      h("td", {}, h("button", { type: "button", class: "btn btn-light", "data-edit": c.id,
+        "aria-label": `Modifier le colis ${c.numero_suivi || ""}`, text: "Modifier" })));
   }
 
   async function loadLot() {
@@ -50,15 +52,18 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 
+  const shown = new Map(); // colis id -> the parcel as listed
+
   async function loadColis() {
     const body = Jauge.$("#colis tbody");
     try {
       const data = await Jauge.api("GET", `/api/lots/${encodeURIComponent(lotId)}/colis`);
       const list = Array.isArray(data) ? data : data.items || [];
+      for (const c of list) shown.set(String(c.id), c);
       body.replaceChildren(...(list.length ? list.map(colisRow)
-        : [h("tr", { class: "empty" }, h("td", { colspan: "8", text: "Aucun colis dans ce lot." }))]));
+        : [h("tr", { class: "empty" }, h("td", { colspan: "9", text: "Aucun colis dans ce lot." }))]));
     } catch (err) {
-      body.replaceChildren(h("tr", { class: "empty" }, h("td", { colspan: "8", class: "error-text", role: "alert", text: err.message })));
+      body.replaceChildren(h("tr", { class: "empty" }, h("td", { colspan: "9", class: "error-text", role: "alert", text: err.message })));
     }
   }
 
@@ -173,6 +178,67 @@ document.addEventListener("DOMContentLoaded", () => {
         form.longueur.focus();
       } catch (err) {
         Jauge.showError(err, form);
+      }
+    });
+  });
+
+  // the edit form (PATCH /api/colis/<id>): the same answer at once, the same photo path
+  const edit = Jauge.$("#colis-edit-form");
+  const EDITED = ["longueur", "largeur", "hauteur", "poids", "description"];
+  let editing = null;
+  let editPhoto = null;
+  Jauge.$("#colis tbody").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-edit]");
+    const parcel = button && shown.get(button.dataset.edit);
+    if (!parcel) return;
+    editing = parcel;
+    edit.reset();
+    editPhoto = null;
+    for (const name of EDITED) edit[name].value = parcel[name] ?? "";
+    Jauge.$("#edit-numero").textContent = parcel.numero_suivi || "";
+    Jauge.$("#edit-card").hidden = false;
+    Jauge.$("#edit-card").scrollIntoView({ block: "nearest" });
+    edit.longueur.focus();
+  });
+  Jauge.$("#edit-cancel").addEventListener("click", () => { Jauge.$("#edit-card").hidden = true; });
+  edit.image.addEventListener("change", () => {
+    const file = edit.image.files[0];
+    editPhoto = file ? JaugeUploads.prepare(file) : null;
+    if (editPhoto) editPhoto.catch(() => null);
+  });
+  edit.addEventListener("submit", (event) => {
+    event.preventDefault();
+    Jauge.clearErrors(edit);
+    if (!editing) return;
+    const parcel = editing;
+    const data = new FormData();
+    for (const name of EDITED) {
+      const value = edit[name].value.trim();
+      if (value !== String(parcel[name] ?? "")) data.set(name, value);
+    }
+    const image = edit.image.files[0];
+    Jauge.busy(edit.querySelector("button[type=submit]"), async () => {
+      try {
+        let photo = null;
+        if (image) {
+          try { photo = await (editPhoto || JaugeUploads.prepare(image)); } catch (err) { photo = await JaugeUploads.prepare(image); }
+          data.set("upload_id", photo.id);
+        }
+        const accepted = await Jauge.api("PATCH", `/api/colis/${encodeURIComponent(parcel.id)}`, data);
+        const summary = { client: parcel.client_name || parcel.client_id, transport: parcel.type_transport };
+        const job = { id: accepted.task_id, kind: "colis.update", status: "queued", step_status: "pending",
+          percent: 0, seq: -1, created_at: new Date().toISOString(), current_step: "Ajouté à la file",
+          title: `Modification du colis ${parcel.numero_suivi || ""}`, summary };
+        if (photo) {
+          photos.set(job.id, { id: photo.id, task_id: job.id, size: photo.size, sent: 0, percent: 0, status: "sending" });
+        }
+        followTask(job);
+        if (photo) JaugeUploads.attach(photo.id, { task_id: job.id, lot_id: lotId, summary });
+        Jauge.flash(`Modification du colis ${parcel.numero_suivi || ""} ajoutée à la file (tâche ${job.id}).`, "success");
+        Jauge.$("#edit-card").hidden = true;
+        editing = null;
+      } catch (err) {
+        Jauge.showError(err, edit);
       }
     });
   });
