@@ -81,6 +81,11 @@ async def test_the_task_waits_for_its_photo_then_completes_and_a_late_one_fails(
         await send(alice, upload_id, photo, start_at=CHUNK)
         done = await alice.wait(task_id)
         assert done["step_status"] == "completed", done
+        # one photo, one task: naming it again in another form is refused
+        reused = await alice.http.post(
+            f"/api/lots/{lot['id']}/colis", data={**FORM, "upload_id": upload_id}
+        )
+        assert reused.status_code == 409, reused.text
         parcel = (await alice.http.get(f"/api/colis/{done['colis_id']}")).json()
         image = await alice.http.get(parcel["image_url"])
         assert image.status_code == 200 and image.content[:3] == b"\xff\xd8\xff"

@@ -241,7 +241,9 @@ async def queue_task(
     "/api/lots/{lot_id}/colis",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(404, 409, 413, 415, e409="The lot is not open"),
+    responses=error_responses(
+        404, 409, 413, 415, e409="The lot is not open, or the upload is another task's"
+    ),
 )
 async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, state: StateDep) -> Any:
     """Multipart: the parcel form's fields and an optional `image`, or instead the
@@ -279,7 +281,9 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
     "/api/colis/{colis_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(404, 409, 413, 415, e409="The lot is not open"),
+    responses=error_responses(
+        404, 409, 413, 415, e409="The lot is not open, or the upload is another task's"
+    ),
 )
 async def update_colis(
     colis_id: ItemId, request: Request, user: CurrentUser, state: StateDep

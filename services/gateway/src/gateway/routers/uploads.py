@@ -139,6 +139,8 @@ def bind_upload(state: GatewayState, user: User, upload_id: str, task_id: str) -
     first and reads the task after: whichever comes second sees the other, so the task is
     either queued with its photo complete or told when it is."""
     upload = owned(state, user, upload_id)
+    if upload.task_id not in (None, task_id):
+        raise HTTPException(409, detail="Cette photo est déjà celle d'une autre tâche.")
     store = store_of(state)
     store.bind(upload, task_id)
     again = store.get(upload_id)
