@@ -16,6 +16,8 @@ import io
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,10 +179,21 @@ CHUNK = 128 * 1024  # uploads.js
 def send_parcel_with_photo(page: Page, photo: Path) -> tuple[str, float]:
     # the agent picks the photo, then types the weight: meanwhile it is shrunk and its
     # upload opened, so the answer does not wait for it
-    page.get_by_label("Photo (facultative)").set_input_files(photo)
-    fill(page, "12.5")
-    page.wait_for_timeout(2500)
+    with opened_upload(page):
+        page.get_by_label("Photo (facultative)").set_input_files(photo)
+        fill(page, "12.5")
     return submit(page)
+
+
+@contextmanager
+def opened_upload(page: Page) -> Iterator[None]:
+    """Waits, as an agent typing the rest of the form would, until the chosen photo is
+    shrunk and its upload opened (on a loaded test machine that may take seconds)."""
+    with page.expect_response(
+        lambda r: r.url.endswith("/api/uploads") and r.request.method == "POST", timeout=30_000
+    ):
+        yield
+    page.wait_for_timeout(300)  # its bytes stored in IndexedDB
 
 
 def test_the_form_answers_at_once_on_slow_3g_and_the_photo_follows_resumably(
@@ -277,8 +290,8 @@ def test_the_form_answers_at_once_on_slow_3g_and_the_photo_follows_resumably(
         parcel_row = page.locator(f"#colis tbody tr[data-colis-id='{task['colis_id']}']")
         parcel_row.get_by_role("button", name="Modifier").click()
         page.get_by_label("Poids corrigé (kg)").fill("14")
-        page.get_by_label("Remplacer la photo (facultatif)").set_input_files(small)
-        page.wait_for_timeout(1500)
+        with opened_upload(page):
+            page.get_by_label("Remplacer la photo (facultatif)").set_input_files(small)
         page.evaluate(WATCH)
         page.get_by_role("button", name="Enregistrer la modification").click()
         expect(page.locator("#flash")).to_contain_text("Modification du colis")
