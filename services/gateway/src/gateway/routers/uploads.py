@@ -151,7 +151,7 @@ def bind_upload(state: GatewayState, user: User, upload_id: str, task_id: str) -
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadView,
-    responses=error_responses(413, 415),
+    responses=error_responses(400, 413, 415, e400="An import file's name is refused"),
 )
 async def open_upload(body: OpenUpload, user: CurrentUser, state: StateDep) -> UploadView:
     """Opens a resumable upload; send its bytes with PATCH. A photo's `id` is named as

@@ -25,6 +25,7 @@
   const listeners = new Set();
   const running = new Map(); // upload id -> promise of its send loop
   const state = new Map(); // upload id -> last progress sent to listeners
+  const prepared = new Map(); // upload id -> its entry, should IndexedDB be unavailable
 
   /* ---------- IndexedDB: the bytes still to send survive a reload ---------- */
 
@@ -173,13 +174,15 @@
       const opened = await Jauge.api("POST", "/api/uploads", { type, size: blob.size });
       const entry = { id: opened.id, blob, size: blob.size, type, name: file.name,
         original: file.size, created_at: new Date().toISOString() };
+      prepared.set(entry.id, entry);
       await save(entry);
       return { id: entry.id, size: entry.size, original: file.size };
     },
 
     // the task the upload feeds (kept with it, for a reload), then its bytes go up
     async attach(id, fields) {
-      const entry = await load(id);
+      const entry = (await load(id)) || prepared.get(id);
+      prepared.delete(id);
       if (!entry) return;
       Object.assign(entry, fields);
       await save(entry);
