@@ -41,6 +41,7 @@ class RK:
     COLIS_RETRY = "colis.retry"
     COLIS_CANCEL = "colis.cancel"
     COLIS_ANNOUNCE = "colis.announce"
+    COLIS_PHOTO_READY = "colis.photo_ready"
     COLIS_STEP_CHANGED = "colis.step_changed"
     COLIS_CREATED = "colis.created"
     COLIS_UPDATED = "colis.updated"
@@ -101,7 +102,9 @@ IMPORT_FILES = QueueSpec("import-svc.files", COMMANDS_EXCHANGE, (RK.IMPORT_FILE,
 IMPORT_RPC = QueueSpec("import-svc.rpc", COMMANDS_EXCHANGE, (RK.IMPORT_RPC,))
 COLIS_TASKS = QueueSpec("colis-svc.tasks", COMMANDS_EXCHANGE, (RK.COLIS_CREATE, RK.COLIS_UPDATE))
 COLIS_CONTROL = QueueSpec(
-    "colis-svc.control", COMMANDS_EXCHANGE, (RK.COLIS_RETRY, RK.COLIS_CANCEL, RK.COLIS_ANNOUNCE)
+    "colis-svc.control",
+    COMMANDS_EXCHANGE,
+    (RK.COLIS_RETRY, RK.COLIS_CANCEL, RK.COLIS_PHOTO_READY, RK.COLIS_ANNOUNCE),
 )
 COLIS_RPC = QueueSpec("colis-svc.rpc", COMMANDS_EXCHANGE, (RK.COLIS_RPC,))
 PROGRESS_EVENTS = QueueSpec(

@@ -8,12 +8,14 @@ from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from pydantic import Field, TypeAdapter
 
+from colis_svc import photos
 from colis_svc.service import ColisService, Emit, store_errors_are_transient
 from jauge_shared.contracts import (
     AnnounceColisTask,
     CancelColisTask,
     ColisRpcRequest,
     CreateColis,
+    PhotoReady,
     RetryColisTask,
     UpdateColis,
 )
@@ -23,8 +25,13 @@ from jauge_shared.topology import COLIS_CONTROL, COLIS_RPC, COLIS_TASKS
 TASK_COMMAND: TypeAdapter[CreateColis | UpdateColis] = TypeAdapter(
     Annotated[CreateColis | UpdateColis, Field(discriminator="type")]
 )
-CONTROL_COMMAND: TypeAdapter[RetryColisTask | CancelColisTask | AnnounceColisTask] = TypeAdapter(
-    Annotated[RetryColisTask | CancelColisTask | AnnounceColisTask, Field(discriminator="type")]
+CONTROL_COMMAND: TypeAdapter[RetryColisTask | CancelColisTask | PhotoReady | AnnounceColisTask] = (
+    TypeAdapter(
+        Annotated[
+            RetryColisTask | CancelColisTask | PhotoReady | AnnounceColisTask,
+            Field(discriminator="type"),
+        ]
+    )
 )
 
 
@@ -48,7 +55,8 @@ def register(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=COLIS_CONTROL.name,
         description=(
-            "colis.retry and colis.cancel (answered when sent as a request), and the "
+            "colis.retry and colis.cancel (answered when sent as a request), "
+            "colis.photo_ready (a task waiting for its photo runs on), and the "
             "reconciler's colis.announce."
         ),
     )
@@ -57,6 +65,9 @@ def register(
         async with store_errors_are_transient():
             if isinstance(command, RetryColisTask):
                 return await service.retry(command, republish)
+            if isinstance(command, PhotoReady):
+                await photos.photo_ready(service, command, republish)
+                return {"ok": True, "result": None}
             if isinstance(command, AnnounceColisTask):
                 await service.announce(command)
                 return None

@@ -334,6 +334,15 @@ class ColisRepository:
     async def set_task_fields(self, task_id: str, **fields: Any) -> None:
         await self.tasks.update_one({"_id": task_id}, {"$set": fields})
 
+    async def stop_photo_wait(self, task_id: str, now: datetime) -> bool:
+        """Turns a task's wait for its photo off; True for the one caller that did (the
+        photo's notice, the sweeper or a cancel). The run it starts counts from `now`."""
+        result = await self.tasks.update_one(
+            {"_id": task_id, "photo_waiting": True},
+            {"$set": {"photo_waiting": False, "run_started_at": now}},
+        )
+        return result.modified_count == 1
+
     async def open_tasks_in(self, statuses: list[str], limit: int = 500) -> list[Doc]:
         """The open tasks in one of `statuses`, read by `_id` from `open_tasks`.
 

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from pymongo.errors import OperationFailure
 
+from colis_svc import photos
 from colis_svc.domain import (
     ACTIVE_STATUSES,
     RUNNING_STATUSES,
@@ -51,7 +52,6 @@ from colis_svc.domain import (
     ensure_open,
     format_fr,
     invalid_data_error,
-    label_of,
     minor_units,
     next_retry_delay,
     price,
@@ -134,7 +134,7 @@ def step_event(doc: Doc, state: TaskState) -> ColisStepChanged:
         lot_id=doc["lot_id"],
         operation=state.operation,
         status=state.status,
-        step=label_of(state.status),
+        step=photos.step_label(doc, state),
         percent=state.percent,
         seq=state.seq,
         error=state.error,
@@ -387,7 +387,8 @@ class ColisService:
     # ------------------------------------------------------------------ the pipeline
     async def run_task(self, command: TaskCommand) -> None:
         async with self.slots, store_errors_are_transient():
-            await self._run_task(command)
+            with contextlib.suppress(photos.WaitingForPhoto):  # stored as waiting
+                await self._run_task(command)
 
     async def _run_task(self, command: TaskCommand) -> None:
         doc = await self._load_or_create(command)
@@ -456,6 +457,7 @@ class ColisService:
             "colis_id": command.colis_id if isinstance(command, UpdateColis) else command.task_id,
             "colis_data": command.colis_data.model_dump(mode="json"),
             "upload_id": command.upload_id,
+            "image_pending": command.image_pending,
             "summary": summarize(command.colis_data, client["name"] if client else None),
             "created_at": now,
             "updated_at": now,
@@ -556,6 +558,11 @@ class ColisService:
         name = run.task_id
         jpeg_path, thumb_path = self.files.image_paths(name)
         upload = self.files.upload_path(upload_id)
+        if not upload.exists() and run.doc.get("image_pending"):
+            if not (jpeg_path.exists() and thumb_path.exists()):
+                await photos.wait(self, run, upload_id)  # ends the run, unless it came
+        elif run.doc.get("photo_waiting"):  # arrived: resumed by the sweeper, say
+            await self.repo.stop_photo_wait(run.task_id, self.clock())
         if not upload.exists():
             if jpeg_path.exists() and thumb_path.exists():  # processed before a crash
                 run.changes["image"] = name
@@ -732,7 +739,7 @@ class ColisService:
         if fate != "cancel":
             return _refuse(409, "Trop tard : le colis est déjà annoncé, la tâche se termine.")
         await self.repo.mark(command.task_id, CANCEL, self.clock())
-        if state.status in RUNNING_STATUSES:
+        if state.status in RUNNING_STATUSES and not await photos.stop_for_cancel(self, doc):
             # a worker holds it: it stops at its next step boundary
             return _reply({"status": "cancel_requested"})
         run = Run(doc=doc, state=state)
@@ -760,6 +767,12 @@ class ColisService:
                 data = apply_edits(data, command.edits)
             except PermanentTaskError as e:
                 return _refuse(422, e.message)
+        if command.upload_id and command.upload_id != doc.get("upload_id"):
+            photo = photos.new_photo(command.upload_id, command.image_pending)
+            await self.repo.set_task_fields(command.task_id, **photo)
+            self.files.remove_upload(doc.get("upload_id"))
+            self.files.remove_images(command.task_id)
+            doc = {**doc, **photo}
         return await self._relaunch(doc, state, data, republish, force=command.force)
 
     async def _relaunch(

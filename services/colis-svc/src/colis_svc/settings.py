@@ -39,6 +39,12 @@ class ColisSettings(ServiceSettings):
     orphan_upload_age_s: PositiveFloat = Field(
         default=86400.0, description="Uploads no live task refers to are removed after this."
     )
+    photo_deadline_s: PositiveFloat = Field(
+        default=900.0,
+        description="A parcel task whose photo is still being sent (a slow link's "
+        "background upload) waits this long in `image_uploading`, then fails; the agent "
+        "retries it with a new photo.",
+    )
     image_max_side: PositiveInt = Field(default=1600, description="Stored photos fit in this.")
     thumbnail_side: PositiveInt = Field(default=320)
     image_workers: PositiveInt = Field(

@@ -10,6 +10,8 @@ marker inserted once (see repository.py), so two replicas never act twice.
   relaunch that died between storing `pending` and publishing its command), is reported
   (log, `jauge_colis_tasks_stalled_total`, a `colis.task_stalled` event) and requeued
   while retries remain, else failed;
+- photos: a task waiting for its photo is resumed if the photo is there but its notice
+  was lost, and failed past `photo_deadline_s` (photos.py);
 - clean-up: finished tasks older than `finished_task_retention_s` are removed (a
   failed_final creation's partial parcel with them), at most once every
   `CLEANUP_EVERY_S`, and uploads no live task refers to, older than
@@ -27,6 +29,7 @@ from datetime import timedelta
 
 from prometheus_client import Counter
 
+from colis_svc import photos
 from colis_svc.domain import ACTIVE_STATUSES
 from colis_svc.repository import ColisRepository, stalled_decision
 from colis_svc.service import FINISHED, ColisService, Emit
@@ -63,6 +66,7 @@ class Sweeper:
     async def sweep(self) -> dict[str, int]:
         counts = {"retried": 0, "stalled": 0, "removed_tasks": 0, "removed_uploads": 0}
         counts["retried"] = await self.retry_due()
+        counts["photos"] = await photos.sweep(self.service, self.republish)
         counts["stalled"] = await self.stalled()
         if self._cleanup_due():
             counts["removed_tasks"] = await self.remove_old_tasks()
@@ -88,6 +92,8 @@ class Sweeper:
         limit = timedelta(seconds=self.settings.task_time_limit_s)
         found = 0
         for doc in await self.repo.open_tasks_in([s.value for s in ACTIVE_STATUSES]):
+            if photos.is_waiting(doc):  # no worker holds it: see photos.py for its deadline
+                continue
             started = doc.get("run_started_at") or doc.get("updated_at")
             if started is None or now - started < limit:
                 continue

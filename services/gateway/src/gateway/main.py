@@ -42,6 +42,7 @@ from gateway.routers import (
     pages,
     tariffs,
     tasks,
+    uploads,
     ws,
 )
 from gateway.routers.jobs import to_public
@@ -56,6 +57,7 @@ from jauge_shared.broker import amqp_url, broker_options
 from jauge_shared.contracts import (
     ColisStepChanged,
     CreateColis,
+    PhotoReady,
     ProgressUpdated,
     RequestImport,
     UpdateColis,
@@ -67,7 +69,7 @@ from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, gateway_progress_queue
 from jauge_shared.tracing import tracer_provider
 
-COMMANDS = (RequestImport, CreateColis, UpdateColis)
+COMMANDS = (RequestImport, CreateColis, UpdateColis, PhotoReady)
 # the gateway announces a parcel task as pending (seq 0) when it queues it
 EVENTS = (ColisStepChanged,)
 
@@ -158,7 +160,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.login_limiter = auth.LoginRateLimiter(settings.login_tracked_keys)
     app.include_router(rabbit)
-    for module in (auth, imports, invoices, jobs, ws, ops, clients, tariffs, lots, colis, tasks):
+    for module in (
+        auth,
+        imports,
+        invoices,
+        jobs,
+        ws,
+        ops,
+        clients,
+        tariffs,
+        lots,
+        colis,
+        uploads,
+        tasks,
+    ):
         app.include_router(module.router)
     app.include_router(pages.router)  # the web UI
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

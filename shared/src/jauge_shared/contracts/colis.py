@@ -67,11 +67,19 @@ class _TaskCommand(Command):
         return data
 
 
+_IMAGE_PENDING = Field(
+    default=False,
+    description="The photo `upload_id` names is still on its way (sent in the background, "
+    "resumably): the `image_uploading` step waits for it, up to a deadline.",
+)
+
+
 class CreateColis(_TaskCommand):
     type: Literal["colis.create"] = "colis.create"
     lot_id: JobId
     colis_data: ColisData
     upload_id: UploadId | None = Field(default=None, description="Photo uploaded with the form.")
+    image_pending: bool = _IMAGE_PENDING
 
 
 class UpdateColis(_TaskCommand):
@@ -80,6 +88,7 @@ class UpdateColis(_TaskCommand):
     colis_id: JobId
     colis_data: ColisData
     upload_id: UploadId | None = None
+    image_pending: bool = _IMAGE_PENDING
 
 
 class RetryColisTask(_TaskCommand):
@@ -90,6 +99,18 @@ class RetryColisTask(_TaskCommand):
         description="Corrected fields of colis_data (checked as ColisData when applied).",
     )
     force: bool = Field(default=False, description="Admin only: retry a failed_final task.")
+    upload_id: UploadId | None = Field(
+        default=None, description="A new photo for the task (its upload may still be running)."
+    )
+    image_pending: bool = _IMAGE_PENDING
+
+
+class PhotoReady(_TaskCommand):
+    """From the gateway, when the last byte of a background photo upload has arrived: the
+    task waiting for it in `image_uploading` runs on (colis-svc republishes its command)."""
+
+    type: Literal["colis.photo_ready"] = "colis.photo_ready"
+    upload_id: UploadId
 
 
 class CancelColisTask(_TaskCommand):

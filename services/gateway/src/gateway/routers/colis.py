@@ -25,7 +25,9 @@ from gateway.commands import send_command
 from gateway.deps import CurrentUser, StateDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
 from gateway.photo_stream import ParcelFormParser, PhotoSink
+from gateway.routers.uploads import bind_upload
 from gateway.state import GatewayState
+from gateway.users import User
 from jauge_shared.contracts import (
     ColisData,
     ColisOperation,
@@ -41,6 +43,7 @@ router = APIRouter(tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER}
 ItemId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 FORM_FIELDS = tuple(ColisData.model_fields)
 _IMAGE_FILE = re.compile(r"^[A-Za-z0-9_-]+(\.thumb)?\.jpg$")
+UPLOAD_ID_FIELD = re.compile(r"^[0-9a-f]{32}$")
 FIELD_LABELS_FR = {
     "missing": "obligatoire",
     "greater_than": "doit être supérieur à {gt}",
@@ -74,6 +77,14 @@ def form_schema(required: bool) -> dict[str, Any]:
         "type": "string",
         "format": "binary",
         "description": "The parcel's photo: JPEG, PNG, WEBP, GIF, BMP or TIFF.",
+    }
+    properties["upload_id"] = {
+        "type": "string",
+        "pattern": UPLOAD_ID_FIELD.pattern,
+        "description": (
+            "Instead of `image`: a resumable upload of the caller's (`/api/uploads`) whose "
+            "bytes may still be on their way; the answer does not wait for them."
+        ),
     }
     body: dict[str, Any] = {
         "type": "object",
@@ -120,8 +131,10 @@ def _invalid_response(exc: _Invalid) -> JSONResponse:
 
 async def read_form(
     request: Request, state: GatewayState
-) -> tuple[dict[str, str], PhotoSink | None]:
-    """The form's fields, and its photo already on disk and checked (see photo_stream)."""
+) -> tuple[dict[str, str], PhotoSink | str | None]:
+    """The form's fields, and its photo: a file part `image`, already on disk and checked
+    (see photo_stream), or the `upload_id` of a resumable upload (routers/uploads.py)
+    whose bytes may still be on their way."""
     settings = state.settings
     parser = ParcelFormParser(
         request.headers,
@@ -143,13 +156,17 @@ async def read_form(
         raise HTTPException(
             400, detail="Formulaire illisible : envoyez un multipart/form-data."
         ) from e
-    photo = parser.sinks[0] if parser.sinks else None
+    photo: PhotoSink | str | None = parser.sinks[0] if parser.sinks else None
     fields: dict[str, str] = {}
     try:
         for key, value in form.multi_items():
             if key == "image":
                 if isinstance(value, UploadFile) and not value.filename:
                     photo = None  # an empty file input: no photo
+            elif key == "upload_id" and isinstance(value, str) and not parser.sinks:
+                if not UPLOAD_ID_FIELD.fullmatch(value):
+                    raise _Invalid([{"field": key, "message": "identifiant d'envoi invalide"}])
+                photo = value
             elif key in FORM_FIELDS and isinstance(value, str):
                 if value.strip() != "":
                     fields[key] = value
@@ -165,9 +182,24 @@ async def read_form(
     return fields, photo
 
 
-async def keep_photo(photo: PhotoSink | None) -> str | None:
-    """The photo renamed to its upload id (its last checks done), or None."""
-    return await asyncio.to_thread(photo.finish) if photo is not None else None
+def discard(photo: PhotoSink | str | None) -> None:
+    """A photo of this request goes; a resumable upload stays (the form may come again)."""
+    if isinstance(photo, PhotoSink):
+        photo.discard()
+
+
+async def keep_photo(
+    state: GatewayState, user: User, photo: PhotoSink | str | None, task_id: str
+) -> tuple[str | None, bool]:
+    """The task's upload id, and whether its bytes are still coming: a photo of this
+    request renamed to its upload id (its last checks done), or a resumable upload bound
+    to the task."""
+    if photo is None:
+        return None, False
+    if isinstance(photo, str):
+        pending = await asyncio.to_thread(bind_upload, state, user, photo, task_id)
+        return photo, pending
+    return await asyncio.to_thread(photo.finish), False
 
 
 def pending_event(
@@ -205,31 +237,40 @@ async def queue_task(
     state: GatewayState,
     command: CreateColis | UpdateColis,
     event: ColisStepChanged,
-    upload_id: str | None,
+    photo: PhotoSink | str | None,
 ) -> None:
+    """The command first, then the task's first gauge: a gauge announced for a command
+    the broker then refused would show a task that does not exist, waiting for good. The
+    gauge itself may be lost (the broker gone in between): colis-svc's own steps open it.
+    A photo of this request goes if the command is refused; a resumable upload stays
+    (the browser submits the form again with it)."""
     try:
-        # both confirms awaited at once; their order does not matter, since progress-svc
-        # drops a step older than the one it has (the pending event is seq 0)
-        await asyncio.gather(
-            send_command(state, event),  # type: ignore[arg-type]
-            send_command(state, command),
-        )
+        await send_command(state, command)
     except HTTPException:
-        if upload_id:
-            (state.settings.data_dir / "uploads" / "colis" / upload_id).unlink(missing_ok=True)
+        if isinstance(photo, PhotoSink) and command.upload_id:
+            (state.settings.data_dir / "uploads" / "colis" / command.upload_id).unlink(
+                missing_ok=True
+            )
         raise
+    try:
+        await send_command(state, event)  # type: ignore[arg-type]
+    except HTTPException:
+        logger.warning("first gauge of a task not announced", extra={"task_id": command.task_id})
 
 
 @router.post(
     "/api/lots/{lot_id}/colis",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(400, 404, 409, 413, 415, 429, e409="The lot is not open"),
+    responses=error_responses(
+        400, 404, 409, 413, 415, 429, e409="The lot is not open, or the upload is another task's"
+    ),
     openapi_extra=form_schema(required=True),
 )
 async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, state: StateDep) -> Any:
-    """Multipart: the parcel form's fields and an optional `image`. Follow the task on
-    `/ws` or `/api/tasks/{task_id}`."""
+    """Multipart: the parcel form's fields and an optional `image`, or instead the
+    `upload_id` of a resumable upload (`/api/uploads`) still on its way: the answer does
+    not wait for the photo. Follow the task on `/ws` or `/api/tasks/{task_id}`."""
     try:
         fields, photo = await read_form(request, state)
     except _Invalid as e:
@@ -238,16 +279,14 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
         try:
             data = ColisData.model_validate(fields)
         except ValidationError as e:
-            if photo is not None:
-                photo.discard()
+            discard(photo)
             return _invalid_response(invalid_form(e))  # type: ignore[arg-type]
         check = await read_colis(state, "precheck", lot_id=lot_id, client_id=data.client_id)
-        upload_id = await keep_photo(photo)
+        task_id = uuid4().hex
+        upload_id, pending = await keep_photo(state, user, photo, task_id)
     except BaseException:
-        if photo is not None:
-            photo.discard()
+        discard(photo)
         raise
-    task_id = uuid4().hex
     command = CreateColis(
         producer="gateway",
         job_id=task_id,
@@ -256,11 +295,12 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
         lot_id=lot_id,
         colis_data=data,
         upload_id=upload_id,
+        image_pending=pending,
     )
     event = pending_event(
         task_id, user.username, lot_id, ColisOperation.CREATE, data, check.get("client_name")
     )
-    await queue_task(state, command, event, upload_id)
+    await queue_task(state, command, event, photo)
     return Accepted(task_id=task_id)
 
 
@@ -268,13 +308,16 @@ async def create_colis(lot_id: ItemId, request: Request, user: CurrentUser, stat
     "/api/colis/{colis_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(400, 404, 409, 413, 415, 429, e409="The lot is not open"),
+    responses=error_responses(
+        400, 404, 409, 413, 415, 429, e409="The lot is not open, or the upload is another task's"
+    ),
     openapi_extra=form_schema(required=False),
 )
 async def update_colis(
     colis_id: ItemId, request: Request, user: CurrentUser, state: StateDep
 ) -> Any:
-    """Multipart: only the fields to change, and optionally a new `image`."""
+    """Multipart: only the fields to change, and optionally a new `image` (or the
+    `upload_id` of a resumable upload, as for the creation)."""
     try:
         fields, photo = await read_form(request, state)
     except _Invalid as e:
@@ -286,15 +329,13 @@ async def update_colis(
         try:
             data = ColisData.model_validate({**merged, **fields})
         except ValidationError as e:
-            if photo is not None:
-                photo.discard()
+            discard(photo)
             return _invalid_response(invalid_form(e))  # type: ignore[arg-type]
-        upload_id = await keep_photo(photo)
+        task_id = uuid4().hex
+        upload_id, pending = await keep_photo(state, user, photo, task_id)
     except BaseException:
-        if photo is not None:
-            photo.discard()
+        discard(photo)
         raise
-    task_id = uuid4().hex
     lot_id = check["lot"]["id"]
     command = UpdateColis(
         producer="gateway",
@@ -305,11 +346,12 @@ async def update_colis(
         colis_id=colis_id,
         colis_data=data,
         upload_id=upload_id,
+        image_pending=pending,
     )
     event = pending_event(
         task_id, user.username, lot_id, ColisOperation.UPDATE, data, current.get("client_name")
     )
-    await queue_task(state, command, event, upload_id)
+    await queue_task(state, command, event, photo)
     return Accepted(task_id=task_id)
 
 

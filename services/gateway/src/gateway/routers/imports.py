@@ -11,13 +11,14 @@ from typing import Annotated
 from uuid import uuid4
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, StringConstraints
 
 from gateway.commands import send_command
 from gateway.deps import CurrentUser, ProgressDep, StateDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.routers.jobs import find_visible
 from gateway.rpc import ask
+from gateway.upload_store import ImportUploadStore, find_upload
 from jauge_shared.contracts import ImportKind, RequestImport
 from jauge_shared.contracts.import_rpc import ImportReport, ImportReportRequest
 from jauge_shared.topology import RK
@@ -147,6 +148,65 @@ async def upload_import(
         await asyncio.to_thread(shutil.rmtree, folder, True)
         raise
     return Accepted(job_id=job_id)
+
+
+class UploadedImport(BaseModel):
+    kind: ImportKind
+    upload_ids: list[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]] = Field(
+        min_length=1, max_length=MAX_FILES
+    )
+
+
+class AcceptedUploads(Accepted):
+    files: int
+    missing: list[str] = Field(description="Uploads left out: unknown or not complete.")
+
+
+@router.post(
+    "/uploaded",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AcceptedUploads,
+    responses=error_responses(400, 503),
+)
+async def import_uploaded(
+    body: UploadedImport, user: CurrentUser, state: StateDep
+) -> AcceptedUploads:
+    """Import the files sent with `/api/uploads` (`purpose: import`, one upload each, in
+    the background): the import starts with those that have arrived; the others are
+    listed in `missing`."""
+    arrived, missing = [], []
+    for upload_id in dict.fromkeys(body.upload_ids):
+        found = await asyncio.to_thread(find_upload, state.settings.data_dir, upload_id)
+        upload = found[1] if found else None
+        if (
+            upload is not None
+            and upload.owner == user.username
+            and upload.purpose == "import"
+            and upload.complete
+        ):
+            arrived.append(upload_id)
+        else:
+            missing.append(upload_id)
+    if not arrived:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail="Aucun fichier arrivé : renvoyez les fichiers."
+        )
+    job_id = uuid4().hex
+    await send_command(
+        state,
+        RequestImport(
+            producer="gateway",
+            job_id=job_id,
+            kind=body.kind,
+            user_id=user.username,
+            upload_ids=arrived,
+        ),
+    )
+    # the files are import-svc's now: only their notes, the gateway's own, go
+    store = ImportUploadStore(state.settings.data_dir)
+    for upload_id in arrived:
+        await asyncio.to_thread(store.forget, upload_id)
+    return AcceptedUploads(job_id=job_id, files=len(arrived), missing=missing)
 
 
 @router.get(

@@ -8,6 +8,7 @@ automatic retries are spent.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -20,6 +21,7 @@ from gateway.deps import CurrentUser, DurationsDep, ProgressDep, StateDep
 from gateway.durations import Sample
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.routers.jobs import to_public, visible_by_id, visible_to
+from gateway.routers.uploads import bind_upload
 from gateway.users import User
 from jauge_shared.contracts import (
     CancelColisTask,
@@ -119,6 +121,11 @@ class RetryBody(BaseModel):
         default=None, description="Corrected fields of the form (only those that change)."
     )
     force: bool = Field(default=False, description="Admin only: retries spent or not.")
+    upload_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="A new photo, sent with `/api/uploads` (its bytes may still be coming).",
+    )
 
 
 class Accepted(BaseModel):
@@ -276,6 +283,9 @@ async def retry_task(
     if doc.get("step_status") not in FAILED:
         raise HTTPException(409, detail="Seule une tâche en échec peut être relancée.")
     edits = body.colis_data.model_dump(mode="json", exclude_none=True) if body.colis_data else {}
+    pending = False
+    if body.upload_id:
+        pending = await asyncio.to_thread(bind_upload, state, user, body.upload_id, task_id)
     command = RetryColisTask(
         producer="gateway",
         job_id=task_id,
@@ -283,6 +293,8 @@ async def retry_task(
         user_id=user.username,
         edits=edits,
         force=body.force,
+        upload_id=body.upload_id,
+        image_pending=pending,
     )
     result = await ask_control(state, command)
     return Accepted(task_id=task_id, **result)

@@ -91,7 +91,57 @@ document.addEventListener("DOMContentLoaded", () => {
     Jauge.busy(button, () => start(() => Jauge.api("POST", "/api/imports", { kind: button.dataset.kind })));
   });
 
+  // files go up in the background, each with its bar (uploads.js: chunks, resumed after
+  // a cut); the import is asked for the files that arrived
   const upload = Jauge.$("#upload-form");
+  const rows = new Map(); // upload id -> its row
+  const fileRow = (name) => h("li", { class: "upload-file", "data-status": "sending" },
+    h("span", { class: "upload-name", text: name }), Jauge.bar(0, `Envoi de ${name}`),
+    h("span", { class: "muted small upload-state", text: "En attente d'envoi" }));
+  function showProgress(row, p) {
+    row.dataset.status = p.status;
+    row.querySelector(".bar").replaceWith(Jauge.bar(p.percent, `Envoi de ${row.firstChild.textContent}`));
+    row.querySelector(".upload-state").textContent = p.status === "done" ? "Arrivé"
+      : p.status === "error" ? `Non envoyé : ${p.message}`
+        : p.status === "retrying" ? `Interrompu · ${p.percent} % : reprise automatique`
+          : `Envoi · ${p.percent} %`;
+  }
+  JaugeUploads.on((p) => {
+    const row = rows.get(p.id);
+    if (row) showProgress(row, p);
+  });
+
+  async function sendAll(kind, files) {
+    const list = Jauge.$("#upload-progress");
+    const pending = files.map((file) => ({ file, row: fileRow(file.name) }));
+    list.replaceChildren(...pending.map((p) => p.row));
+    const arrived = [];
+    const worker = async () => {
+      for (let item = pending.shift(); item; item = pending.shift()) {
+        try {
+          const result = await JaugeUploads.sendFile(item.file, (id) => rows.set(id, item.row));
+          showProgress(item.row, result);
+          if (result.status === "done") arrived.push(result.id);
+        } catch (err) {
+          showProgress(item.row, { status: "error", percent: 0, message: err.message });
+        }
+      }
+    };
+    // two at a time: a slow link is shared, so more would only slow each file down
+    await Promise.all([worker(), worker()]);
+    if (!arrived.length) {
+      Jauge.flash("Aucun fichier n'est arrivé : renvoyez-les.");
+      return;
+    }
+    await start(async () => {
+      const accepted = await Jauge.api("POST", "/api/imports/uploaded", { kind, upload_ids: arrived });
+      if (accepted.missing && accepted.missing.length) {
+        Jauge.flash(`${accepted.missing.length} fichier(s) non arrivé(s) : l'import démarre sans eux.`, "warning");
+      }
+      return accepted;
+    });
+  }
+
   upload.addEventListener("submit", (event) => {
     event.preventDefault();
     Jauge.clearErrors(upload);
@@ -99,9 +149,11 @@ document.addEventListener("DOMContentLoaded", () => {
       Jauge.flash("Choisissez au moins un fichier à envoyer.");
       return;
     }
-    const work = () => Jauge.api("POST", "/api/imports/upload", new FormData(upload));
-    work.form = upload;
-    Jauge.busy(upload.querySelector("button"), () => start(work).then(() => upload.reset()));
+    const kind = upload.kind.value;
+    const files = [...upload.files.files];
+    upload.reset();
+    Jauge.flash(`${files.length} fichier(s) en cours d'envoi : l'import démarrera dès leur arrivée.`, "success");
+    sendAll(kind, files);
   });
 
   document.addEventListener("jauge:tick", () => {

@@ -4,6 +4,7 @@
 document.addEventListener("DOMContentLoaded", () => {
   const { h, live } = Jauge;
   const tasks = new Map(); // task id -> latest progress document
+  const photos = new Map(); // task id -> a new photo's upload progress (uploads.js)
   const clients = [];
   const DAY_MS = 24 * 3600 * 1000;
   const FAILED_STEPS = new Set(["failed", "failed_retry", "failed_final"]);
@@ -54,10 +55,19 @@ document.addEventListener("DOMContentLoaded", () => {
         const value = form[name].value.trim();
         if (value !== "" && value !== data[name]) edits[name] = value;
       }
+      const image = form.image.files[0];
       Jauge.busy(form.querySelector("button"), async () => {
         try {
-          await Jauge.api("POST", `/api/tasks/${encodeURIComponent(job.id)}/retry`, { colis_data: edits });
-          Jauge.flash(`Tâche ${job.id} relancée.`, "success");
+          // a new photo (the last one came too late, say): shrunk, its upload opened,
+          // its bytes sent after the retry is accepted, resumably
+          const photo = image ? await JaugeUploads.prepare(image) : null;
+          const body = { colis_data: edits, ...(photo ? { upload_id: photo.id } : {}) };
+          await Jauge.api("POST", `/api/tasks/${encodeURIComponent(job.id)}/retry`, body);
+          if (photo) {
+            photos.set(job.id, { id: photo.id, task_id: job.id, size: photo.size, sent: 0, percent: 0, status: "sending" });
+            JaugeUploads.attach(photo.id, { task_id: job.id, lot_id: job.lot_id, summary: job.summary || {} });
+          }
+          Jauge.flash(`Tâche ${job.id} relancée${photo ? " : la photo part en arrière-plan" : ""}.`, "success");
         } catch (err) {
           Jauge.showError(err, form);
         }
@@ -85,6 +95,12 @@ document.addEventListener("DOMContentLoaded", () => {
     return box;
   }
 
+  JaugeUploads.on((photo) => {
+    if (!photo.task_id || !tasks.has(photo.task_id)) return;
+    photos.set(photo.task_id, photo);
+    renderTask(tasks.get(photo.task_id));
+  });
+
   function renderTask(job) {
     const where = section(job);
     const old = document.getElementById(`task-${job.id}`);
@@ -95,6 +111,8 @@ document.addEventListener("DOMContentLoaded", () => {
       return;
     }
     const card = Jauge.taskCard(job, actions(job));
+    const photo = photos.get(job.id);
+    if (photo && !Jauge.TERMINAL.has(job.status)) card.querySelector(".task-step").after(JaugeUploads.line(photo));
     if (old && old.parentElement === list) old.replaceWith(card);
     else { old?.remove(); list.prepend(card); }
     counts();
@@ -172,6 +190,8 @@ document.addEventListener("DOMContentLoaded", () => {
     counts();
     live.subscribe("jobs");
     live.connect();
+    // photos a reload left half-sent go on from here too (the server keeps the offset)
+    for (const entry of await JaugeUploads.pending()) JaugeUploads.start(entry);
   })();
   loadStats();
 });

@@ -1,0 +1,254 @@
+"""Resumable uploads: the parcel form answers before its photo has arrived.
+
+Agents are on slow mobile links. The browser shrinks the photo to what the pipeline keeps,
+opens an upload (`POST /api/uploads`), submits the form with its `upload_id` (answered at
+once), then sends the bytes in the background in chunks at known offsets (`PATCH`, tus-
+like): after a dropped connection or a reload it asks where the upload stands (`HEAD`)
+and goes on from there. When the last byte is in, the task waiting for it in
+`image_uploading` is told (`colis.photo_ready`); colis-svc still checks and re-encodes
+the photo as it does for the multipart form.
+
+Files to import go up the same way, one upload each (`purpose: import`), and the import
+is asked for those that arrived (`POST /api/imports/uploaded`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Path, Request, Response, status
+from pydantic import BaseModel, Field
+
+from gateway.commands import send_command
+from gateway.deps import CurrentUser, StateDep
+from gateway.errors import AUTHENTICATED, error_responses
+from gateway.routers.imports import safe_file_name
+from gateway.state import GatewayState
+from gateway.upload_store import (
+    ImportUploadStore,
+    OffsetMismatch,
+    TooLarge,
+    Upload,
+    UploadStore,
+    find_upload,
+)
+from gateway.users import User
+from jauge_shared.contracts import PhotoReady
+
+logger = logging.getLogger("gateway.uploads")
+router = APIRouter(prefix="/api/uploads", tags=["uploads"], responses=AUTHENTICATED)
+
+UploadId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+# what the photo form accepts (routers/colis.py): the same kinds, checked the same way
+PHOTO_TYPES = frozenset(
+    {"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/webp", "image/gif"}
+    | {"image/bmp", "image/tiff"}
+)
+_MAGIC = (
+    b"\xff\xd8\xff",
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+)
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def is_image(head: bytes) -> bool:
+    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    return webp or any(head.startswith(m) for m in _MAGIC)
+
+
+class OpenUpload(BaseModel):
+    type: str = Field(max_length=100, examples=["image/jpeg"])
+    size: int | None = Field(
+        default=None,
+        gt=0,
+        description="Bytes to come; may be declared later with `Upload-Length` on a PATCH.",
+    )
+    purpose: Literal["photo", "import"] = Field(
+        default="photo",
+        description="A parcel photo (name it as the form's `upload_id`), or a file to "
+        "import (name it in `POST /api/imports/uploaded`).",
+    )
+    name: str | None = Field(default=None, description="An import file's name.")
+
+
+class UploadView(BaseModel):
+    id: str
+    purpose: str
+    name: str | None = None
+    type: str
+    size: int | None
+    offset: int
+    complete: bool
+    task_id: str | None = None
+
+
+def store_of(state: GatewayState) -> UploadStore:
+    return UploadStore(state.settings.data_dir)
+
+
+def view(upload: Upload) -> UploadView:
+    return UploadView(
+        id=upload.id,
+        purpose=upload.purpose,
+        name=upload.name,
+        type=upload.type,
+        size=upload.size,
+        offset=upload.offset,
+        complete=upload.complete,
+        task_id=upload.task_id,
+    )
+
+
+def limit_of(state: GatewayState, purpose: str) -> int:
+    settings = state.settings
+    return settings.max_photo_bytes if purpose == "photo" else settings.max_upload_bytes
+
+
+def _too_large(state: GatewayState, purpose: str = "photo") -> HTTPException:
+    megabytes = limit_of(state, purpose) // 1024 // 1024
+    if purpose == "photo":
+        return HTTPException(413, detail=f"Photo trop lourde : {megabytes} Mo au plus.")
+    return HTTPException(413, detail=f"Fichier trop volumineux : {megabytes} Mo au plus.")
+
+
+def owned_in(
+    state: GatewayState, user: User, upload_id: str, purpose: str | None = None
+) -> tuple[UploadStore, Upload]:
+    """The user's own upload, or a 404 (another agent's upload is not even said to exist)."""
+    found = find_upload(state.settings.data_dir, upload_id)
+    if found is None or found[1].owner != user.username or purpose not in (None, found[1].purpose):
+        raise HTTPException(404, detail="Envoi introuvable : renvoyez le fichier.")
+    return found
+
+
+def owned(state: GatewayState, user: User, upload_id: str) -> Upload:
+    return owned_in(state, user, upload_id, "photo")[1]
+
+
+def bind_upload(state: GatewayState, user: User, upload_id: str, task_id: str) -> bool:
+    """Ties the upload to the task that will wait for it; True while bytes are missing.
+
+    The task is written first and completeness read after, while the last chunk renames
+    first and reads the task after: whichever comes second sees the other, so the task is
+    either queued with its photo complete or told when it is."""
+    upload = owned(state, user, upload_id)
+    if upload.task_id not in (None, task_id):
+        raise HTTPException(409, detail="Cette photo est déjà celle d'une autre tâche.")
+    store = store_of(state)
+    store.bind(upload, task_id)
+    again = store.get(upload_id)
+    return again is None or not again.complete
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadView,
+    responses=error_responses(400, 413, 415, e400="An import file's name is refused"),
+)
+async def open_upload(body: OpenUpload, user: CurrentUser, state: StateDep) -> UploadView:
+    """Opens a resumable upload; send its bytes with PATCH. A photo's `id` is named as
+    `upload_id` in the parcel form (before or after the bytes: the task waits)."""
+    if body.purpose == "import":
+        name = safe_file_name(body.name)
+        if body.size is not None and body.size > state.settings.max_upload_bytes:
+            raise _too_large(state, "import")
+        store = ImportUploadStore(state.settings.data_dir)
+        opened = await asyncio.to_thread(
+            store.open, user.username, body.type.lower(), body.size, name
+        )
+        return view(opened)
+    if body.type.lower() not in PHOTO_TYPES:
+        raise HTTPException(
+            415, detail="Photo refusée : JPEG, PNG, WEBP, GIF, BMP ou TIFF attendu."
+        )
+    if body.size is not None and body.size > state.settings.max_photo_bytes:
+        raise _too_large(state)
+    upload = await asyncio.to_thread(
+        store_of(state).open, user.username, body.type.lower(), body.size
+    )
+    return view(upload)
+
+
+@router.get("/{upload_id}", response_model=UploadView, responses=error_responses(404))
+async def get_upload(upload_id: UploadId, user: CurrentUser, state: StateDep) -> Any:
+    return view(owned_in(state, user, upload_id)[1])
+
+
+@router.head("/{upload_id}", responses=error_responses(404))
+async def upload_offset(upload_id: UploadId, user: CurrentUser, state: StateDep) -> Response:
+    """Where the upload stands: `Upload-Offset` (bytes received) and `Upload-Length`."""
+    upload = owned_in(state, user, upload_id)[1]
+    headers = {"Upload-Offset": str(upload.offset), **NO_STORE}
+    if upload.size is not None:
+        headers["Upload-Length"] = str(upload.size)
+    return Response(status_code=200, headers=headers)
+
+
+@router.patch(
+    "/{upload_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, 409, 413, 415, e409="The chunk does not start at the offset"),
+)
+async def send_chunk(
+    upload_id: UploadId,
+    request: Request,
+    user: CurrentUser,
+    state: StateDep,
+    upload_offset: Annotated[int, Header(ge=0)],
+    upload_length: Annotated[int | None, Header(gt=0)] = None,
+) -> Response:
+    """One chunk (the raw body) at `Upload-Offset`, which must be the bytes received so
+    far (else 409 with the right `Upload-Offset`); a chunk sent again is harmless. The
+    size may be declared here with `Upload-Length` if it was not when opening."""
+    store, upload = owned_in(state, user, upload_id)
+    limit = limit_of(state, upload.purpose)
+    chunk = await request.body()
+    if upload_length is not None:
+        if upload_length > limit:
+            raise _too_large(state, upload.purpose)
+        if upload.size is not None and upload.size != upload_length:
+            raise HTTPException(409, detail="Taille de l'envoi différente de celle annoncée.")
+        store.declare_size(upload, upload_length)
+    before = upload.offset
+    try:
+        finished = store.append(upload, upload_offset, chunk, limit)
+    except OffsetMismatch as e:
+        return Response(
+            status_code=409,
+            content='{"detail": "Position d\'envoi incorrecte : reprenez à Upload-Offset."}',
+            media_type="application/json",
+            headers={"Upload-Offset": str(e.offset), **NO_STORE},
+        )
+    except TooLarge as e:
+        raise _too_large(state, upload.purpose) from e
+    first_bytes_in = before < 16 <= upload.offset or (finished and before < 16)
+    # the file's kind, as soon as its first bytes are in: the server still checks (and
+    # colis-svc decodes and re-encodes whatever arrives)
+    photo = upload.purpose == "photo"
+    if photo and first_bytes_in and not is_image(store.head(upload)):
+        store.discard(upload_id)
+        raise HTTPException(415, detail="Photo refusée : le fichier n'est pas une image reconnue.")
+    if photo and upload.complete and upload.task_id:
+        # also when a finished upload is sent its last chunk again: that client may not
+        # have seen the answer of a first try whose notice was not delivered
+        await send_command(
+            state,
+            PhotoReady(
+                producer="gateway",
+                job_id=upload.task_id,
+                task_id=upload.task_id,
+                user_id=user.username,
+                upload_id=upload.id,
+            ),
+        )
+        if finished:
+            logger.info("photo arrived", extra={"upload_id": upload.id, "task_id": upload.task_id})
+    return Response(status_code=204, headers={"Upload-Offset": str(upload.offset), **NO_STORE})

@@ -1,0 +1,223 @@
+"""Resumable uploads, in chunks at known offsets, kept where colis-svc takes photos over.
+
+One upload is three files in `<JAUGE_DATA_DIR>/uploads/colis/`, named by an id of our
+own (never from the user):
+
+- `.<id>.json`: who opened it, its type, its size once known;
+- `.<id>.task`: the task that waits for it (a file of its own, so that binding the task
+  and finishing the upload, which may happen at the same moment, never overwrite each
+  other's note);
+- `.<id>.part`: the bytes received so far; a chunk is written only at the offset equal
+  to the part's current size (a chunk sent again after a lost answer changes nothing);
+- `<id>`: the finished upload, renamed from the part in one step when the last byte is
+  in. This is the name colis-svc's `FileStore.upload_path` reads: the handover between
+  the gateway and colis-svc stays what it was for the multipart form.
+
+Everything about where uploads live is behind this class, so the handover can move (to
+the store's GridFS, say) by swapping it. colis-svc's sweeper removes uploads that no live
+task refers to once they are old (`orphan_upload_age_s`), the parts and notes included.
+
+A chunk is checked and written without an `await` in between: within one gateway the
+offset check and the write cannot interleave with another request's. Two replicas
+writing the same upload at once would need a lock in the store; one browser sends one
+chunk at a time, and a chunk repeated after a failure is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class Upload:
+    id: str
+    owner: str
+    type: str
+    size: int | None  # None until the client declares it (`Upload-Length`)
+    created_at: str
+    purpose: str = "photo"  # or "import": an EDI or BBGR file for import-svc
+    name: str | None = None  # an import file's name
+    task_id: str | None = None
+    done: bool = False  # kept: colis-svc removes the file once it has taken the photo
+    offset: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.done or (self.size is not None and self.offset == self.size)
+
+
+class OffsetMismatch(Exception):
+    """The chunk does not start where the upload stands: the client asks (HEAD) again."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
+class TooLarge(Exception):
+    pass
+
+
+class UploadStore:
+    """Parcel photos: finished, `uploads/colis/<id>` (colis-svc's `FileStore`)."""
+
+    purpose = "photo"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.folder = data_dir / "uploads" / "colis"
+
+    def _dir(self, upload_id: str) -> Path:
+        return self.folder
+
+    def _note(self, upload_id: str) -> Path:
+        return self._dir(upload_id) / f".{upload_id}.json"
+
+    def _task(self, upload_id: str) -> Path:
+        return self._dir(upload_id) / f".{upload_id}.task"
+
+    def _part(self, upload_id: str) -> Path:
+        return self._dir(upload_id) / f".{upload_id}.part"
+
+    def final(self, upload: Upload) -> Path:
+        """The finished upload, where colis-svc looks for it."""
+        return self.folder / upload.id
+
+    def open(
+        self, owner: str, content_type: str, size: int | None, name: str | None = None
+    ) -> Upload:
+        upload = Upload(
+            id=uuid4().hex,
+            owner=owner,
+            type=content_type,
+            size=size,
+            created_at=datetime.now(UTC).isoformat(),
+            purpose=self.purpose,
+            name=name,
+        )
+        self._dir(upload.id).mkdir(parents=True, exist_ok=True)
+        self._part(upload.id).touch()
+        self._save(upload)
+        return upload
+
+    def get(self, upload_id: str) -> Upload | None:
+        if not UPLOAD_ID.fullmatch(upload_id):
+            return None
+        try:
+            raw = json.loads(self._note(upload_id).read_text())
+        except (OSError, ValueError):
+            return None
+        upload = Upload(**{k: raw.get(k) for k in Upload.__dataclass_fields__ if k in raw})
+        upload.offset = self._received(upload)
+        try:
+            upload.task_id = self._task(upload_id).read_text().strip() or None
+        except FileNotFoundError:
+            upload.task_id = None
+        return upload
+
+    def _received(self, upload: Upload) -> int:
+        if upload.size is not None and (upload.done or self.final(upload).exists()):
+            return upload.size
+        try:
+            return self._part(upload.id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _save(self, upload: Upload) -> None:
+        note = self._note(upload.id)
+        tmp = note.with_name(f"{note.name}.{uuid4().hex}.tmp")
+        fields = asdict(upload)
+        fields.pop("offset")
+        fields.pop("task_id")
+        tmp.write_text(json.dumps(fields))
+        os.replace(tmp, note)
+
+    def declare_size(self, upload: Upload, size: int) -> None:
+        if upload.size is None:
+            upload.size = size
+            self._save(upload)
+
+    def bind(self, upload: Upload, task_id: str) -> None:
+        """The task that waits for this upload: told when its last byte arrives."""
+        upload.task_id = task_id
+        self._task(upload.id).write_text(task_id)
+
+    def append(self, upload: Upload, offset: int, chunk: bytes, limit: int) -> bool:
+        """Writes `chunk` at `offset`; True when this call finished the upload.
+
+        A chunk wholly inside what is already there (sent again because its answer was
+        lost) is accepted and changes nothing."""
+        current = self._received(upload)
+        upload.offset = current
+        if upload.done:
+            return False
+        end = offset + len(chunk)
+        if offset != current and not (offset < current and end <= current):
+            raise OffsetMismatch(current)
+        if offset == current and chunk:
+            if end > limit or (upload.size is not None and end > upload.size):
+                raise TooLarge()
+            part = self._part(upload.id)
+            with part.open("r+b" if part.exists() else "wb") as out:
+                out.seek(offset)
+                out.write(chunk)
+                out.truncate(end)
+            upload.offset = end
+        if upload.size is not None and upload.offset == upload.size:
+            os.replace(self._part(upload.id), self.final(upload))
+            upload.done = True
+            self._save(upload)
+            return True
+        return False
+
+    def head(self, upload: Upload) -> bytes:
+        """The first bytes received, to check the file's kind."""
+        source = self.final(upload) if upload.complete else self._part(upload.id)
+        try:
+            with source.open("rb") as f:
+                return f.read(16)
+        except FileNotFoundError:
+            return b""
+
+    def forget(self, upload_id: str) -> None:
+        """The notes only: the finished file has been handed over."""
+        for path in (self._part(upload_id), self._note(upload_id), self._task(upload_id)):
+            path.unlink(missing_ok=True)
+
+    def discard(self, upload_id: str) -> None:
+        upload = self.get(upload_id)
+        if upload is not None:
+            for path in (self._part(upload_id), self._note(upload_id), self._task(upload_id)):
+                path.unlink(missing_ok=True)
+            self.final(upload).unlink(missing_ok=True)
+
+
+class ImportUploadStore(UploadStore):
+    """Files to import, one folder each: finished, `uploads/<id>/<name>`, the folder
+    import-svc takes an uploaded import's files from (`upload_ids` of `import.request`,
+    which skips the hidden part and notes beside the file)."""
+
+    purpose = "import"
+
+    def _dir(self, upload_id: str) -> Path:
+        return self.data_dir / "uploads" / upload_id
+
+    def final(self, upload: Upload) -> Path:
+        return self._dir(upload.id) / (upload.name or upload.id)
+
+
+def find_upload(data_dir: Path, upload_id: str) -> tuple[UploadStore, Upload] | None:
+    """The upload and the store it is in, whatever its purpose."""
+    for store in (UploadStore(data_dir), ImportUploadStore(data_dir)):
+        upload = store.get(upload_id)
+        if upload is not None:
+            return store, upload
+    return None
