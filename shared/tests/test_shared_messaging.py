@@ -44,3 +44,15 @@ async def test_the_callers_own_cancellation_is_still_a_cancellation() -> None:
     sending.cancel()
     with pytest.raises(asyncio.CancelledError):
         await sending
+
+
+def test_what_a_publish_raises_while_the_broker_restarts_is_transient() -> None:
+    """A failure of the broker's, not of the message: retried, never dead-lettered."""
+    import aiormq.exceptions as amqp
+
+    assert is_transient(amqp.ChannelInvalidStateError("writer is None"))
+    assert is_transient(amqp.DeliveryError(None, None))
+    assert is_transient(amqp.ChannelClosed(320, "CONNECTION_FORCED"))
+    # refusals a retry cannot mend stay errors
+    assert not is_transient(amqp.ChannelAccessRefused(403, "ACCESS_REFUSED"))
+    assert not is_transient(amqp.ChannelPreconditionFailed(406, "PRECONDITION_FAILED"))

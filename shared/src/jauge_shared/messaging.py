@@ -58,8 +58,20 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 STORE_BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
 
 
+# what a publish raises while the broker restarts: the channel already closed under it
+# (aiormq's "writer is None"), closed by the broker without a reason of its own, or the
+# message refused (basic.nack: a queue that is not back yet). Refusals that a retry
+# cannot mend (access refused, precondition failed, not found) are subclasses, not these.
+BROKER_RESTARTING: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.DeliveryError,
+)
+
+
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, TRANSIENT_ERRORS):
+    if isinstance(exc, TRANSIENT_ERRORS + BROKER_RESTARTING):
+        return True
+    if type(exc) is aiormq.exceptions.ChannelClosed:
         return True
     return isinstance(exc, OperationFailure) and any(m in str(exc) for m in STORE_BUSY_MARKERS)
 

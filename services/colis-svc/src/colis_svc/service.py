@@ -35,7 +35,6 @@ from uuid import uuid4
 from prometheus_client import Counter
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
-from pymongo.errors import OperationFailure
 
 from colis_svc import photos
 from colis_svc.domain import (
@@ -71,6 +70,7 @@ from colis_svc.repository import (
     state_to_doc,
 )
 from colis_svc.settings import SERVICE, ColisSettings
+from jauge_shared import messaging
 from jauge_shared.contracts import (
     AnnounceColisTask,
     CancelColisTask,
@@ -111,7 +111,6 @@ _ORDER = {status: i for i, status in enumerate((TaskStatus.PENDING, *PIPELINE))}
 FINISHED = [TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value, TaskStatus.FAILED_FINAL.value]
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
-_RETRYABLE: tuple[type[BaseException], ...] = (TransientTaskError, *TRANSIENT_ERRORS)
 
 TASK_RUNS = Counter(
     "jauge_colis_task_runs_total", "Parcel task runs, by operation and outcome.", ["op", "outcome"]
@@ -855,13 +854,9 @@ def _colis_fields(data: ColisData) -> Doc:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Worth another try: the store or broker away, a timeout, or SQLite's "database is
-    locked" that FerretDB passes on under heavy concurrent writes."""
-    if isinstance(error, _RETRYABLE):
-        return True
-    return isinstance(error, OperationFailure) and (
-        "SQLITE_BUSY" in str(error) or "database is locked" in str(error)
-    )
+    """Worth another try: a step's own transient failure, or what the shared rule calls
+    transient (the store or broker away, a timeout, FerretDB's "database is locked")."""
+    return isinstance(error, TransientTaskError) or messaging.is_transient(error)
 
 
 @contextlib.asynccontextmanager
