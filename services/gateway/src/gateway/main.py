@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -17,11 +18,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from faststream import AckPolicy
 from faststream.rabbit.fastapi import RabbitRouter
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Counter
+from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.body_limit import BodySizeLimit
 from gateway.durations import RecentDurations
+from gateway.errors import STORE_RETRY_AFTER_S, STORE_UNAVAILABLE
 from gateway.hub import Hub
 from gateway.recent import RecentJobs
 from gateway.routers import (
@@ -55,10 +58,11 @@ from jauge_shared.contracts import (
 )
 from jauge_shared.identity import connection_name
 from jauge_shared.logging import configure_logging
-from jauge_shared.mongo import database_name, make_mongo_client
+from jauge_shared.mongo import database_name, make_mongo_client, store_unavailable
 from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, gateway_progress_queue
 from jauge_shared.tracing import tracer_provider
 
+logger = logging.getLogger("gateway")
 COMMANDS = (RequestImport, CreateColis, UpdateColis)
 # the gateway announces a parcel task as pending (seq 0) when it queues it
 EVENTS = (ColisStepChanged,)
@@ -180,11 +184,41 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(PyMongoError)
+    async def on_store_error(request: Request, exc: PyMongoError) -> JSONResponse:
+        """The store away (killed, unreachable, or holding the connection without an
+        answer until the driver's timeouts) is a 503 the client may retry, from any
+        route and from the authentication that runs before it; not a 500."""
+        if store_unavailable(exc):
+            STORE_ERRORS.labels(type(exc).__name__).inc()
+            logger.warning(
+                "store unavailable", extra={"path": request.url.path, "error": repr(exc)[:300]}
+            )
+            return store_unavailable_response()
+        logger.error("store error", exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"detail": INTERNAL_ERROR}, 500)
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, HTTPException):
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
-        return JSONResponse({"detail": "Erreur interne : l'incident a été enregistré."}, 500)
+        return JSONResponse({"detail": INTERNAL_ERROR}, 500)
+
+
+INTERNAL_ERROR = "Erreur interne : l'incident a été enregistré."
+STORE_ERRORS = Counter(
+    "jauge_gateway_store_unavailable_total",
+    "Requests answered 503 because the store was away or too slow, by driver error.",
+    ["error"],
+)
+
+
+def store_unavailable_response() -> JSONResponse:
+    return JSONResponse(
+        {"detail": STORE_UNAVAILABLE},
+        503,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+    )
 
 
 # What FastAPI raises, in English and as an undocumented 400, when a body cannot even be

@@ -22,6 +22,16 @@ class GatewaySettings(ServiceSettings):
     ws_stall_timeout_s: float = Field(
         default=10.0, gt=0, description="A socket that accepts nothing this long is closed."
     )
+    mongo_timeout_ms: PositiveInt = Field(
+        default=3000,
+        description="How long the driver looks for a server before giving up: a request "
+        "answers 503 after this when the store is away.",
+    )
+    mongo_operation_timeout_ms: PositiveInt | None = Field(
+        default=10_000,
+        description="Any store operation gives up after this: a request answers 503 "
+        "rather than hang on a store that takes the connection and never answers.",
+    )
     rpc_timeout_s: float = Field(default=5.0, gt=0, description="Replies awaited from services.")
     login_attempts: PositiveInt = Field(default=10, description="Login tries per user and address…")
     login_window_s: PositiveInt = Field(default=300, description="…within this many seconds.")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
 
 from import_svc.queries import ImportQueries
 from import_svc.service import ImportService
@@ -14,8 +17,15 @@ from jauge_shared.contracts.import_rpc import (
     ImportRpcRequest,
     InvoiceList,
 )
+from jauge_shared.mongo import store_unavailable, within_caller_deadline
 from jauge_shared.settings import ServiceSettings
 from jauge_shared.topology import IMPORT_FILES, IMPORT_REQUESTS, IMPORT_RPC
+
+STORE_AWAY_REPLY = {
+    "ok": False,
+    "status": 503,
+    "detail": "Service des imports momentanément indisponible : réessayez.",
+}
 
 
 def register(
@@ -50,7 +60,17 @@ def register(
         description="Reads asked by the gateway (import report, invoices); the reply is the "
         "return value.",
     )
-    async def on_rpc(request: ImportRpcRequest) -> ImportReport | InvoiceList:
-        if isinstance(request, ImportReportRequest):
-            return await queries.report(request)
-        return await queries.invoices(request)
+    async def on_rpc(
+        request: ImportRpcRequest, message: RabbitMessage
+    ) -> ImportReport | InvoiceList | dict[str, Any]:
+        try:
+            # bounded by the gateway's patience: an answer while it still waits
+            with within_caller_deadline(message.raw_message.expiration):
+                if isinstance(request, ImportReportRequest):
+                    return await queries.report(request)
+                return await queries.invoices(request)
+        except Exception as e:
+            if not store_unavailable(e):
+                raise
+            # the gateway's 503 rather than its 504 after a silence (gateway.rpc)
+            return STORE_AWAY_REPLY

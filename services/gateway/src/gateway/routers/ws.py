@@ -9,15 +9,20 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pymongo.errors import PyMongoError
 
 from gateway.deps import SESSION_COOKIE, user_from_token
+from gateway.errors import STORE_UNAVAILABLE
 from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection
 from gateway.routers.jobs import to_public, visible_by_id
 from gateway.state import GatewayState
+from jauge_shared.mongo import store_unavailable
 
 router = APIRouter()
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TRY_AGAIN_LATER = 1013
+STORE_AWAY_REASON = "store unavailable, try again later"
 MAX_TOPICS = 1000
 JOBS_SNAPSHOT_LIMIT = 100
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -35,7 +40,15 @@ def _token_of(websocket: WebSocket) -> str | None:
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
     state: GatewayState = websocket.app.state.gateway
-    user = await user_from_token(_token_of(websocket), state.settings, state.users)
+    try:
+        user = await user_from_token(_token_of(websocket), state.settings, state.users)
+    except PyMongoError as e:
+        if not store_unavailable(e):
+            raise
+        # the user cannot be checked: say why, the client reconnects later
+        await websocket.accept()
+        await websocket.close(CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON)
+        return
     await websocket.accept()
     if user is None:
         await websocket.close(CLOSE_UNAUTHORIZED, "authentication required")
@@ -103,6 +116,12 @@ async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayS
     connection.subscribe(topic)
     try:
         await _offer_snapshot(state, connection, topic)
+    except PyMongoError as e:
+        if not store_unavailable(e):
+            raise
+        # no snapshot, so no subscription: the client subscribes again later
+        connection.unsubscribe(topic)
+        _error(connection, "unavailable", STORE_UNAVAILABLE)
     finally:
         connection.snapshot_sent(topic)
 
