@@ -25,14 +25,16 @@ def make_mongo_client(settings: ServiceSettings, service: str) -> AsyncMongoClie
     Opening is lazy: nothing touches the network until the first operation, so this
     is safe to call in a lifespan even while the store is still starting.
 
-    `mongo_operation_timeout_ms` bounds every operation as a whole (server selection,
-    connection, the wait for the answer): without it a store that accepts connections
-    and then says nothing (a partition, a hung process) holds every caller forever,
-    since the driver sets no socket timeout by default.
+    `mongo_socket_timeout_ms` bounds the wait for an answer: without it a store that
+    accepts connections and then says nothing (a partition, a hung process) holds every
+    caller forever, since the driver sets no socket timeout by default. It is not the
+    driver's `timeoutMS`, which retries a read for as long as it lasts: a store that is
+    plainly away would then cost every request the whole budget instead of the server
+    selection's few seconds.
     """
     options: dict[str, Any] = {}
-    if settings.mongo_operation_timeout_ms is not None:
-        options["timeoutMS"] = settings.mongo_operation_timeout_ms
+    if settings.mongo_socket_timeout_ms is not None:
+        options["socketTimeoutMS"] = settings.mongo_socket_timeout_ms
     return AsyncMongoClient(
         str(settings.mongo_url),
         appname=connection_name(service),
@@ -63,9 +65,10 @@ def within_caller_deadline(
     """Store operations of a request/reply handler bounded by the caller's patience.
 
     The gateway sends each request with an AMQP expiration (aio-pika gives it in
-    seconds) equal to how long it waits for the reply. Its store operations given most of that (the driver's `timeoutMS`),
-    a handler whose store is away or silent answers "unavailable" while the caller
-    still listens, rather than a reply nobody reads after a 504.
+    seconds) equal to how long it waits for the reply. With its store operations
+    given most of that (the driver's `timeoutMS`), a handler whose store is away or
+    silent answers "unavailable" while the caller still listens, rather than a reply
+    nobody reads after a 504.
     """
     if isinstance(expiration, timedelta):
         expiration = expiration.total_seconds()

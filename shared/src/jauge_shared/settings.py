@@ -77,8 +77,9 @@ class ServiceSettings(BaseSettings):
     mongo_timeout_ms: PositiveInt = Field(
         default=5000, description="How long the driver looks for a server before giving up."
     )
-    mongo_operation_timeout_ms: PositiveInt | None = Field(
+    mongo_socket_timeout_ms: PositiveInt | None = Field(
         default=None,
-        description="Any store operation gives up after this (the driver's `timeoutMS`), "
-        "even on a store that takes the connection and never answers; empty: no limit.",
+        description="How long the driver waits for the store's answer on a connection "
+        "(empty: forever): a store that takes the connection and never answers then "
+        "fails like one that is away.",
     )

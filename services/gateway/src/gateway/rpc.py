@@ -237,6 +237,9 @@ async def _echo(
         await channel.default_exchange.publish(
             aio_pika.Message(message.body, correlation_id=message.correlation_id),
             routing_key=message.reply_to,
+            # RabbitMQ returns a mandatory reply to a reply-to address even as it delivers
+            # it, and aio-pika logs every return as an error
+            mandatory=False,
         )
 
 

@@ -27,10 +27,10 @@ class GatewaySettings(ServiceSettings):
         description="How long the driver looks for a server before giving up: a request "
         "answers 503 after this when the store is away.",
     )
-    mongo_operation_timeout_ms: PositiveInt | None = Field(
+    mongo_socket_timeout_ms: PositiveInt | None = Field(
         default=10_000,
-        description="Any store operation gives up after this: a request answers 503 "
-        "rather than hang on a store that takes the connection and never answers.",
+        description="How long the driver waits for the store's answer on a connection: a "
+        "request answers 503 rather than hang on a store that takes it and never answers.",
     )
     rpc_timeout_s: float = Field(default=5.0, gt=0, description="Replies awaited from services.")
     login_attempts: PositiveInt = Field(default=10, description="Login tries per user and address…")
