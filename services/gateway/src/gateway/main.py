@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ from gateway.body_limit import BodySizeLimit
 from gateway.durations import RecentDurations
 from gateway.errors import STORE_RETRY_AFTER_S, STORE_UNAVAILABLE
 from gateway.hub import Hub
+from gateway.jobmetrics import FinishedJobs
 from gateway.recent import RecentJobs
 from gateway.routers import (
     auth,
@@ -97,6 +99,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lambda kind, n: tasks.stored_durations(progress, kind, n),
         sample=tasks.ETA_SAMPLE,
     )
+    finished = FinishedJobs()
     replica = f"{socket.gethostname()}.{os.getpid()}"
 
     @rabbit.subscriber(
@@ -110,12 +113,42 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         job = event.job.model_dump(mode="json", by_alias=True)
         recent.update(job)
         durations.update(job)
+        finished.update(job)
         hub.dispatch(job)
+
+    refreshing: set[asyncio.Task[None]] = set()
+
+    async def refresh(app: FastAPI) -> None:
+        """What this replica keeps from progress.updated, read again from the store,
+        and every socket's snapshots sent again (issue 14, 7a)."""
+        recent.forget()
+        durations.forget()
+        try:
+            offered = await ws.resend_snapshots(app.state.gateway)
+        except Exception:
+            logger.exception("snapshots not sent again after the broker came back")
+            return
+        REFRESHES.inc()
+        logger.info("broker back: views rebuilt", extra={"snapshots": offered})
 
     @rabbit.after_startup
     async def declare_exchanges(app: FastAPI) -> None:
         await rabbit.broker.declare_exchange(COMMANDS_EXCHANGE)
         await rabbit.broker.declare_exchange(EVENTS_EXCHANGE)
+        # this replica's progress.updated queue is exclusive: it is gone while the
+        # connection is, and what was published meanwhile with it. FastStream's
+        # RabbitRouter takes no `on_reconnected`, so the hook goes on the connection.
+        connection = getattr(rabbit.broker, "_connection", None)
+        if connection is None:
+            logger.warning("no broker connection to watch: views not rebuilt on reconnect")
+            return
+
+        def reconnected(_: object) -> None:
+            task = asyncio.create_task(refresh(app))
+            refreshing.add(task)
+            task.add_done_callback(refreshing.discard)
+
+        connection.reconnect_callbacks.add(reconnected)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -206,6 +239,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 INTERNAL_ERROR = "Erreur interne : l'incident a été enregistré."
+REFRESHES = Counter(
+    "jauge_gateway_refreshes_total",
+    "Times the broker connection came back and the gateway rebuilt its views from the store.",
+)
 STORE_ERRORS = Counter(
     "jauge_gateway_store_unavailable_total",
     "Requests answered 503 because the store was away or too slow, by driver error.",

@@ -8,6 +8,7 @@ from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
+from import_svc.metrics import current_kind
 from import_svc.queries import ImportQueries
 from import_svc.service import ImportService
 from jauge_shared.contracts import ImportFile, RequestImport
@@ -39,6 +40,7 @@ def register(
         description="Import requests from the gateway; queued behind the import lock.",
     )
     async def on_import_requested(command: RequestImport) -> None:
+        current_kind.set(command.kind.value)  # for the metrics of what it announces
         await service.request(command)
 
     @broker.subscriber(
@@ -49,6 +51,7 @@ def register(
         description="One message per file of the running import; replicas share them.",
     )
     async def on_import_file(command: ImportFile) -> None:
+        current_kind.set(command.kind.value)
         await service.import_file(command)
 
     @broker.subscriber(

@@ -13,6 +13,7 @@ from jauge_shared.consumer import DirectConsumer, metrics_container
 from jauge_shared.contracts import ProgressUpdated
 from jauge_shared.logging import configure_logging
 from jauge_shared.messaging import FailurePolicy, publish
+from jauge_shared.metrics import expose_reconciler_metrics
 from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.ops import run_service, worker_app
 from jauge_shared.topology import EVENTS_EXCHANGE, PROGRESS_EVENTS, QUEUES_BY_SERVICE, RK
@@ -35,6 +36,7 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
         title="progress.updated",
         description="The whole progress document after each change.",
     )
+    expose_reconciler_metrics()  # every repair kind at zero before the first repair
     mongo = make_mongo_client(settings, SERVICE)
     repository = ProgressRepository(mongo, database_name(settings, DB_SUFFIX))
 

@@ -139,6 +139,28 @@ async def _offer_snapshot(state: GatewayState, connection: Connection, topic: st
     connection.offer((topic, job_id), {"type": "snapshot", "topic": topic, "job": snapshot}, 0.0)
 
 
+async def resend_snapshots(state: GatewayState) -> int:
+    """Every subscription of every socket (and SSE stream) offered its snapshot again,
+    read afresh; returns how many. After the broker connection came back: updates
+    published while it was down never reached this replica, and a socket would keep
+    showing a task running that has completed. A state the socket already has is not
+    sent again (`Connection.offer` drops a snapshot not newer than what it sent)."""
+    offered = 0
+    for connection in list(state.hub.connections):
+        for topic in list(connection.topics):
+            if connection.closed.is_set():
+                break
+            try:
+                await _offer_snapshot(state, connection, topic)
+            except PyMongoError as e:
+                if not store_unavailable(e):
+                    raise
+                _error(connection, "unavailable", STORE_UNAVAILABLE)
+                return offered  # the store is away: the sockets hear it, no more reads
+            offered += 1
+    return offered
+
+
 def _valid_topic(topic: str) -> bool:
     if topic == JOBS_TOPIC:
         return True

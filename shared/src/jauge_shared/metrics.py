@@ -1,0 +1,45 @@
+"""Prometheus series that more than one service writes or that a dashboard and an alert
+rely on, named once here so that every writer uses the same object and name.
+
+A labelled series shows on /metrics only once one of its label values exists, so each
+service creates its own at start-up (`expose_*`): a dashboard or an alert then reads 0
+rather than "no data" before the first event, and `increase()` sees the first one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+# the owners a reconciler repair asks to announce their state again: import-svc's
+# imports and colis-svc's parcel tasks (the first part of a progress document's kind)
+REPAIR_KINDS: tuple[str, ...] = ("import", "colis")
+REANNOUNCING_SERVICES: tuple[str, ...] = ("import-svc", "colis-svc")
+
+RECONCILER_REPAIRS = Counter(
+    "jauge_reconciler_repairs_total",
+    "Progress documents the reconciler found disagreeing with their owner's state or no "
+    "longer moving, whose owner it asked to announce that state again; by owner kind.",
+    ["kind"],
+)
+STATE_REANNOUNCED = Counter(
+    "jauge_state_reannounced_total",
+    "States a worker announced again (events replayed with their ids) after a reconciler "
+    "request or a redelivery of work already done; by service.",
+    ["service"],
+)
+
+
+def repair_kind(progress_kind: str) -> str:
+    """`import.edi` -> `import`, `colis.create` -> `colis`: the label of a repair."""
+    return progress_kind.split(".", 1)[0]
+
+
+def expose_reconciler_metrics() -> None:
+    """progress-svc, at start-up: every repair kind at zero."""
+    for kind in REPAIR_KINDS:
+        RECONCILER_REPAIRS.labels(kind)
+
+
+def expose_reannounce_metrics(service: str) -> None:
+    """A worker (import-svc, colis-svc), at start-up: its re-announcements at zero."""
+    STATE_REANNOUNCED.labels(service)
