@@ -73,7 +73,8 @@ def within_caller_deadline(
     if isinstance(expiration, timedelta):
         expiration = expiration.total_seconds()
     patience = float(expiration) if isinstance(expiration, int | float) else default_s
-    return pymongo.timeout(max(0.5, 0.8 * patience))
+    # half a second kept for the reply's way back (half the patience when it is short)
+    return pymongo.timeout(max(0.5 * patience, patience - 0.5))
 
 
 def database_name(settings: ServiceSettings, service: str) -> str:
