@@ -39,6 +39,10 @@ Reply = TypeVar("Reply", bound=BaseModel)
 REPLY_TO = "amq.rabbitmq.reply-to"
 # /readyz asks the broker this often at most: a probe every second costs nothing more
 PING_CACHE_S = 2.0
+# opening the connection, its channel and consumers; longer is a broker out of reach
+CONNECT_TIMEOUT_S = 3.0
+# after a failed attempt, requests are refused this long without trying again
+RETRY_CONNECT_AFTER_S = 1.0
 
 RPC_CONNECTIONS = Counter(
     "jauge_gateway_rpc_connections_opened_total",
@@ -100,6 +104,7 @@ class RpcClient:
         self._lock = asyncio.Lock()
         self._session: _Session | None = None
         self._last_round_trip = -PING_CACHE_S
+        self._failed_at = -RETRY_CONNECT_AFTER_S
         self._closed = False
 
     @property
@@ -120,7 +125,18 @@ class RpcClient:
             if session is not None:
                 RPC_CONNECTED.set(0)
                 await _close_quietly(session.connection)
-            self._session = await self._open()
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._failed_at < RETRY_CONNECT_AFTER_S:
+                # the broker refused or ignored us a moment ago: the callers waiting
+                # behind that attempt get their 503 now rather than one attempt each
+                raise ConnectionError("RabbitMQ was unreachable a moment ago")
+            try:
+                self._session = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT_S)
+            except Exception as e:
+                self._failed_at = loop.time()
+                # unreachable is a 503, even when the attempt timed out (a silent network
+                # accepts the connection and never answers): not the service's 504
+                raise ConnectionError(f"cannot connect to RabbitMQ: {e!r}") from e
             RPC_CONNECTED.set(1)
             return self._session
 
