@@ -12,7 +12,6 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pymongo.errors import PyMongoError
 
 from gateway.deps import SESSION_COOKIE, user_from_token
-from gateway.errors import STORE_UNAVAILABLE
 from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection
 from gateway.routers.jobs import to_public, visible_by_id
 from gateway.state import GatewayState
@@ -119,9 +118,10 @@ async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayS
     except PyMongoError as e:
         if not store_unavailable(e):
             raise
-        # no snapshot, so no subscription: the client subscribes again later
+        # no snapshot, no subscription: closed with a reason, the client reconnects with
+        # its backoff and subscribes to everything again (jauge.js), each with a snapshot
         connection.unsubscribe(topic)
-        _error(connection, "unavailable", STORE_UNAVAILABLE)
+        connection.fail(CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON)
     finally:
         connection.snapshot_sent(topic)
 
@@ -155,8 +155,11 @@ async def resend_snapshots(state: GatewayState) -> int:
             except PyMongoError as e:
                 if not store_unavailable(e):
                     raise
-                _error(connection, "unavailable", STORE_UNAVAILABLE)
-                return offered  # the store is away: the sockets hear it, no more reads
+                # the store is away: no more reads; every socket closed with a reason
+                # reconnects and subscribes again, with snapshots, once it is back
+                for every in list(state.hub.connections):
+                    every.fail(CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON)
+                return offered
             offered += 1
     return offered
 
