@@ -27,7 +27,8 @@ class GatewaySettings(ServiceSettings):
         description="How long the driver looks for a server before giving up: a request "
         "answers 503 after this when the store is away.",
     )
-    mongo_socket_timeout_ms: PositiveInt | None = Field(
+    mongo_socket_timeout_ms: int | None = Field(
+        gt=0,
         default=10_000,
         description="How long the driver waits for the store's answer on a connection: a "
         "request answers 503 rather than hang on a store that takes it and never answers.",
