@@ -4,7 +4,6 @@ the private RabbitMQ node, and a recorder of what the gateway answered during a 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -66,7 +65,3 @@ async def timed(
         return None
     answers.add(route, response.status_code, time.monotonic() - started, response.text)
     return response
-
-
-async def sleep_until(deadline: float) -> None:
-    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
