@@ -35,7 +35,11 @@ KNOWN_METRICS = re.compile(
     r"jauge_(messages_dead_lettered_total|messages_retried_total|ws_connections|"
     r"ws_push_seconds|ws_frames_sent_total|ws_frames_coalesced_total|"
     r"ws_slow_disconnects_total|colis_task_runs_total|colis_tasks_stalled_total|"
-    r"colis_cleaned_total|progress_batch_events)|"
+    r"colis_cleaned_total|progress_batch_events|import_files_total|import_file_seconds|"
+    r"imports_finished_total|jobs_finished_total|job_duration_seconds|"
+    r"reconciler_repairs_total|state_reannounced_total|gateway_rpc_connections_opened_total|"
+    r"gateway_rpc_connected|gateway_rpc_requests_total|gateway_store_unavailable_total|"
+    r"gateway_refreshes_total)|"
     r"rabbitmq_detailed_queue_(messages|messages_ready|messages_unacked|consumers)|"
     r"up|process_[a-z_]+)(_bucket|_sum|_count)?$"
 )

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from fastapi import HTTPException
 
-from gateway.rpc import RpcClient, ask_raw, unavailable
+from gateway.rpc import RpcClient, _Session, ask_raw, unavailable
 
 
 class SentNowhere:
-    """An exchange whose messages are never answered, and its open channel."""
+    """An exchange whose messages are never answered, and its open channel and connection."""
 
     is_closed = False
 
@@ -27,7 +27,8 @@ class SentNowhere:
 async def test_a_lost_connection_answers_the_waiting_requests_with_a_503_at_once() -> None:
     client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc")
     nowhere = SentNowhere()
-    client._channel = client._exchange = nowhere  # type: ignore[assignment]
+    session = _Session(nowhere, nowhere, nowhere, "echo")  # type: ignore[arg-type]
+    client._session = session
     state = SimpleNamespace(rpc=client, settings=SimpleNamespace(rpc_timeout_s=60))
     asking = asyncio.create_task(ask_raw(state, "colis.rpc", b"{}", "des colis"))  # type: ignore[arg-type]
     await nowhere.sent.wait()
@@ -40,3 +41,13 @@ async def test_a_lost_connection_answers_the_waiting_requests_with_a_503_at_once
     assert refused.value.status_code == 503
     assert refused.value.detail == unavailable("des colis")
     assert not client._pending
+    assert not session.usable  # the next request opens a new connection
+
+
+async def test_no_broker_is_a_503_and_readyz_says_the_path_is_down() -> None:
+    client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc")
+    state = SimpleNamespace(rpc=client, settings=SimpleNamespace(rpc_timeout_s=5))
+    with pytest.raises(HTTPException) as refused:
+        await ask_raw(state, "colis.rpc", b"{}", "des colis")  # type: ignore[arg-type]
+    assert refused.value.status_code == 503
+    assert await client.round_trip_works(2.0) is False

@@ -17,8 +17,9 @@ from jauge_shared.contracts import (
     ImportKind,
     ImportStarted,
 )
+from jauge_shared.metrics import RECONCILER_REPAIRS as REPAIRS
 from progress_svc.aggregate import Document
-from progress_svc.reconciler import REPAIRS, Reconciler, record_if_repair
+from progress_svc.reconciler import Reconciler, record_if_repair
 from progress_svc.repository import ProgressRepository
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import timedelta
 from typing import Any, TypeVar
 
+import pymongo
 from pymongo import AsyncMongoClient
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError
 
 from jauge_shared.identity import connection_name
 from jauge_shared.settings import ServiceSettings
@@ -20,14 +24,57 @@ def make_mongo_client(settings: ServiceSettings, service: str) -> AsyncMongoClie
 
     Opening is lazy: nothing touches the network until the first operation, so this
     is safe to call in a lifespan even while the store is still starting.
+
+    `mongo_socket_timeout_ms` bounds the wait for an answer: without it a store that
+    accepts connections and then says nothing (a partition, a hung process) holds every
+    caller forever, since the driver sets no socket timeout by default. It is not the
+    driver's `timeoutMS`, which retries a read for as long as it lasts: a store that is
+    plainly away would then cost every request the whole budget instead of the server
+    selection's few seconds.
     """
+    options: dict[str, Any] = {}
+    if settings.mongo_socket_timeout_ms is not None:
+        options["socketTimeoutMS"] = settings.mongo_socket_timeout_ms
     return AsyncMongoClient(
         str(settings.mongo_url),
         appname=connection_name(service),
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
         connectTimeoutMS=settings.mongo_timeout_ms,
         tz_aware=True,
+        **options,
     )
+
+
+# FerretDB on SQLite answers a write that met another writer's lock with this error
+_STORE_BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """The store is away, unreachable, too slow for the driver's timeouts, or busy: the
+    operation failed through no fault of the request, which may be sent again."""
+    if isinstance(exc, (ConnectionFailure, ExecutionTimeout)):
+        return True  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError...
+    if isinstance(exc, PyMongoError) and exc.timeout:  # timeoutMS reached, of any kind
+        return True
+    return isinstance(exc, OperationFailure) and any(m in str(exc) for m in _STORE_BUSY_MARKERS)
+
+
+def within_caller_deadline(
+    expiration: object, default_s: float = 5.0
+) -> AbstractContextManager[None]:
+    """Store operations of a request/reply handler bounded by the caller's patience.
+
+    The gateway sends each request with an AMQP expiration (aio-pika gives it in
+    seconds) equal to how long it waits for the reply. With its store operations
+    given most of that (the driver's `timeoutMS`), a handler whose store is away or
+    silent answers "unavailable" while the caller still listens, rather than a reply
+    nobody reads after a 504.
+    """
+    if isinstance(expiration, timedelta):
+        expiration = expiration.total_seconds()
+    patience = float(expiration) if isinstance(expiration, int | float) else default_s
+    # half a second kept for the reply's way back (half the patience when it is short)
+    return pymongo.timeout(max(0.5 * patience, patience - 0.5))
 
 
 def database_name(settings: ServiceSettings, service: str) -> str:

@@ -77,6 +77,13 @@ class ServiceSettings(BaseSettings):
     mongo_timeout_ms: PositiveInt = Field(
         default=5000, description="How long the driver looks for a server before giving up."
     )
+    mongo_socket_timeout_ms: int | None = Field(
+        gt=0,
+        default=None,
+        description="How long the driver waits for the store's answer on a connection "
+        "(empty: forever): a store that takes the connection and never answers then "
+        "fails like one that is away.",
+    )
     fault_points: str = Field(
         default="",
         description=(

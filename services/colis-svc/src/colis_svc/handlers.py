@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
 from pydantic import Field, TypeAdapter
 
 from colis_svc import photos
@@ -19,6 +20,7 @@ from jauge_shared.contracts import (
     RetryColisTask,
     UpdateColis,
 )
+from jauge_shared.mongo import within_caller_deadline
 from jauge_shared.settings import ServiceSettings
 from jauge_shared.topology import COLIS_CONTROL, COLIS_RPC, COLIS_TASKS
 
@@ -80,5 +82,7 @@ def register(
         title=COLIS_RPC.name,
         description="Reads and lot/client changes asked by the gateway (request/reply).",
     )
-    async def on_rpc(request: ColisRpcRequest) -> dict[str, Any]:
-        return await service.rpc(request.method, request.params)
+    async def on_rpc(request: ColisRpcRequest, message: RabbitMessage) -> dict[str, Any]:
+        # a store away or silent: the 503 reply of `rpc` while the gateway still waits
+        with within_caller_deadline(message.raw_message.expiration):
+            return await service.rpc(request.method, request.params)

@@ -13,12 +13,13 @@ from prometheus_client import REGISTRY
 
 from colis_svc import handlers
 from colis_svc.repository import ColisRepository
-from colis_svc.service import ColisService, FileStore, utc_now
+from colis_svc.service import TASK_RUNS, ColisService, FileStore, utc_now
 from colis_svc.settings import DB_SUFFIX, SERVICE, ColisSettings
 from colis_svc.sweeper import Sweeper
 from jauge_shared.broker import declare_topology, make_broker
 from jauge_shared.contracts import (
     ColisCreated,
+    ColisOperation,
     ColisStepChanged,
     ColisTaskStalled,
     ColisUpdated,
@@ -31,6 +32,7 @@ from jauge_shared.contracts import (
 )
 from jauge_shared.logging import configure_logging
 from jauge_shared.messaging import publish
+from jauge_shared.metrics import expose_reannounce_metrics
 from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.ops import ops_routes, serve, store_is_reachable
 from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, QUEUES_BY_SERVICE
@@ -45,6 +47,24 @@ EVENTS = (
     NotificationRequested,
     ColisTaskStalled,
 )
+
+
+# every outcome of `ColisService.run_task`, at zero before the first task (issue 14, 6)
+TASK_OUTCOMES = (
+    "completed",
+    "cancelled",
+    "failed_permanent",
+    "failed_transient",
+    "timeout",
+    "error",
+)
+
+
+def expose_metrics() -> None:
+    for op in ColisOperation:
+        for outcome in TASK_OUTCOMES:
+            TASK_RUNS.labels(op.value, outcome)
+    expose_reannounce_metrics(SERVICE)
 
 
 def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
@@ -65,6 +85,7 @@ def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
     async def emit(message: Message) -> None:
         await publish(publishers[message.type], message)
 
+    expose_metrics()
     mongo = make_mongo_client(settings, SERVICE)
     repository = ColisRepository(mongo, database_name(settings, DB_SUFFIX))
     files = FileStore(settings.data_dir)

@@ -35,6 +35,12 @@ class RecentDurations:
         self._loaded = False
         self._loading = asyncio.Lock()
 
+    def forget(self) -> None:
+        """Read the store again on the next request (kept samples stay, those stored
+        meanwhile are added): completions announced while this replica was
+        disconnected from the broker never reached it."""
+        self._loaded = False
+
     def update(self, job: Job) -> None:
         latest = self._latest.get(job.get("kind") or "")
         if latest is None or job.get("step_status") != "completed":

@@ -11,6 +11,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+# what every route answers, with a 503, while the store (FerretDB/MongoDB) is away or
+# does not answer: the request changed nothing and can be sent again
+STORE_UNAVAILABLE = (
+    "Service momentanément indisponible : la base de données ne répond pas, "
+    "réessayez dans un instant."
+)
+STORE_RETRY_AFTER_S = 2
+
 
 class ErrorBody(BaseModel):
     detail: str = Field(
@@ -38,7 +46,7 @@ WHEN: dict[int, str] = {
     415: "Unsupported media type",
     422: "A field is missing or out of range",
     429: "Too many attempts; `Retry-After` says when to try again",
-    503: "A service or the broker is unreachable: nothing was accepted, try again",
+    503: "A service, the broker or the store is unreachable: nothing was accepted, try again",
     504: "A service did not answer in time",
 }
 

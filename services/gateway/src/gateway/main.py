@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import socket
@@ -19,7 +20,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from faststream import AckPolicy
 from faststream.rabbit.fastapi import RabbitRouter
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Counter
+from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
@@ -27,8 +29,10 @@ from starlette.types import Scope
 from gateway.body_limit import BodySizeLimit, UploadQuota, UploadRoute
 from gateway.deps import username_of_scope
 from gateway.durations import RecentDurations
+from gateway.errors import STORE_RETRY_AFTER_S, STORE_UNAVAILABLE
 from gateway.headers import SecurityHeaders
 from gateway.hub import Hub
+from gateway.jobmetrics import FinishedJobs
 from gateway.recent import RecentJobs
 from gateway.routers import (
     auth,
@@ -65,10 +69,11 @@ from jauge_shared.contracts import (
 )
 from jauge_shared.identity import connection_name
 from jauge_shared.logging import configure_logging
-from jauge_shared.mongo import database_name, make_mongo_client
+from jauge_shared.mongo import database_name, make_mongo_client, store_unavailable
 from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, gateway_progress_queue
 from jauge_shared.tracing import tracer_provider
 
+logger = logging.getLogger("gateway")
 COMMANDS = (RequestImport, CreateColis, UpdateColis, PhotoReady)
 # the gateway announces a parcel task as pending (seq 0) when it queues it
 EVENTS = (ColisStepChanged,)
@@ -103,6 +108,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lambda kind, n: tasks.stored_durations(progress, kind, n),
         sample=tasks.ETA_SAMPLE,
     )
+    finished = FinishedJobs()
     replica = f"{socket.gethostname()}.{os.getpid()}"
 
     @rabbit.subscriber(
@@ -116,12 +122,42 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         job = event.job.model_dump(mode="json", by_alias=True)
         recent.update(job)
         durations.update(job)
+        finished.update(job)
         hub.dispatch(job)
+
+    refreshing: set[asyncio.Task[None]] = set()
+
+    async def refresh(app: FastAPI) -> None:
+        """What this replica keeps from progress.updated, read again from the store,
+        and every socket's snapshots sent again (issue 14, 7a)."""
+        recent.forget()
+        durations.forget()
+        try:
+            offered = await ws.resend_snapshots(app.state.gateway)
+        except Exception:
+            logger.exception("snapshots not sent again after the broker came back")
+            return
+        REFRESHES.inc()
+        logger.info("broker back: views rebuilt", extra={"snapshots": offered})
 
     @rabbit.after_startup
     async def declare_exchanges(app: FastAPI) -> None:
         await rabbit.broker.declare_exchange(COMMANDS_EXCHANGE)
         await rabbit.broker.declare_exchange(EVENTS_EXCHANGE)
+        # this replica's progress.updated queue is exclusive: it is gone while the
+        # connection is, and what was published meanwhile with it. FastStream's
+        # RabbitRouter takes no `on_reconnected`, so the hook goes on the connection.
+        connection = getattr(rabbit.broker, "_connection", None)
+        if connection is None:
+            logger.warning("no broker connection to watch: views not rebuilt on reconnect")
+            return
+
+        def reconnected(_: object) -> None:
+            task = asyncio.create_task(refresh(app))
+            refreshing.add(task)
+            task.add_done_callback(refreshing.discard)
+
+        connection.reconnect_callbacks.add(reconnected)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -237,11 +273,45 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(PyMongoError)
+    async def on_store_error(request: Request, exc: PyMongoError) -> JSONResponse:
+        """The store away (killed, unreachable, or holding the connection without an
+        answer until the driver's timeouts) is a 503 the client may retry, from any
+        route and from the authentication that runs before it; not a 500."""
+        if store_unavailable(exc):
+            STORE_ERRORS.labels(type(exc).__name__).inc()
+            logger.warning(
+                "store unavailable", extra={"path": request.url.path, "error": repr(exc)[:300]}
+            )
+            return store_unavailable_response()
+        logger.error("store error", exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"detail": INTERNAL_ERROR}, 500)
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, HTTPException):
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
-        return JSONResponse({"detail": "Erreur interne : l'incident a été enregistré."}, 500)
+        return JSONResponse({"detail": INTERNAL_ERROR}, 500)
+
+
+INTERNAL_ERROR = "Erreur interne : l'incident a été enregistré."
+REFRESHES = Counter(
+    "jauge_gateway_refreshes_total",
+    "Times the broker connection came back and the gateway rebuilt its views from the store.",
+)
+STORE_ERRORS = Counter(
+    "jauge_gateway_store_unavailable_total",
+    "Requests answered 503 because the store was away or too slow, by driver error.",
+    ["error"],
+)
+
+
+def store_unavailable_response() -> JSONResponse:
+    return JSONResponse(
+        {"detail": STORE_UNAVAILABLE},
+        503,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+    )
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:

@@ -65,6 +65,12 @@ class RecentJobs:
         self.max_views = max_views
         self._views: OrderedDict[str, _Newest] = OrderedDict()
 
+    def forget(self) -> None:
+        """Drop every view: the next caller of each reads the store again. After the
+        broker connection came back, updates published meanwhile were lost (this
+        replica's queue lives only while it is connected)."""
+        self._views.clear()
+
     def update(self, job: Job) -> None:
         for key in (EVERYONE, job.get("owner")):
             view = self._views.get(key) if isinstance(key, str) else None

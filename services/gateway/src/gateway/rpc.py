@@ -5,6 +5,15 @@ answering many forms at once would ask one question at a time. `RpcClient` keeps
 channel with one consumer on `amq.rabbitmq.reply-to` and matches replies by
 correlation id, so any number of requests are in flight together.
 
+The connection is a plain one, opened when first needed and opened again by the next
+request once it is lost; it is not aio-pika's robust connection. A robust connection
+restores only the queues and consumers it declared itself, and the pseudo-queue
+`amq.rabbitmq.reply-to` cannot be declared: after a broker restart the channel came
+back without its reply consumer, every request was published and never answered, and
+the gateway answered 504 until it was restarted (issue 14, A). Here the connection,
+its channel, the reply consumer and the requests waiting on them live and die
+together (`_Session`): nothing half-restored can remain.
+
 No reply within `rpc_timeout_s` is a 504; a broker failure or a reply that cannot be
 read is a 503. Both carry a French message naming the service that did not answer.
 """
@@ -18,6 +27,7 @@ from uuid import uuid4
 
 import aio_pika
 from fastapi import HTTPException, status
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ValidationError
 
 from gateway.state import GatewayState
@@ -27,58 +37,166 @@ logger = logging.getLogger("gateway.rpc")
 Reply = TypeVar("Reply", bound=BaseModel)
 
 REPLY_TO = "amq.rabbitmq.reply-to"
+# /readyz asks the broker this often at most: a probe every second costs nothing more
+PING_CACHE_S = 2.0
+# opening the connection, its channel and consumers; longer is a broker out of reach
+CONNECT_TIMEOUT_S = 3.0
+# after a failed attempt, requests are refused this long without trying again
+RETRY_CONNECT_AFTER_S = 1.0
+
+RPC_CONNECTIONS = Counter(
+    "jauge_gateway_rpc_connections_opened_total",
+    "Connections the gateway opened for its requests to the services (1 + reconnections).",
+)
+RPC_CONNECTED = Gauge(
+    "jauge_gateway_rpc_connected",
+    "1 while the gateway's request/reply connection and its reply consumer are up.",
+)
+RPC_OUTCOMES = Counter(
+    "jauge_gateway_rpc_requests_total",
+    "Requests to the services, by outcome (ok, timeout, unavailable).",
+    ["outcome"],
+)
+for _outcome in ("ok", "timeout", "unavailable"):
+    RPC_OUTCOMES.labels(_outcome)
+
+
+class _Session:
+    """One connection, its channel, the reply consumer and the requests awaiting it."""
+
+    def __init__(
+        self,
+        connection: aio_pika.abc.AbstractConnection,
+        channel: aio_pika.abc.AbstractChannel,
+        exchange: aio_pika.abc.AbstractExchange,
+        echo_queue: str,
+    ) -> None:
+        self.connection = connection
+        self.channel = channel
+        self.exchange = exchange
+        self.echo_queue = echo_queue
+        self.pending: dict[str, asyncio.Future[bytes]] = {}
+        self.lost: BaseException | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.lost is None and not self.channel.is_closed and not self.connection.is_closed
+
+    def fail(self, exc: BaseException | None) -> None:
+        """Direct Reply-To answers on the channel that asked: once it is gone no reply
+        can come, so the callers get their 503 now rather than a 504 at the deadline."""
+        if self.lost is None:
+            self.lost = exc or ConnectionError("closed")
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(
+                    ConnectionError(f"connection to RabbitMQ lost before the reply: {exc}")
+                )
+        self.pending.clear()
 
 
 class RpcClient:
-    """Concurrent request/reply; opened lazily, closed with the gateway."""
+    """Concurrent request/reply; connects on demand, again after any loss."""
 
     def __init__(self, url: str, connection_name: str) -> None:
         self.url = url
         self.connection_name = connection_name
         self._lock = asyncio.Lock()
-        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
-        self._channel: aio_pika.abc.AbstractChannel | None = None
-        self._exchange: aio_pika.abc.AbstractExchange | None = None
-        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._session: _Session | None = None
+        self._last_round_trip = -PING_CACHE_S
+        self._failed_at = -RETRY_CONNECT_AFTER_S
+        self._closed = False
 
-    async def _ready(self) -> aio_pika.abc.AbstractExchange:
+    @property
+    def _pending(self) -> dict[str, asyncio.Future[bytes]]:
+        return self._session.pending if self._session is not None else {}
+
+    async def _ready(self) -> _Session:
+        session = self._session
+        if session is not None and session.usable:
+            return session
         async with self._lock:
-            if self._exchange is None or self._channel is None or self._channel.is_closed:
-                if self._connection is None:
-                    self._connection = await aio_pika.connect_robust(
-                        self.url, client_properties={"connection_name": self.connection_name}
-                    )
-                    self._connection.close_callbacks.add(self._on_connection_lost)
-                self._channel = await self._connection.channel(publisher_confirms=False)
-                replies = await self._channel.get_queue(REPLY_TO, ensure=False)
-                await replies.consume(self._on_reply, no_ack=True)
-                self._exchange = await self._channel.get_exchange(
-                    COMMANDS_EXCHANGE.name, ensure=False
-                )
-            return self._exchange
+            session = self._session
+            if session is not None and session.usable:
+                return session
+            if self._closed:
+                raise ConnectionError("the gateway is stopping")
+            self._session = None
+            if session is not None:
+                RPC_CONNECTED.set(0)
+                await _close_quietly(session.connection)
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._failed_at < RETRY_CONNECT_AFTER_S:
+                # the broker refused or ignored us a moment ago: the callers waiting
+                # behind that attempt get their 503 now rather than one attempt each
+                raise ConnectionError("RabbitMQ was unreachable a moment ago")
+            try:
+                self._session = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT_S)
+            except Exception as e:
+                self._failed_at = loop.time()
+                # unreachable is a 503, even when the attempt timed out (a silent network
+                # accepts the connection and never answers): not the service's 504
+                raise ConnectionError(f"cannot connect to RabbitMQ: {e!r}") from e
+            RPC_CONNECTED.set(1)
+            return self._session
+
+    async def _open(self) -> _Session:
+        connection = await aio_pika.connect(
+            self.url, client_properties={"connection_name": self.connection_name}
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=False)
+            exchange = await channel.get_exchange(COMMANDS_EXCHANGE.name, ensure=False)
+            # the health probe's own queue: a round trip that needs no other service
+            echo = await channel.declare_queue("", exclusive=True, auto_delete=True)
+            session = _Session(connection, channel, exchange, echo.name)
+            replies = await channel.get_queue(REPLY_TO, ensure=False)
+            await replies.consume(lambda m: self._on_reply(session, m), no_ack=True)
+            await echo.consume(lambda m: _echo(channel, m), no_ack=True)
+        except BaseException:
+            await _close_quietly(connection)
+            raise
+
+        def lost(_: object, exc: BaseException | None = None) -> None:
+            session.fail(exc)
+            if self._session is session:
+                RPC_CONNECTED.set(0)
+
+        connection.close_callbacks.add(lost)
+        channel.close_callbacks.add(lost)
+        RPC_CONNECTIONS.inc()
+        logger.info("rpc connection opened", extra={"connection": self.connection_name})
+        return session
 
     def _on_connection_lost(self, _: object, exc: BaseException | None = None) -> None:
-        """Direct Reply-To answers on the connection that asked: once it is lost (a
-        reset, or heartbeats that found it dead) no reply can come, so the callers get
-        their 503 now rather than a 504 at the deadline."""
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(
-                    ConnectionError(f"connection to RabbitMQ lost before the reply: {exc}")
-                )
+        if self._session is not None:
+            self._session.fail(exc)
 
-    async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        future = self._pending.pop(message.correlation_id or "", None)
+    async def _on_reply(
+        self, session: _Session, message: aio_pika.abc.AbstractIncomingMessage
+    ) -> None:
+        future = session.pending.pop(message.correlation_id or "", None)
         if future is not None and not future.done():
             future.set_result(message.body)
 
     async def call(
         self, body: bytes, routing_key: str, deadline_s: float, **properties: Any
     ) -> bytes:
-        exchange = await asyncio.wait_for(self._ready(), deadline_s)
+        async with asyncio.timeout(deadline_s):
+            session = await self._ready()
+            return await self._round_trip(session, session.exchange, body, routing_key, properties)
+
+    async def _round_trip(
+        self,
+        session: _Session,
+        exchange: aio_pika.abc.AbstractExchange,
+        body: bytes,
+        routing_key: str,
+        properties: dict[str, Any],
+    ) -> bytes:
         correlation_id = uuid4().hex
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = future
+        session.pending[correlation_id] = future
         try:
             await exchange.publish(
                 aio_pika.Message(
@@ -86,37 +204,90 @@ class RpcClient:
                     content_type="application/json",
                     correlation_id=correlation_id,
                     reply_to=REPLY_TO,
-                    # a request nobody took in time is dropped instead of answered to no one
-                    expiration=deadline_s,
                     **properties,
                 ),
                 routing_key=routing_key,
             )
-            return await asyncio.wait_for(future, deadline_s)
+            return await future
         finally:
-            self._pending.pop(correlation_id, None)
+            session.pending.pop(correlation_id, None)
+
+    async def round_trip_works(self, timeout_s: float) -> bool:
+        """/readyz: the reply consumer is there and a message sent through the broker
+        comes back to it (to this client's own echo queue, so that the answer says
+        whether this gateway can ask, not whether colis-svc is up). Cached briefly."""
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if (
+            session is not None
+            and session.usable
+            and loop.time() - self._last_round_trip < PING_CACHE_S
+        ):
+            return True
+        try:
+            async with asyncio.timeout(timeout_s):
+                session = await self._ready()
+                echo = session.channel.default_exchange
+                await self._round_trip(
+                    session, echo, b"ping", session.echo_queue, {"expiration": timeout_s}
+                )
+        except Exception as e:
+            logger.warning("rpc round trip failed", extra={"error": repr(e)})
+            return False
+        self._last_round_trip = loop.time()
+        return True
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = self._channel = self._exchange = None
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            session.fail(ConnectionError("the gateway is stopping"))
+            await _close_quietly(session.connection)
+        RPC_CONNECTED.set(0)
+
+
+async def _echo(
+    channel: aio_pika.abc.AbstractChannel, message: aio_pika.abc.AbstractIncomingMessage
+) -> None:
+    if message.reply_to:
+        await channel.default_exchange.publish(
+            aio_pika.Message(message.body, correlation_id=message.correlation_id),
+            routing_key=message.reply_to,
+            # RabbitMQ returns a mandatory reply to a reply-to address even as it delivers
+            # it, and aio-pika logs every return as an error
+            mandatory=False,
+        )
+
+
+async def _close_quietly(connection: aio_pika.abc.AbstractConnection) -> None:
+    try:
+        await asyncio.wait_for(connection.close(), 2.0)
+    except Exception as e:  # already gone: nothing to release but the object
+        logger.debug("rpc connection close failed", extra={"error": repr(e)})
 
 
 async def ask_raw(
     state: GatewayState, routing_key: str, body: bytes, service: str, **properties: Any
 ) -> bytes:
     """The raw reply; `service` names the one asked, for the user ("des imports")."""
+    deadline_s = state.settings.rpc_timeout_s
+    # a request nobody took in time is dropped instead of answered to no one
+    properties.setdefault("expiration", deadline_s)
     try:
-        return await state.rpc.call(body, routing_key, state.settings.rpc_timeout_s, **properties)
+        raw = await state.rpc.call(body, routing_key, deadline_s, **properties)
     except TimeoutError as e:
+        RPC_OUTCOMES.labels("timeout").inc()
         logger.warning("rpc timed out", extra={"routing_key": routing_key})
         raise HTTPException(
             status.HTTP_504_GATEWAY_TIMEOUT,
             detail=f"Le service {service} n'a pas répondu à temps : réessayez dans un instant.",
         ) from e
     except Exception as e:
+        RPC_OUTCOMES.labels("unavailable").inc()
         logger.warning("rpc failed", extra={"routing_key": routing_key, "error": str(e)})
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=unavailable(service)) from e
+    RPC_OUTCOMES.labels("ok").inc()
+    return raw
 
 
 def unavailable(service: str) -> str:
@@ -130,8 +301,27 @@ def parse_reply(raw: bytes, reply_model: type[Reply], routing_key: str, service:
     try:
         return reply_model.model_validate_json(raw)
     except ValidationError as e:
-        logger.error("rpc reply not understood", extra={"routing_key": routing_key})
+        if _is_refusal(raw):  # the service answered that it cannot (its store is away)
+            logger.warning("rpc refused", extra={"routing_key": routing_key})
+        else:
+            logger.error("rpc reply not understood", extra={"routing_key": routing_key})
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=unavailable(service)) from e
+
+
+class _Refusal(BaseModel):
+    """`{"ok": false, "status": 503, ...}`: what a service answers instead of its reply
+    when it cannot read its store (import-svc; colis-svc's replies all have this shape)."""
+
+    ok: bool
+    status: int
+
+
+def _is_refusal(raw: bytes) -> bool:
+    try:
+        refusal = _Refusal.model_validate_json(raw)
+    except ValidationError:
+        return False
+    return not refusal.ok
 
 
 async def ask(

@@ -22,6 +22,17 @@ class GatewaySettings(ServiceSettings):
     ws_stall_timeout_s: float = Field(
         default=10.0, gt=0, description="A socket that accepts nothing this long is closed."
     )
+    mongo_timeout_ms: PositiveInt = Field(
+        default=3000,
+        description="How long the driver looks for a server before giving up: a request "
+        "answers 503 after this when the store is away.",
+    )
+    mongo_socket_timeout_ms: int | None = Field(
+        gt=0,
+        default=10_000,
+        description="How long the driver waits for the store's answer on a connection: a "
+        "request answers 503 rather than hang on a store that takes it and never answers.",
+    )
     rpc_timeout_s: float = Field(default=5.0, gt=0, description="Replies awaited from services.")
     login_attempts: PositiveInt = Field(
         default=10, description="Failed logins per user and address…"

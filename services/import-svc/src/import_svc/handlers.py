@@ -6,8 +6,10 @@ from typing import Annotated, Any
 
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
 from pydantic import Field, TypeAdapter
 
+from import_svc.metrics import current_kind
 from import_svc.queries import ImportQueries
 from import_svc.service import ImportService
 from jauge_shared.contracts import AnnounceImport, ImportFile, RequestImport
@@ -17,12 +19,19 @@ from jauge_shared.contracts.import_rpc import (
     ImportRpcRequest,
     InvoiceList,
 )
+from jauge_shared.mongo import store_unavailable, within_caller_deadline
 from jauge_shared.settings import ServiceSettings
 from jauge_shared.topology import IMPORT_FILES, IMPORT_REQUESTS, IMPORT_RPC
 
 REQUEST: TypeAdapter[RequestImport | AnnounceImport] = TypeAdapter(
     Annotated[RequestImport | AnnounceImport, Field(discriminator="type")]
 )
+
+STORE_AWAY_REPLY = {
+    "ok": False,
+    "status": 503,
+    "detail": "Service des imports momentanément indisponible : réessayez.",
+}
 
 
 def register(
@@ -44,6 +53,7 @@ def register(
         if isinstance(command, AnnounceImport):
             await service.announce(command.job_id, "asked")
         else:
+            current_kind.set(command.kind.value)  # for the metrics of what it announces
             await service.request(command)
 
     @broker.subscriber(
@@ -54,6 +64,7 @@ def register(
         description="One message per file of the running import; replicas share them.",
     )
     async def on_import_file(command: ImportFile) -> None:
+        current_kind.set(command.kind.value)
         await service.import_file(command)
 
     @broker.subscriber(
@@ -65,7 +76,17 @@ def register(
         description="Reads asked by the gateway (import report, invoices); the reply is the "
         "return value.",
     )
-    async def on_rpc(request: ImportRpcRequest) -> ImportReport | InvoiceList:
-        if isinstance(request, ImportReportRequest):
-            return await queries.report(request)
-        return await queries.invoices(request)
+    async def on_rpc(
+        request: ImportRpcRequest, message: RabbitMessage
+    ) -> ImportReport | InvoiceList | dict[str, Any]:
+        try:
+            # bounded by the gateway's patience: an answer while it still waits
+            with within_caller_deadline(message.raw_message.expiration):
+                if isinstance(request, ImportReportRequest):
+                    return await queries.report(request)
+                return await queries.invoices(request)
+        except Exception as e:
+            if not store_unavailable(e):
+                raise
+            # the gateway's 503 rather than its 504 after a silence (gateway.rpc)
+            return STORE_AWAY_REPLY

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from faststream.asgi import AsgiFastStream
 from prometheus_client import REGISTRY
 
-from import_svc import handlers
+from import_svc import handlers, metrics
 from import_svc.files import FileStore
 from import_svc.lock import ImportLock
 from import_svc.queries import ImportQueries
@@ -63,6 +63,9 @@ def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
 
     async def emit(message: Message) -> None:
         await publish(publishers[message.type], message)
+        metrics.announced(message)
+
+    metrics.expose(SERVICE)
 
     mongo = make_mongo_client(settings, SERVICE)
     repository = ImportRepository(mongo, database_name(settings, DB_SUFFIX))

@@ -23,6 +23,7 @@ from jauge_shared.contracts import (
 from jauge_shared.faults import fault_points
 from jauge_shared.logging import configure_logging
 from jauge_shared.messaging import FailurePolicy, publish
+from jauge_shared.metrics import expose_reconciler_metrics
 from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.ops import run_service, worker_app
 from jauge_shared.topology import (
@@ -64,6 +65,7 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
         )
         for model in (AnnounceImport, AnnounceColisTask)
     }
+    expose_reconciler_metrics()  # every repair kind at zero before the first repair
     mongo = make_mongo_client(settings, SERVICE)
     repository = ProgressRepository(
         mongo,

@@ -21,6 +21,7 @@ from prometheus_client import Counter
 
 from jauge_shared.contracts import AnnounceColisTask, AnnounceImport, AnnounceState, Event
 from jauge_shared.contracts.envelope import utc_now
+from jauge_shared.metrics import RECONCILER_REPAIRS
 from progress_svc.aggregate import TERMINAL, Document
 from progress_svc.repository import ProgressRepository
 
@@ -30,11 +31,6 @@ OWNERS = ("import", "colis")
 ASKED = Counter(
     "jauge_reconciler_asked_total",
     "Owners asked to announce a job again, its gauge having stopped moving, by owner.",
-    ["owner"],
-)
-REPAIRS = Counter(
-    "jauge_reconciler_repairs_total",
-    "Progress documents that an event announced again changed (a lost event), by owner.",
     ["owner"],
 )
 PASSES = Counter("jauge_reconciler_passes_total", "Reconciler passes, by outcome.", ["outcome"])
@@ -50,7 +46,6 @@ def owner_of(kind: str) -> str:
 def start_at_zero() -> None:
     for owner in OWNERS:
         ASKED.labels(owner)
-        REPAIRS.labels(owner)
     for outcome in ("ok", "failed"):
         PASSES.labels(outcome)
 
@@ -113,7 +108,7 @@ async def record_if_repair(repository: ProgressRepository, event: Event, changed
     if not (event.reannounced and changed):
         return
     # file.imported belongs to an import like import.*
-    REPAIRS.labels("colis" if event.type.startswith("colis.") else "import").inc()
+    RECONCILER_REPAIRS.labels("colis" if event.type.startswith("colis.") else "import").inc()
     logger.warning(
         "gauge repaired by an event announced again",
         extra={"job_id": event.job_id, "event": event.type, "event_id": str(event.event_id)},

@@ -138,8 +138,13 @@ async def stream_job(
     connection.subscribe(topic)
     state.hub.add(connection)
     state.sessions.add(connection, claims)
-    # read again once subscribed: an update between the first read and now is not lost
-    doc = await progress.find_one({"_id": job_id}) or doc
+    try:
+        # read again once subscribed: an update between the first read and now is not lost
+        doc = await progress.find_one({"_id": job_id}) or doc
+    except BaseException:  # the store went away meanwhile: a 503, and no socket left behind
+        state.hub.remove(connection)
+        state.sessions.remove(connection)
+        raise
     snapshot = to_public(doc) if doc is not None else None
     connection.offer((topic, job_id), {"type": "snapshot", "topic": topic, "job": snapshot}, 0.0)
     connection.snapshot_sent(topic)

@@ -9,17 +9,21 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pymongo.errors import PyMongoError
 
 from gateway.deps import SESSION_COOKIE, session_from_token
 from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection
 from gateway.routers.jobs import to_public, visible_by_id
 from gateway.security import ACCESS, WS_TICKET
 from gateway.state import GatewayState
+from jauge_shared.mongo import store_unavailable
 
 router = APIRouter()
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_TRY_AGAIN_LATER = 1013
+STORE_AWAY_REASON = "store unavailable, try again later"
 MAX_TOPICS = 1000
 JOBS_SNAPSHOT_LIMIT = 100
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -57,7 +61,15 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
         return
     token, kind = _token_of(websocket)
-    session = await session_from_token(token, state.settings, state.users, kind)
+    try:
+        session = await session_from_token(token, state.settings, state.users, kind)
+    except PyMongoError as e:
+        if not store_unavailable(e):
+            raise
+        # the user cannot be checked: say why, the client reconnects later
+        await websocket.accept()
+        await websocket.close(CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON)
+        return
     await websocket.accept()
     if session is None:
         await websocket.close(CLOSE_UNAUTHORIZED, "authentication required")
@@ -128,6 +140,13 @@ async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayS
     connection.subscribe(topic)
     try:
         await _offer_snapshot(state, connection, topic)
+    except PyMongoError as e:
+        if not store_unavailable(e):
+            raise
+        # no snapshot, no subscription: closed with a reason, the client reconnects with
+        # its backoff and subscribes to everything again (jauge.js), each with a snapshot
+        connection.unsubscribe(topic)
+        connection.fail(CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON)
     finally:
         connection.snapshot_sent(topic)
 
@@ -143,6 +162,31 @@ async def _offer_snapshot(state: GatewayState, connection: Connection, topic: st
     found = await visible_by_id(state.progress, connection.user, job_id)
     snapshot = to_public(found) if found else None
     connection.offer((topic, job_id), {"type": "snapshot", "topic": topic, "job": snapshot}, 0.0)
+
+
+async def resend_snapshots(state: GatewayState) -> int:
+    """Every subscription of every socket (and SSE stream) offered its snapshot again,
+    read afresh; returns how many. After the broker connection came back: updates
+    published while it was down never reached this replica, and a socket would keep
+    showing a task running that has completed. A state the socket already has is not
+    sent again (`Connection.offer` drops a snapshot not newer than what it sent)."""
+    offered = 0
+    for connection in list(state.hub.connections):
+        for topic in list(connection.topics):
+            if connection.closed.is_set():
+                break
+            try:
+                await _offer_snapshot(state, connection, topic)
+            except PyMongoError as e:
+                if not store_unavailable(e):
+                    raise
+                # the store is away: no more reads; every socket closed with a reason
+                # reconnects and subscribes again, with snapshots, once it is back
+                for every in list(state.hub.connections):
+                    every.fail(CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON)
+                return offered
+            offered += 1
+    return offered
 
 
 def _valid_topic(topic: str) -> bool:
