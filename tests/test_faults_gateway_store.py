@@ -107,9 +107,11 @@ async def closed_with(socket: Socket) -> tuple[int, str, list[dict[str, Any]]]:
 
 async def new_socket_is_refused_with_a_reason(gateway: str, token: str) -> tuple[int, str]:
     """A WebSocket opened while the store is away: closed 1013 with its reason."""
-    url = gateway.replace("http://", "ws://") + f"/ws?token={token}"
+    url = gateway.replace("http://", "ws://") + "/ws"
     async with asyncio.timeout(BOUND_S):
-        connection = await websockets.connect(url, open_timeout=BOUND_S)
+        connection = await websockets.connect(
+            url, open_timeout=BOUND_S, additional_headers={"Authorization": f"Bearer {token}"}
+        )
         try:
             await connection.send(json.dumps({"op": "subscribe", "topic": "jobs"}))
             while True:

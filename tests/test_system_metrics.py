@@ -19,16 +19,20 @@ EXPECTED: dict[str, list[tuple[str, dict[str, str]]]] = {
         ("jauge_import_files_total", {"kind": "bbgr_monthly", "outcome": "failed"}),
         ("jauge_import_file_seconds_count", {"kind": "edi"}),
         ("jauge_imports_finished_total", {"kind": "edi", "status": "completed"}),
-        ("jauge_state_reannounced_total", {"service": "import-svc"}),
+        ("jauge_state_reannounced_total", {"service": "import-svc", "reason": "asked"}),
+        ("jauge_state_reannounced_total", {"service": "import-svc", "reason": "redelivered"}),
     ],
     "colis-svc": [
         ("jauge_colis_task_runs_total", {"op": "create", "outcome": "completed"}),
         ("jauge_colis_task_runs_total", {"op": "update", "outcome": "failed_permanent"}),
-        ("jauge_state_reannounced_total", {"service": "colis-svc"}),
+        ("jauge_state_reannounced_total", {"service": "colis-svc", "reason": "asked"}),
+        ("jauge_state_reannounced_total", {"service": "colis-svc", "reason": "redelivered"}),
     ],
     "progress-svc": [
         ("jauge_reconciler_repairs_total", {"kind": "import"}),
         ("jauge_reconciler_repairs_total", {"kind": "colis"}),
+        ("jauge_reconciler_asked_total", {"owner": "import"}),
+        ("jauge_reconciler_passes_total", {"outcome": "failed"}),
     ],
     "gateway": [
         ("jauge_jobs_finished_total", {"kind": "import.edi", "status": "completed"}),
