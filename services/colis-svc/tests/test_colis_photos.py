@@ -5,114 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import pytest
 from PIL import Image
-from pymongo import AsyncMongoClient
 
 from colis_svc import photos
 from colis_svc.photos import DEADLINE_MESSAGE, WAITING_LABEL
-from colis_svc.repository import ColisRepository
-from colis_svc.service import ColisService, FileStore
-from colis_svc.settings import ColisSettings
-from colis_svc.sweeper import Sweeper
 from jauge_shared.contracts import (
     CancelColisTask,
-    ColisData,
     ColisStepChanged,
     CreateColis,
-    Message,
     PhotoReady,
     RetryColisTask,
 )
-
-# the world of test_colis_service.py (service and sweeper on the real store, what they
-# publish collected in lists), repeated so that the two files change apart
-DATA = ColisData.model_validate(
-    {
-        "client_id": "cli-demo-1",
-        "type_transport": "cargo",
-        "longueur": "50",
-        "largeur": "40",
-        "hauteur": "30",
-        "poids": "7.5",
-    }
-)
-
-
-class World:
-    def __init__(self, service: ColisService, repo: ColisRepository, settings: ColisSettings):
-        self.service = service
-        self.repo = repo
-        self.settings = settings
-        self.events: list[Message] = []
-        self.commands: list[Message] = []
-        self.sweeper = Sweeper(repo, service, settings, self.emit, self.republish)
-
-    async def emit(self, message: Message) -> None:
-        self.events.append(message)
-
-    async def republish(self, message: Message) -> None:
-        self.commands.append(message)
-
-    def steps(self, task_id: str) -> list[str]:
-        return [
-            e.status.value
-            for e in self.events
-            if isinstance(e, ColisStepChanged) and e.task_id == task_id
-        ]
-
-    async def lot(self) -> str:
-        return str((await self.service.rpc_create_lot("cargo"))["id"])
-
-    def create(
-        self, task_id: str, lot_id: str, data: ColisData = DATA, **extra: Any
-    ) -> CreateColis:
-        return CreateColis(
-            producer="test",
-            job_id=task_id,
-            task_id=task_id,
-            user_id="alice",
-            lot_id=lot_id,
-            colis_data=data,
-            **extra,
-        )
-
-
-@pytest.fixture
-async def world(test_env, tmp_path: Path):
-    settings = ColisSettings(
-        mongo_url=test_env.mongo_url,
-        db_prefix=test_env.db_prefix,
-        data_dir=tmp_path,
-        task_retry_base_s=0.01,
-        task_retry_max_s=0.02,
-        task_time_limit_s=60,
-    )
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(test_env.mongo_url, tz_aware=True)
-    repo = ColisRepository(client, f"{test_env.db_prefix}_colis")
-    await repo.ensure_indexes()
-    await repo.seed_demo_data(datetime.now(UTC))
-    files = FileStore(tmp_path)
-    files.ensure_layout()
-    holder: list[World] = []
-
-    async def emit(message: Message) -> None:
-        await holder[0].emit(message)
-
-    service = ColisService(repo, files, emit, settings)
-    holder.append(World(service, repo, settings))
-    yield holder[0]
-    await client.close()
 
 
 def jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (2400, 1800), "blue").save(buffer, "JPEG")
     return buffer.getvalue()
+
+
+if TYPE_CHECKING:  # the world of conftest.py
+    from conftest import World
 
 
 def ready(task_id: str, upload_id: str) -> PhotoReady:

@@ -7,105 +7,19 @@ import asyncio
 import io
 import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
 from PIL import Image
-from pymongo import AsyncMongoClient
 
-from colis_svc.repository import ColisRepository
-from colis_svc.service import ColisService, FileStore
-from colis_svc.settings import ColisSettings
-from colis_svc.sweeper import Sweeper
 from jauge_shared.contracts import (
     AnnounceColisTask,
     CancelColisTask,
-    ColisData,
     ColisOperation,
     ColisStepChanged,
     ColisTaskStalled,
     CreateColis,
-    Message,
     RetryColisTask,
 )
-
-DATA = ColisData.model_validate(
-    {
-        "client_id": "cli-demo-1",
-        "type_transport": "cargo",
-        "longueur": "50",
-        "largeur": "40",
-        "hauteur": "30",
-        "poids": "7.5",
-    }
-)
-
-
-class World:
-    def __init__(self, service: ColisService, repo: ColisRepository, settings: ColisSettings):
-        self.service = service
-        self.repo = repo
-        self.settings = settings
-        self.events: list[Message] = []
-        self.commands: list[Message] = []
-        self.sweeper = Sweeper(repo, service, settings, self.emit, self.republish)
-
-    async def emit(self, message: Message) -> None:
-        self.events.append(message)
-
-    async def republish(self, message: Message) -> None:
-        self.commands.append(message)
-
-    def steps(self, task_id: str) -> list[str]:
-        return [
-            e.status.value
-            for e in self.events
-            if isinstance(e, ColisStepChanged) and e.task_id == task_id
-        ]
-
-    async def lot(self) -> str:
-        return str((await self.service.rpc_create_lot("cargo"))["id"])
-
-    def create(
-        self, task_id: str, lot_id: str, data: ColisData = DATA, **extra: Any
-    ) -> CreateColis:
-        return CreateColis(
-            producer="test",
-            job_id=task_id,
-            task_id=task_id,
-            user_id="alice",
-            lot_id=lot_id,
-            colis_data=data,
-            **extra,
-        )
-
-
-@pytest.fixture
-async def world(test_env, tmp_path: Path):
-    settings = ColisSettings(
-        mongo_url=test_env.mongo_url,
-        db_prefix=test_env.db_prefix,
-        data_dir=tmp_path,
-        task_retry_base_s=0.01,
-        task_retry_max_s=0.02,
-        task_time_limit_s=60,
-    )
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(test_env.mongo_url, tz_aware=True)
-    repo = ColisRepository(client, f"{test_env.db_prefix}_colis")
-    await repo.ensure_indexes()
-    await repo.seed_demo_data(datetime.now(UTC))
-    files = FileStore(tmp_path)
-    files.ensure_layout()
-    holder: list[World] = []
-
-    async def emit(message: Message) -> None:
-        await holder[0].emit(message)
-
-    service = ColisService(repo, files, emit, settings)
-    holder.append(World(service, repo, settings))
-    yield holder[0]
-    await client.close()
 
 
 async def test_lot_numbers_stay_unique_when_many_are_created_at_once(world: World) -> None:
@@ -114,6 +28,10 @@ async def test_lot_numbers_stay_unique_when_many_are_created_at_once(world: Worl
     assert len(set(numbers)) == 30
     day = datetime.now(UTC).strftime("%Y%m%d")
     assert sorted(numbers) == [f"BATEAU-{day}{n:03d}" for n in range(1, 31)]
+
+
+if TYPE_CHECKING:  # the world of conftest.py
+    from conftest import World
 
 
 async def test_a_creation_runs_every_step_and_a_redelivery_makes_no_second_parcel(
@@ -289,7 +207,7 @@ async def test_a_permanent_failure_is_final_then_retried_by_hand_with_a_correcte
     world: World,
 ) -> None:
     lot_id = await world.lot()
-    bad = DATA.model_copy(update={"client_id": "cli-nobody"})
+    bad = world.data.model_copy(update={"client_id": "cli-nobody"})
     await world.service.run_task(world.create("t-perm", lot_id, bad))
     task = await world.repo.get_task("t-perm")
     assert task is not None and task["status"] == "failed_final"
@@ -399,7 +317,7 @@ async def test_cancelling_a_completed_task_is_refused_and_announces_the_end_agai
 async def test_a_task_left_pending_without_its_command_is_found_stalled(world: World) -> None:
     """A relaunch that stored `pending` and died before publishing its command."""
     lot_id = await world.lot()
-    await world.service.run_task(world.create("t-lost", lot_id, data=DATA))
+    await world.service.run_task(world.create("t-lost", lot_id, data=world.data))
     await world.repo.tasks.update_one(
         {"_id": "t-lost"},
         {

@@ -47,6 +47,13 @@ _MAGIC = (
 # found in the first megabyte is no photo we take
 _HEADER_TRIES = (4 * 1024, 64 * 1024, 256 * 1024, 1024 * 1024)
 NOT_AN_IMAGE = "Photo refusée : le fichier n'est pas une image reconnue."
+WRONG_TYPE = "Photo refusée : JPEG, PNG, WEBP, GIF, BMP ou TIFF attendu."
+
+
+def is_image(head: bytes) -> bool:
+    """Whether a file's first 16 bytes are those of a photo kind colis-svc reads."""
+    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    return webp or any(head.startswith(m) for m in _MAGIC)
 
 
 def _refuse(status: int, detail: str) -> HTTPException:
@@ -122,9 +129,7 @@ class PhotoSink:
     # the checks ------------------------------------------------------------------------
 
     def _check_magic(self) -> None:
-        head = bytes(self._head[:16])
-        webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
-        if not (webp or any(head.startswith(m) for m in _MAGIC)):
+        if not is_image(bytes(self._head[:16])):
             raise _refuse(415, NOT_AN_IMAGE)
 
     def _try_header(self, *, last: bool) -> None:
@@ -180,7 +185,7 @@ class ParcelFormParser(MultiPartParser):
         declared = (part.file.content_type or "").lower()
         # the bytes decide; a part sent without a type, or as plain bytes, is fine
         if declared not in PHOTO_TYPES and declared not in ("", "application/octet-stream"):
-            raise _refuse(415, "Photo refusée : JPEG, PNG, WEBP, GIF, BMP ou TIFF attendu.")
+            raise _refuse(415, WRONG_TYPE)
         sink = PhotoSink(self.folder, self.max_bytes, self.max_pixels)
         self.sinks.append(sink)
         self._files_to_close_on_error.append(sink)  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from gateway.commands import send_command
 from gateway.deps import CurrentUser, StateDep
 from gateway.errors import AUTHENTICATED, error_responses
+from gateway.photo_stream import PHOTO_TYPES, WRONG_TYPE, is_image
 from gateway.routers.imports import safe_file_name
 from gateway.state import GatewayState
 from gateway.upload_store import (
@@ -41,26 +42,7 @@ logger = logging.getLogger("gateway.uploads")
 router = APIRouter(prefix="/api/uploads", tags=["uploads"], responses=AUTHENTICATED)
 
 UploadId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
-# what the photo form accepts (routers/colis.py): the same kinds, checked the same way
-PHOTO_TYPES = frozenset(
-    {"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/webp", "image/gif"}
-    | {"image/bmp", "image/tiff"}
-)
-_MAGIC = (
-    b"\xff\xd8\xff",
-    b"\x89PNG\r\n\x1a\n",
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-    b"II*\x00",
-    b"MM\x00*",
-)
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def is_image(head: bytes) -> bool:
-    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
-    return webp or any(head.startswith(m) for m in _MAGIC)
 
 
 class OpenUpload(BaseModel):
@@ -166,9 +148,7 @@ async def open_upload(body: OpenUpload, user: CurrentUser, state: StateDep) -> U
         )
         return view(opened)
     if body.type.lower() not in PHOTO_TYPES:
-        raise HTTPException(
-            415, detail="Photo refusée : JPEG, PNG, WEBP, GIF, BMP ou TIFF attendu."
-        )
+        raise HTTPException(415, detail=WRONG_TYPE)
     if body.size is not None and body.size > state.settings.max_photo_bytes:
         raise _too_large(state)
     upload = await asyncio.to_thread(
