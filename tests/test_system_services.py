@@ -24,6 +24,8 @@ def test_every_service_is_ready_and_stops_gracefully_on_sigterm(make_stack) -> N
         checks = {"broker": True, "store": True}
         if service.spec.name == "progress-svc":  # its events are read by a DirectConsumer
             checks["consumer"] = True
+        if service.spec.name == "gateway":  # its request/reply round trip (gateway/rpc.py)
+            checks["rpc"] = True
         assert ready == {"ready": True, "checks": checks}
         assert "python_info" in httpx.get(service.url + "/metrics").text
     for service in list(services):

@@ -25,6 +25,7 @@ from gateway.commands import send_command
 from gateway.deps import CurrentUser, StateDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
 from gateway.photo_stream import ParcelFormParser, PhotoSink
+from gateway.quantities import DIMENSION_DIGITS, WEIGHT_DIGITS, quantity_pattern
 from gateway.routers.uploads import bind_upload
 from gateway.state import GatewayState
 from gateway.users import User
@@ -65,8 +66,9 @@ def form_schema(required: bool) -> dict[str, Any]:
     schema = ColisData.model_json_schema()
     properties: dict[str, Any] = {}
     for name, field in schema["properties"].items():
-        if "anyOf" in field:  # a Decimal: its number, not pydantic's "any string"
-            field = next(f for f in field["anyOf"] if f.get("type") == "number")
+        if "anyOf" in field:  # a Decimal: a form field is text, with its own pattern
+            digits = WEIGHT_DIGITS if name == "poids" else DIMENSION_DIGITS
+            field = {"type": "string", "pattern": quantity_pattern(digits)}
         elif "$ref" in field:
             field = schema["$defs"][field["$ref"].rsplit("/", 1)[1]]
         elif field.get("type") == "string" and name in schema.get("required", ()):
@@ -163,9 +165,13 @@ async def read_form(
             if key == "image":
                 if isinstance(value, UploadFile) and not value.filename:
                     photo = None  # an empty file input: no photo
-            elif key == "upload_id" and isinstance(value, str) and not parser.sinks:
+            elif key == "upload_id" and isinstance(value, str):
                 if not UPLOAD_ID_FIELD.fullmatch(value):
                     raise _Invalid([{"field": key, "message": "identifiant d'envoi invalide"}])
+                if parser.sinks:
+                    raise HTTPException(
+                        400, detail="Formulaire illisible : une photo ou un envoi, pas les deux."
+                    )
                 photo = value
             elif key in FORM_FIELDS and isinstance(value, str):
                 if value.strip() != "":

@@ -20,6 +20,7 @@ from gateway.colis_rpc import ask_control
 from gateway.deps import CurrentUser, DurationsDep, ProgressDep, StateDep
 from gateway.durations import Sample
 from gateway.errors import AUTHENTICATED, error_responses
+from gateway.quantities import DIMENSION_DIGITS, WEIGHT_DIGITS, quantity_pattern
 from gateway.routers.jobs import to_public, visible_by_id, visible_to
 from gateway.routers.uploads import bind_upload
 from gateway.users import User
@@ -54,11 +55,6 @@ ETA_SAMPLE = 20
 NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
 
 
-def quantity_pattern(digits: int) -> str:
-    """A positive decimal written with at most `digits` digits before its point."""
-    return rf"^\+?0*([1-9][0-9]{{0,{digits - 1}}}(\.[0-9]+)?|0?\.[0-9]*[1-9][0-9]*)$"
-
-
 def text_matching(pattern: str) -> Any:
     """A quantity given as text must match `pattern`, the very one the OpenAPI document
     shows: pydantic's own schema for a Decimal allows any string, "" included, which it
@@ -77,7 +73,8 @@ def quantity_schema(le: int, pattern: str) -> WithJsonSchema:
     return WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0, "maximum": le},
+                # 6 places at most: a multiple of 10⁻⁶ (5e-324 is not one)
+                {"type": "number", "exclusiveMinimum": 0, "maximum": le, "multipleOf": 1e-6},
                 {"type": "string", "pattern": pattern},
                 {"type": "null"},
             ]
@@ -85,8 +82,8 @@ def quantity_schema(le: int, pattern: str) -> WithJsonSchema:
     )
 
 
-_DIMENSION = quantity_pattern(4)  # up to 9999.x as text, 10 000 as a number
-_WEIGHT = quantity_pattern(5)
+_DIMENSION = quantity_pattern(DIMENSION_DIGITS)
+_WEIGHT = quantity_pattern(WEIGHT_DIGITS)
 Dimension = Annotated[
     Annotated[Centimetres, text_matching(_DIMENSION)] | None,
     quantity_schema(10_000, _DIMENSION),

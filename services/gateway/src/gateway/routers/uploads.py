@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, Field
 
 from gateway.commands import send_command
@@ -169,25 +169,41 @@ async def upload_offset(upload_id: UploadId, user: CurrentUser, state: StateDep)
     headers = {"Upload-Offset": str(upload.offset), **NO_STORE}
     if upload.size is not None:
         headers["Upload-Length"] = str(upload.size)
-    return Response(status_code=200, headers=headers)
+    # no body, but the type a GET of the same upload answers in (its OpenAPI documents it)
+    return Response(status_code=200, headers=headers, media_type="application/json")
+
+
+def tus_header(request: Request, name: str, *, minimum: int) -> int | None:
+    """`Upload-Offset` or `Upload-Length`, read here rather than as declared header
+    parameters: an HTTP request may carry any other header (proxies add theirs), and
+    schemathesis counts an undeclared header beside declared ones as a violation."""
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 15 or int(raw) < minimum:
+        raise HTTPException(400, detail=f"En-tête {name} invalide : un nombre entier attendu.")
+    return int(raw)
 
 
 @router.patch(
     "/{upload_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(404, 409, 413, 415, e409="The chunk does not start at the offset"),
+    responses=error_responses(
+        400, 404, 409, 413, 415, e409="The chunk does not start at the offset"
+    ),
 )
 async def send_chunk(
-    upload_id: UploadId,
-    request: Request,
-    user: CurrentUser,
-    state: StateDep,
-    upload_offset: Annotated[int, Header(ge=0)],
-    upload_length: Annotated[int | None, Header(gt=0)] = None,
+    upload_id: UploadId, request: Request, user: CurrentUser, state: StateDep
 ) -> Response:
-    """One chunk (the raw body) at `Upload-Offset`, which must be the bytes received so
-    far (else 409 with the right `Upload-Offset`); a chunk sent again is harmless. The
-    size may be declared here with `Upload-Length` if it was not when opening."""
+    """One chunk (the raw body) at the header `Upload-Offset` (required), which must be
+    the bytes received so far (else 409 with the right `Upload-Offset`); a chunk sent
+    again is harmless. The size may be declared here with the header `Upload-Length` if
+    it was not when opening. (The two headers are read by the route, not declared as
+    parameters: see `tus_header`.)"""
+    upload_offset = tus_header(request, "Upload-Offset", minimum=0)
+    upload_length = tus_header(request, "Upload-Length", minimum=1)
+    if upload_offset is None:
+        raise HTTPException(400, detail="En-tête Upload-Offset manquant.")
     store, upload = owned_in(state, user, upload_id)
     limit = limit_of(state, upload.purpose)
     chunk = await request.body()
