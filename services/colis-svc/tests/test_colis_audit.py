@@ -166,3 +166,21 @@ async def test_an_entry_stored_but_not_listed_is_listed_by_the_redelivery(world:
     assert not await log.record("t-x:colis.created", "colis.created", "alice", colis_id="t-x")
     page = await log.page(audit.colis_chain("t-x"))
     assert [e["id"] for e in page["entries"]] == ["t-x:colis.created"]
+
+
+async def test_a_retry_done_stays_done_when_its_entry_cannot_be_written(
+    world: World, monkeypatch: Any
+) -> None:
+    """A redelivery would be refused as already retried: the answer must say it worked."""
+    lot_id = await world.lot()
+    bad = ColisData.model_validate({**world.data.model_dump(), "client_id": "cli-inconnu"})
+    await world.service.run_task(world.create("t-s", lot_id, bad))
+
+    async def store_away(*args: Any, **kwargs: Any) -> bool:
+        raise ConnectionError("store away")
+
+    monkeypatch.setattr(world.service.audit, "record", store_away)
+    retry = RetryColisTask(producer="test", task_id="t-s", user_id="alice")
+    reply = await world.service.retry(retry, world.republish)
+    assert reply["ok"] and reply["result"]["retry_count"] == 1
+    assert len(world.commands) == 1

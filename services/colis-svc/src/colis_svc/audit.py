@@ -19,6 +19,7 @@ costs about 2k lookups by `_id`, whatever the size of all history.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # service.py imports this module
     from colis_svc.service import Run
 
 Doc = dict[str, Any]
+logger = logging.getLogger("colis_svc")
 
 ALL = "all"
 MAX_PAGE = 500
@@ -226,15 +228,22 @@ class AuditLog:
         if command.upload_id:
             changes["photo"] = [None, command.upload_id]  # a new photo (its upload id)
         changes["retry_count"] = [before["retry_count"], count]
-        await self.record(
-            f"{command.task_id}:task.retried:{count}",
-            "task.retry_forced" if command.force and spent else "task.retried",
-            command.user_id,
-            lot_id=before["lot_id"],
-            colis_id=before["colis_id"],
-            task_id=command.task_id,
-            changes=changes,
-        )
+        try:
+            await self.record(
+                f"{command.task_id}:task.retried:{count}",
+                "task.retry_forced" if command.force and spent else "task.retried",
+                command.user_id,
+                lot_id=before["lot_id"],
+                colis_id=before["colis_id"],
+                task_id=command.task_id,
+                changes=changes,
+            )
+        except Exception:
+            # the retry is done: raising would have the command redelivered and refused
+            # ("already retried"), a wrong answer, and the entry lost all the same
+            logger.exception(
+                "retry not recorded in the audit trail", extra={"task_id": command.task_id}
+            )
         return reply
 
     # ------------------------------------------------------------------ reading
