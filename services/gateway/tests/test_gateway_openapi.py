@@ -61,6 +61,9 @@ def test_every_error_response_has_the_body_the_handlers_send(spec: dict[str, Any
         ("post", "/api/lots/{lot_id}/colis", {"401", "404", "409", "413", "415", "422", "503"}),
         ("post", "/api/tasks/{task_id}/retry", {"401", "403", "404", "409", "503"}),
         ("post", "/api/auth/token", {"401", "422", "429"}),
+        ("get", "/api/audit", {"401", "403", "422", "503", "504"}),
+        ("get", "/api/colis/{colis_id}/history", {"401", "404", "422", "503", "504"}),
+        ("get", "/api/lots/{lot_id}/history", {"401", "404", "422", "503", "504"}),
     ],
 )
 def test_routes_list_the_errors_their_code_raises(

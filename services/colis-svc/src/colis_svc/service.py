@@ -36,7 +36,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from colis_svc import photos
+from colis_svc import audit, photos
 from colis_svc.domain import (
     ACTIVE_STATUSES,
     RUNNING_STATUSES,
@@ -266,6 +266,7 @@ class ColisService:
         self.faults = fault_points(settings.fault_points, settings.data_dir)
         self.slots = asyncio.Semaphore(settings.task_concurrency)
         self.image_slots = asyncio.Semaphore(settings.image_workers)
+        self.audit = audit.AuditLog(repository.db, clock)
 
     # ------------------------------------------------------------------ RPC (reads, lots)
     async def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -304,13 +305,14 @@ class ColisService:
     async def rpc_get_tariff(self) -> Doc:
         return (await self.repo.tariff()).to_document()
 
-    async def rpc_create_lot(self, type_lot: str) -> Doc:
+    async def rpc_create_lot(self, type_lot: str, user_id: str = "") -> Doc:
         try:
             kind = LotType(type_lot)
         except ValueError as e:
             raise RpcError(422, "Type de lot invalide : cargo, express ou bateau.") from e
         now = self.clock()
         lot = await self.repo.create_lot(uuid4().hex, kind, now.date(), now)
+        await self.audit.lot_created(lot, user_id)
         public = public_lot(lot)
         await self.emit(
             LotCreated(
@@ -328,13 +330,14 @@ class ColisService:
     async def rpc_get_lot(self, lot_id: str) -> Doc:
         return public_lot(await self._lot(lot_id))
 
-    async def rpc_close_lot(self, lot_id: str) -> Doc:
+    async def rpc_close_lot(self, lot_id: str, user_id: str = "") -> Doc:
         lot = await self._lot(lot_id)
         if lot["statut"] == LotStatut.FERME.value:
             return public_lot(lot)
         if not can_change_lot_statut(lot["statut"], LotStatut.FERME):
             raise RpcError(409, f"Le lot {lot['numero_lot']} ne peut pas être fermé.")
         await self.repo.set_lot_statut(lot_id, LotStatut.FERME, self.clock())
+        await self.audit.lot_closed(lot, LotStatut.FERME.value, user_id)
         return public_lot(await self._lot(lot_id))
 
     async def rpc_get_colis(self, colis_id: str) -> Doc:
@@ -376,6 +379,27 @@ class ColisService:
                 409, f"Le lot {lot['numero_lot']} n'est pas ouvert : le colis ne peut plus changer."
             )
         return {"colis": public_colis(colis), "lot": public_lot(lot)}
+
+    async def rpc_colis_history(
+        self, colis_id: str, limit: int = 100, before: int | None = None
+    ) -> Doc:
+        """Who changed the parcel and when, newest first (docs/colis.md, "Audit trail");
+        a cancelled creation's parcel is gone, its history stays."""
+        page = await self.audit.page(audit.colis_chain(colis_id), limit, before)
+        if not page["entries"] and before is None and await self.repo.get_colis(colis_id) is None:
+            raise RpcError(404, "Colis introuvable.")
+        return page
+
+    async def rpc_lot_history(
+        self, lot_id: str, limit: int = 100, before: int | None = None
+    ) -> Doc:
+        """The lot's own changes and those of its parcels, newest first."""
+        await self._lot(lot_id)
+        return await self.audit.page(audit.lot_chain(lot_id), limit, before)
+
+    async def rpc_audit(self, limit: int = 100, before: int | None = None) -> Doc:
+        """Every change to lots and parcels, newest first (the gateway lets admins only)."""
+        return await self.audit.page(audit.ALL, limit, before)
 
     async def _lot(self, lot_id: str) -> Doc:
         lot = await self.repo.get_lot(lot_id)
@@ -617,6 +641,7 @@ class ColisService:
             numero = current["numero_suivi"]
             fields["client_name"] = run.client["name"] if run.client else None
             await self.repo.update_colis(colis_id, {**fields, "updated_at": now})
+        await self.audit.parcel_written(run, fields, numero)
         run.changes["numero_suivi"] = numero
         run.doc["numero_suivi"] = numero
 
@@ -719,6 +744,7 @@ class ColisService:
         if doc is None:
             # its command is still queued: the worker will cancel it on arrival
             await self.repo.mark(command.task_id, CANCEL, self.clock())
+            await self.audit.task_cancelled(command, None)
             if command.lot_id and command.operation:
                 state = TaskState.new(command.task_id, command.operation).cancel()
                 stub = {"user_id": command.user_id, "lot_id": command.lot_id}
@@ -738,6 +764,7 @@ class ColisService:
         if fate != "cancel":
             return _refuse(409, "Trop tard : le colis est déjà annoncé, la tâche se termine.")
         await self.repo.mark(command.task_id, CANCEL, self.clock())
+        await self.audit.task_cancelled(command, doc)
         if state.status in RUNNING_STATUSES and not await photos.stop_for_cancel(self, doc):
             # a worker holds it: it stops at its next step boundary
             return _reply({"status": "cancel_requested"})
@@ -772,7 +799,8 @@ class ColisService:
             self.files.remove_upload(doc.get("upload_id"))
             self.files.remove_images(command.task_id)
             doc = {**doc, **photo}
-        return await self._relaunch(doc, state, data, republish, force=command.force)
+        relaunch = self._relaunch(doc, state, data, republish, force=command.force)
+        return await self.audit.task_retried(command, doc, data, relaunch)
 
     async def _relaunch(
         self, doc: Doc, state: TaskState, data: ColisData, republish: Emit, *, force: bool = False

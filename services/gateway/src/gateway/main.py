@@ -35,6 +35,7 @@ from gateway.hub import Hub
 from gateway.jobmetrics import FinishedJobs
 from gateway.recent import RecentJobs
 from gateway.routers import (
+    audit,
     auth,
     clients,
     colis,
@@ -209,6 +210,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         colis,
         uploads,
         tasks,
+        audit,
     ):
         app.include_router(module.router)
     app.include_router(pages.router)  # the web UI

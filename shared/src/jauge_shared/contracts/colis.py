@@ -178,6 +178,11 @@ class ColisRpcRequest(BaseModel):
     """Request/reply from the gateway to colis-svc (`rpc.colis` on `colis-svc.rpc`):
     reads of clients, tariff, lots and parcels, and the synchronous lot/client changes.
 
+    The changes name who asks: `create_lot` and `close_lot` take a `user_id` param (the
+    caller's username, for the audit trail; absent, the entry says nobody). The audit
+    trail is read with `colis_history` (`colis_id`), `lot_history` (`lot_id`) and `audit`,
+    each with `limit` and `before` (docs/colis.md, "Audit trail").
+
     The reply is `{"ok": true, "result": ...}` or `{"ok": false, "status", "detail"}`
     (an HTTP status and a French message the gateway passes on as they are)."""
 
@@ -187,9 +192,11 @@ class ColisRpcRequest(BaseModel):
         min_length=1,
         max_length=64,
         pattern=r"^[a-z_]+$",
-        examples=["list_lots", "create_lot", "close_lot", "get_colis", "precheck"],
+        examples=["list_lots", "create_lot", "close_lot", "get_colis", "precheck", "colis_history"],
     )
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict, examples=[{"lot_id": "3f0c9a", "user_id": "alice"}]
+    )
 
 
 class ColisRpcReply(BaseModel):

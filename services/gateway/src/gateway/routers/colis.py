@@ -26,6 +26,7 @@ from gateway.deps import CurrentUser, StateDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
 from gateway.photo_stream import ParcelFormParser, PhotoSink
 from gateway.quantities import DIMENSION_DIGITS, WEIGHT_DIGITS, quantity_pattern
+from gateway.routers.audit import AuditPage, Before, Limit, history
 from gateway.routers.uploads import bind_upload
 from gateway.state import GatewayState
 from gateway.users import User
@@ -364,6 +365,18 @@ async def update_colis(
 @router.get("/api/colis/{colis_id}", responses=error_responses(404))
 async def get_colis(colis_id: ItemId, user: CurrentUser, state: StateDep) -> Any:
     return await call_colis(state, "get_colis", colis_id=colis_id)
+
+
+@router.get(
+    "/api/colis/{colis_id}/history", response_model=AuditPage, responses=error_responses(404)
+)
+async def get_colis_history(
+    colis_id: ItemId, user: CurrentUser, state: StateDep, limit: Limit = 100, before: Before = None
+) -> Any:
+    """Who created the parcel, changed it, cancelled or retried its tasks, and when, newest
+    first: open to every signed-in user (lots and parcels are the agency's shared data).
+    A parcel whose creation was cancelled is gone, its history stays."""
+    return await history(state, "colis_history", limit, before, colis_id=colis_id)
 
 
 @router.get("/api/lots/{lot_id}/colis", responses=error_responses(404))

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from gateway.colis_rpc import call_colis
 from gateway.deps import CurrentUser, StateDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
+from gateway.routers.audit import AuditPage, Before, Limit, history
 from jauge_shared.contracts import TransportType
 
 router = APIRouter(
@@ -36,7 +37,9 @@ class NewLot(BaseModel):
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Lot)
 async def create_lot(body: NewLot, user: CurrentUser, state: StateDep) -> Any:
     """A new open lot numbered `TYPE-YYYYMMDDNNN` (unique even under concurrency)."""
-    return await call_colis(state, "create_lot", type_lot=body.type_lot.value)
+    return await call_colis(
+        state, "create_lot", type_lot=body.type_lot.value, user_id=user.username
+    )
 
 
 @router.get("", response_model=list[Lot])
@@ -57,4 +60,13 @@ async def get_lot(lot_id: LotId, user: CurrentUser, state: StateDep) -> Any:
 @router.post("/{lot_id}/close", response_model=Lot, responses=error_responses(404))
 async def close_lot(lot_id: LotId, user: CurrentUser, state: StateDep) -> Any:
     """No parcel can be added to a closed lot. Closing a closed lot changes nothing."""
-    return await call_colis(state, "close_lot", lot_id=lot_id)
+    return await call_colis(state, "close_lot", lot_id=lot_id, user_id=user.username)
+
+
+@router.get("/{lot_id}/history", response_model=AuditPage, responses=error_responses(404))
+async def lot_history(
+    lot_id: LotId, user: CurrentUser, state: StateDep, limit: Limit = 100, before: Before = None
+) -> Any:
+    """Who created and closed the lot, and every change to its parcels, newest first:
+    open to every signed-in user (lots and parcels are the agency's shared data)."""
+    return await history(state, "lot_history", limit, before, lot_id=lot_id)
