@@ -48,6 +48,9 @@ bench-import: infra-start ## an EDI import of 2,000 files, 2 import-svc replicas
 bench-colis: infra-start ## parcel forms under 50 concurrent agents, then the pipeline's throughput
 	$(PY) bench/colis_bench.py
 
+bench-partitions: infra-start ## progress-svc with 1, 2 and 3 replicas over 4 partitions (and the single queue)
+	$(PY) bench/partition_bench.py
+
 bench-ws: infra-start ## 5,000 WebSocket clients on one gateway, 5% never reading: latency, memory
 	$(PY) bench/ws_bench.py
 

@@ -6,10 +6,10 @@ of this test's own. The four services list every node (`JAUGE_AMQP_URL`), queues
 quorum queues and progress-svc is partitioned. Under an EDI import, parcels with a
 photo and WebSocket clients following the import, the node leading the most queues is
 SIGKILLed, kept down, then started again. Requirements: no 5xx but 503s while a client
-reconnects; every gauge equal to its owner's state; exact counts, one parcel per task;
-every `.dlq` empty; the node back in the cluster with every quorum queue's members
-online again. A 10 s outage with 20 sockets runs in `make test` (when RabbitMQ is
-installed); 30 s with 200 sockets behind `-m slow`.
+reconnects (none after RECONNECTED_WITHIN_S); every gauge equal to its owner's state;
+exact counts, one parcel per task; every `.dlq` empty; the node back in the cluster
+with every quorum queue's members online again. A 15 s outage with 20 sockets runs
+in `make test` (when RabbitMQ is installed); 30 s with 200 sockets behind `-m slow`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ NODES = (1, 2, 3)
 FILES = 30
 PARCELS = 6
 SLOW_STEPS = "[test:delay=0.3]"
+# a client that lost its node is on another one by then (heartbeats of 2 s, an attempt
+# per node, quorum queues electing new leaders): only 503s before it
+RECONNECTED_WITHIN_S = 8.0
 SETTINGS = {
     **FAST,
     "JAUGE_HEARTBEAT_S": "2",
@@ -136,7 +139,7 @@ async def follow(socket: Socket, job_id: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("outage_s", "sockets"),
     [
-        pytest.param(10, 20, id="10s-20-sockets"),
+        pytest.param(15, 20, id="15s-20-sockets"),
         pytest.param(30, 200, marks=pytest.mark.slow, id="30s-200-sockets"),
     ],
 )
@@ -188,10 +191,10 @@ async def test_the_node_leading_most_queues_killed_mid_load(
                     await poster.create_colis(lot["id"], {**FORM, "description": "pendant"}),
                 ):
                     answers[response.status_code] += 1
-                    assert response.status_code < 500 or response.status_code == 503, (
-                        response.status_code,
-                        response.text,
-                    )
+                    late = time.monotonic() - down_at > RECONNECTED_WITHIN_S
+                    assert response.status_code < 500 or (
+                        response.status_code == 503 and not late
+                    ), (response.status_code, response.text, time.monotonic() - down_at)
                     if response.status_code == 202:
                         tasks.append(response.json()["task_id"])
                 await asyncio.sleep(1)

@@ -21,6 +21,7 @@ from fastapi import HTTPException, status
 from pydantic import BaseModel, ValidationError
 
 from gateway.state import GatewayState
+from jauge_shared.broker import connect_robust
 from jauge_shared.topology import COMMANDS_EXCHANGE
 
 logger = logging.getLogger("gateway.rpc")
@@ -45,7 +46,7 @@ class RpcClient:
         async with self._lock:
             if self._exchange is None or self._channel is None or self._channel.is_closed:
                 if self._connection is None:
-                    self._connection = await aio_pika.connect_robust(
+                    self._connection = await connect_robust(
                         self.url, client_properties={"connection_name": self.connection_name}
                     )
                     self._connection.close_callbacks.add(self._on_connection_lost)
