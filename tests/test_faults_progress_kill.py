@@ -133,9 +133,11 @@ async def test_partitioned_replicas_share_the_work_and_lose_no_update_when_kille
     replicas (each applies different jobs), and SIGKILLs at random instants, every
     event published twice, still end with every document as a run without kills."""
     stack = make_stack(JAUGE_PROGRESS_PARTITIONS=str(PARTITIONS), JAUGE_REBALANCE_INTERVAL_S="1")
+    # one after the other: the first is then the active consumer of every partition,
+    # and only the replicas' stepping back shares them out
     for _ in range(REPLICAS):
         stack.start("progress-svc")
-    stack.wait_ready()
+        stack.wait_ready()
     queues = [spec.name for spec in progress_partitions(PARTITIONS)]
     rng = random.Random(20261206)
     events, jobs_per_run = stream(rng)

@@ -249,8 +249,11 @@ class DirectConsumer:
     async def consumer_count(self) -> int:
         """Consumers of the queue, this one included (every replica of the service)."""
         assert self._channel is not None
-        queue = await self._channel.declare_queue(self.queue_name, passive=True)
-        return int(queue.declaration_result.consumer_count or 0)
+        # on the channel underneath: the robust channel answers a passive declare of a
+        # queue it knows from memory, with the counts of its first declaration
+        underlay = await self._channel.get_underlay_channel()
+        declared = await underlay.queue_declare(self.queue_name, passive=True)
+        return int(declared.consumer_count or 0)
 
     def is_consuming(self) -> bool:
         connection = self._connection

@@ -61,7 +61,10 @@ class RpcClient:
     def _on_connection_lost(self, _: object, exc: BaseException | None = None) -> None:
         """Direct Reply-To answers on the connection that asked: once it is lost (a
         reset, or heartbeats that found it dead) no reply can come, so the callers get
-        their 503 now rather than a 504 at the deadline."""
+        their 503 now rather than a 504 at the deadline. The channel is opened again on
+        the next call: the robust channel aio-pika restores does not get the replies of
+        Direct Reply-To back (every call timed out after a reconnection)."""
+        self._exchange = None
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(
