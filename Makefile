@@ -26,7 +26,7 @@ run: deps ## the whole system; prints where to click; Ctrl-C stops what it start
 cluster: deps ## three RabbitMQ nodes (deploy/local/cluster.sh), the services on all of them; Ctrl-C stops the services
 	deploy/local/cluster.sh start
 	JAUGE_AMQP_URL=$$(deploy/local/cluster.sh urls) JAUGE_QUEUE_TYPE=quorum \
-	  JAUGE_PROGRESS_PARTITIONS=$${JAUGE_PROGRESS_PARTITIONS:-4} deploy/local/run.sh
+	  JAUGE_PROGRESS_PARTITIONS=$${JAUGE_PROGRESS_PARTITIONS:-6} deploy/local/run.sh
 
 cluster-stop: ## stop the three nodes of `make cluster`
 	deploy/local/cluster.sh stop
@@ -48,7 +48,7 @@ bench-import: infra-start ## an EDI import of 2,000 files, 2 import-svc replicas
 bench-colis: infra-start ## parcel forms under 50 concurrent agents, then the pipeline's throughput
 	$(PY) bench/colis_bench.py
 
-bench-partitions: infra-start ## progress-svc with 1, 2 and 3 replicas over 4 partitions (and the single queue)
+bench-partitions: infra-start ## progress-svc with 1, 2 and 3 replicas over 6 partitions (and the single queue)
 	$(PY) bench/partition_bench.py
 
 bench-ws: infra-start ## 5,000 WebSocket clients on one gateway, 5% never reading: latency, memory

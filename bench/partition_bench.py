@@ -53,15 +53,21 @@ async def publish_all(exchange: aio_pika.abc.AbstractExchange, events: list[Any]
 
 
 def split(env: BenchEnv, partitions: int) -> dict[str, int]:
-    """How many partitions each consumer connection is the active one of."""
+    """How many partitions each replica is the active consumer of."""
     vhost = urlsplit(env.amqp_url).path.lstrip("/")
     active: Counter[str] = Counter()
     with httpx.Client(base_url=env.management_url, auth=("guest", "guest")) as http:
+        # a replica has one connection per partition, each named after the replica
+        replica_of = {
+            c["name"]: c.get("user_provided_name") or c["name"]
+            for c in http.get(f"/api/vhosts/{quote(vhost, safe='')}/connections").json()
+        }
         for spec in progress_partitions(partitions):
             queue = http.get(f"/api/queues/{quote(vhost, safe='')}/{spec.name}").json()
             for consumer in queue.get("consumer_details", []):
                 if consumer.get("activity_status") == "single_active":
-                    active[consumer["channel_details"]["connection_name"]] += 1
+                    connection = consumer["channel_details"]["connection_name"]
+                    active[replica_of.get(connection, connection)] += 1
     return dict(active)
 
 
@@ -124,7 +130,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--per-job", type=int, default=10)
-    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--partitions", type=int, default=6)
     arguments = parser.parse_args()
     outcome = asyncio.run(main(arguments))
     report(outcome)

@@ -109,27 +109,34 @@ async def test_progress_svc_killed_again_and_again_loses_no_update(
             assert not different, (job, different)
 
 
-PARTITIONS = 4
+PARTITIONS = 6  # a multiple of the replicas: 2/2/2 (see progress_svc.partitions)
 REPLICAS = 3
 
 
-def active_connections(test_env: Any, queues: list[str]) -> dict[str, str]:
-    """Each partition's active consumer, as the name of its connection (management API)."""
+def active_replicas(test_env: Any, queues: list[str]) -> dict[str, str]:
+    """Each partition's active consumer, as its replica's name (`<service>@<host>:<pid>`,
+    the name each connection gives itself; a replica has a connection per partition)."""
     servers = test_env.servers
+    vhost = quote(test_env.vhost, safe="")
     active: dict[str, str] = {}
     with httpx.Client(base_url=servers.management_url, auth=servers.management_auth) as http:
+        replica_of = {
+            c["name"]: c.get("user_provided_name") or c["name"]
+            for c in http.get(f"/api/vhosts/{vhost}/connections").raise_for_status().json()
+        }
         for name in queues:
-            url = f"/api/queues/{quote(test_env.vhost, safe='')}/{quote(name, safe='')}"
+            url = f"/api/queues/{vhost}/{quote(name, safe='')}"
             for consumer in http.get(url).raise_for_status().json().get("consumer_details", []):
                 if consumer.get("activity_status") == "single_active":
-                    active[name] = consumer["channel_details"]["connection_name"]
+                    connection = consumer["channel_details"]["connection_name"]
+                    active[name] = replica_of.get(connection, connection)
     return active
 
 
 async def test_partitioned_replicas_share_the_work_and_lose_no_update_when_killed(
     make_stack: Any, test_env: Any
 ) -> None:
-    """Three replicas over four partitions: the partitions end up spread over the
+    """Three replicas over six partitions: the partitions end up spread over the
     replicas (each applies different jobs), and SIGKILLs at random instants, every
     event published twice, still end with every document as a run without kills."""
     stack = make_stack(JAUGE_PROGRESS_PARTITIONS=str(PARTITIONS), JAUGE_REBALANCE_INTERVAL_S="1")
@@ -150,14 +157,15 @@ async def test_partitioned_replicas_share_the_work_and_lose_no_update_when_kille
         first, rest = events[: len(events) // 3], events[len(events) // 3 :]
         await publish_paced(channel, first, per_second=len(events) / 12)
         spread: set[str] = set()
-        for _ in range(40):
-            active = await asyncio.to_thread(active_connections, test_env, queues)
+        for _ in range(60):
+            active = await asyncio.to_thread(active_replicas, test_env, queues)
             spread = set(active.values())
-            if len(active) == PARTITIONS and len(spread) >= 2:
+            if len(active) == PARTITIONS and len(spread) == REPLICAS:
                 break
             await publish(channel, clean_run(f"w{_}")[0][:4])  # keep them busy
             await asyncio.sleep(0.5)
-        assert len(spread) >= 2, f"every partition on one replica: {active}"
+        # 2/2/2: every replica applies its share of the jobs
+        assert len(spread) == REPLICAS, f"partitions not shared out: {active}"
 
         kills, _ = await asyncio.gather(
             kill_again_and_again(stack, rng, KILLS),
@@ -174,8 +182,13 @@ async def test_partitioned_replicas_share_the_work_and_lose_no_update_when_kille
         for spec in progress_partitions(PARTITIONS):
             dlq = await channel.declare_queue(spec.dlq_name, passive=True)
             assert dlq.declaration_result.message_count == 0, spec.dlq_name
-        # every partition has an active consumer again (taken over within seconds)
-        active = await asyncio.to_thread(active_connections, test_env, queues)
+        # every partition has an active consumer again (the management API's view of
+        # the consumers lags by its statistics interval, 5 s)
+        for _ in range(30):
+            active = await asyncio.to_thread(active_replicas, test_env, queues)
+            if sorted(active) == sorted(queues):
+                break
+            await asyncio.sleep(1)
         assert sorted(active) == sorted(queues)
 
     for jobs in jobs_per_run:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import DuplicateKeyError
 
 from progress_svc.aggregate import Document
 from progress_svc.repository import ProgressRepository
@@ -169,3 +170,23 @@ async def test_a_write_in_flight_across_its_partitions_forget_is_not_kept(reposi
     await repository.collection.update_one({"_id": "j"}, {"$set": {"seq": 10}})
     doc, _ = await repository.change("j", counting(), "p0")
     assert doc is not None and doc["seq"] == 11
+
+
+async def test_an_open_entry_upserted_by_another_writer_meanwhile_is_no_error(
+    repository,
+) -> None:
+    """Two writers of one job (a partition handed over): the other's upsert of the
+    `progress_open` entry won, and the store refuses this one's insert with E11000."""
+    original = repository.open.update_one
+
+    async def lost_the_race(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await original(*args, **kwargs)
+        raise DuplicateKeyError("E11000 duplicate key error collection: progress_open")
+
+    repository.open.update_one = lost_the_race
+    try:
+        doc, changed = await repository.change("j", lambda current: {"_id": "j", "seq": 1})
+    finally:
+        repository.open.update_one = original
+    assert changed and doc is not None
+    assert [d["_id"] for d in await repository.open_ids()] == ["j"]

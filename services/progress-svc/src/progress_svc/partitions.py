@@ -9,7 +9,9 @@ replicas consume (the queues' consumer count) and at the partitions it is active
 share (partitions / replicas, rounded up), it steps back from one of them, at random
 (cancels and consumes again, going behind the others waiting), and the next replica
 waiting becomes that partition's active one. A replica that dies has its partitions
-taken over by the broker at once, and the next rounds share them out again.
+taken over by the broker at once, and the next rounds share them out again. The split
+ends even when the replicas divide the partitions (6 over 3: 2/2/2); otherwise it may
+stop short (4 over 3 can stay 2/2/0: the idle replica cannot ask for one).
 
 Moving.
 Before partitioning (and with `JAUGE_PROGRESS_PARTITIONS=1`) progress-svc reads one

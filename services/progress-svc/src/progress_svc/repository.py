@@ -125,7 +125,13 @@ class ProgressRepository:
         return [doc async for doc in cursor]
 
     async def _open(self, job_id: str, kind: str) -> None:
-        await self.open.update_one({"_id": job_id}, {"$setOnInsert": {"kind": kind}}, upsert=True)
+        # two writers of one job for a moment (a partition handed over, a replica frozen
+        # across a takeover): both upsert, and the store may refuse the second insert
+        # (E11000) instead of matching the entry the first one just made
+        with contextlib.suppress(DuplicateKeyError):
+            await self.open.update_one(
+                {"_id": job_id}, {"$setOnInsert": {"kind": kind}}, upsert=True
+            )
 
     async def get(self, job_id: str) -> Document | None:
         return await self.collection.find_one({"_id": job_id})
