@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,10 @@ from jauge_shared.topology import (
 from jauge_shared.tracing import tracer_provider
 
 logger = logging.getLogger("jauge.broker")
+
+# how long a client waits before opening again a connection it lost, when it has
+# other nodes to go to (see ClusterConnection)
+RECONNECT_GRACE_S = 1.5
 
 
 def _with_heartbeat(url: str, heartbeat_s: int) -> str:
@@ -71,6 +76,11 @@ class ClusterConnection(aio_pika.RobustConnection):
         self._urls = tuple(n.with_query({**self.url.query, **n.query}) for n in nodes)
         self._urls = self._urls or (self.url,)
         self._next = 0
+        self._lost_at_attempt = False
+
+    async def _on_connected(self) -> None:
+        await super()._on_connected()
+        self._lost_at_attempt = False
 
     def _move_to_next_node(self) -> None:
         self.url = self._urls[self._next % len(self._urls)]
@@ -80,6 +90,13 @@ class ClusterConnection(aio_pika.RobustConnection):
         # the hook of aio-pika's reconnection loop (name-mangled `__connect_transport`):
         # each call is one attempt; shared/tests/test_shared_broker.py fails if it moves
         attempt = getattr(super(), "_RobustConnection__connect_transport")  # noqa: B009
+        if self.connection_attempt and len(self._urls) > 1 and not self._lost_at_attempt:
+            # the first attempt after a lost connection waits a moment: the nodes left
+            # must first see the lost node down and delete the exclusive queues of its
+            # connections (a gateway's `gateway.progress.<replica>`); redeclared at once
+            # on another node, it was still locked and the restore failed
+            self._lost_at_attempt = True
+            await asyncio.sleep(RECONNECT_GRACE_S)
         tries = len(self._urls) if self.connection_attempt == 0 else 1
         for remaining in range(tries - 1, -1, -1):
             self._move_to_next_node()
