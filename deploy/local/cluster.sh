@@ -53,6 +53,8 @@ node_env() { # N
   export RABBITMQ_ADVANCED_CONFIG_FILE=$home/advanced.config
   export RABBITMQ_PID_FILE=$home/rabbitmq.pid
   export RABBITMQ_CONF_ENV_FILE=$home/rabbitmq-env.conf
+  # a node that fails to boot writes its crash dump here, not where it was started
+  export ERL_CRASH_DUMP=$home/log/erl_crash.dump
   # distribution port: distinct per node
   export RABBITMQ_DIST_PORT=$((DIST_BASE + $1))
 }
