@@ -6,7 +6,7 @@ PY := .venv/bin/python
 SOAK_MINUTES ?= 30
 INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
 
-.PHONY: help deps infra-start infra-stop run test test-slow browser validate-deploy bench bench-import bench-colis bench-ws soak lint typecheck pytest format clean
+.PHONY: help deps infra-start infra-stop run cluster cluster-stop bench-partitions test test-slow browser validate-deploy bench bench-import bench-colis bench-ws soak lint typecheck pytest format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,6 +22,14 @@ infra-stop: ## stop the RabbitMQ and FerretDB that infra-start started
 
 run: deps ## the whole system; prints where to click; Ctrl-C stops what it started
 	deploy/local/run.sh
+
+cluster: deps ## three RabbitMQ nodes (deploy/local/cluster.sh), the services on all of them; Ctrl-C stops the services
+	deploy/local/cluster.sh start
+	JAUGE_AMQP_URL=$$(deploy/local/cluster.sh urls) JAUGE_QUEUE_TYPE=quorum \
+	  JAUGE_PROGRESS_PARTITIONS=$${JAUGE_PROGRESS_PARTITIONS:-6} deploy/local/run.sh
+
+cluster-stop: ## stop the three nodes of `make cluster`
+	deploy/local/cluster.sh stop
 
 test: infra-start browser lint typecheck validate-deploy pytest ## what CI runs
 
@@ -39,6 +47,9 @@ bench-import: infra-start ## an EDI import of 2,000 files, 2 import-svc replicas
 
 bench-colis: infra-start ## parcel forms under 50 concurrent agents, then the pipeline's throughput
 	$(PY) bench/colis_bench.py
+
+bench-partitions: infra-start ## progress-svc with 1, 2 and 3 replicas over 6 partitions (and the single queue)
+	$(PY) bench/partition_bench.py
 
 bench-ws: infra-start ## 5,000 WebSocket clients on one gateway, 5% never reading: latency, memory
 	$(PY) bench/ws_bench.py

@@ -72,6 +72,8 @@ install_promtool
 log "compose: deploy/docker-compose.yml against the compose-spec schema"
 "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/docker-compose.yml
 "$VENV/bin/python" deploy/checks.py compose deploy/docker-compose.yml
+# the cluster's additions (three RabbitMQ nodes, a three-member replica set)
+"$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/docker-compose.cluster.yml
 
 log "Dockerfile: hadolint"
 "$VENV/bin/hadolint" --config deploy/docker/hadolint.yaml deploy/docker/Dockerfile

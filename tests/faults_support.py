@@ -100,7 +100,9 @@ class PrivateRabbit:
     def _write_config(self) -> None:
         for folder in ("mnesia", "log"):
             (self.base / folder).mkdir(parents=True, exist_ok=True)
-        (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        (self.base / "enabled_plugins").write_text(
+            "[rabbitmq_management,rabbitmq_consistent_hash_exchange].\n"
+        )
         (self.base / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
             "management.tcp.ip = 127.0.0.1\n"

@@ -181,22 +181,31 @@ async def publish(channel: aio_pika.abc.AbstractChannel, events: list[Event]) ->
                 message_id=str(event.event_id),
                 type=event.type,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                # what the consistent-hash exchange partitions on (when partitioned)
+                headers=event.amqp_properties()["headers"],
             ),
             routing_key=event.type,
         )
 
 
-async def settled(channel: aio_pika.abc.AbstractChannel, test_env: Any, jobs: list[str]) -> dict:
-    """The documents once the queue is drained and they stop changing."""
+async def settled(
+    channel: aio_pika.abc.AbstractChannel,
+    test_env: Any,
+    jobs: list[str],
+    queues: tuple[str, ...] = (PROGRESS_EVENTS.name,),
+) -> dict:
+    """The documents once the queues are drained and they stop changing."""
     deadline = time.monotonic() + 60
     last: dict[str, Any] = {}
     with test_env.mongo() as client:
         collection = client[f"{test_env.db_prefix}_progress"]["progress"]
         while time.monotonic() < deadline:
-            queue = await channel.declare_queue(PROGRESS_EVENTS.name, passive=True)
+            drained = True
+            for name in queues:
+                queue = await channel.declare_queue(name, passive=True)
+                drained = drained and queue.declaration_result.message_count == 0
             # on FerretDB a filter other than _id scans the collection: one read per id
             docs = {job: collection.find_one({"_id": job}) for job in jobs}
-            drained = queue.declaration_result.message_count == 0
             if drained and all(docs.values()) and docs == last:
                 return docs
             last = docs

@@ -118,7 +118,8 @@ install_browser() {
 
 write_rabbit_config() {
   mkdir -p "$RABBIT_HOME/mnesia" "$RABBIT_HOME/log"
-  echo '[rabbitmq_management].' > "$RABBIT_HOME/enabled_plugins"
+  # the consistent-hash exchange partitions progress-svc's events (docs/decisions.md)
+  echo '[rabbitmq_management,rabbitmq_consistent_hash_exchange].' > "$RABBIT_HOME/enabled_plugins"
   cat > "$RABBIT_HOME/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
 management.tcp.ip = 127.0.0.1

@@ -25,7 +25,7 @@ def test_commands_are_imperative_and_go_to_the_commands_exchange() -> None:
         bound = [q for q in ALL_QUEUES if message_type(model) in q.routing_keys]
         for queue in bound:
             expected = COMMANDS_EXCHANGE if issubclass(model, Command) else EVENTS_EXCHANGE
-            assert queue.exchange is expected, model
+            assert queue.routed_from is expected, model
 
 
 def test_a_message_round_trips_through_json() -> None:

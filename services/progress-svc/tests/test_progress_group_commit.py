@@ -43,7 +43,10 @@ class MemoryRepository:
         self.delay = delay
 
     async def change(
-        self, job_id: str, compute: Callable[[Document | None], Document | None]
+        self,
+        job_id: str,
+        compute: Callable[[Document | None], Document | None],
+        partition: str = "",
     ) -> tuple[Document | None, bool]:
         current = copy.deepcopy(self.docs.get(job_id))
         await asyncio.sleep(self.delay)  # the store's round trip: events pile up meanwhile
@@ -93,7 +96,7 @@ async def test_one_bad_event_does_not_fail_its_batch() -> None:
 
 async def test_a_failed_write_fails_every_sender_of_the_batch() -> None:
     class Broken(MemoryRepository):
-        async def change(self, job_id, compute):  # type: ignore[no-untyped-def]
+        async def change(self, job_id, compute, partition=""):  # type: ignore[no-untyped-def]
             raise ConnectionError("store away")
 
     async def announce(event: ProgressUpdated) -> None:

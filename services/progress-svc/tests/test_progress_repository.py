@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import DuplicateKeyError
 
 from progress_svc.aggregate import Document
 from progress_svc.repository import ProgressRepository
@@ -136,3 +137,56 @@ async def test_open_documents_of_an_older_store_are_found_at_start_up(repository
     )
     await repository.list_open_documents()
     assert [e["_id"] for e in await repository.open_ids()] == ["a"]
+
+
+async def test_forgetting_a_partition_keeps_the_other_partitions_copies(repository) -> None:
+    await repository.change("a", lambda current: {"_id": "a", "seq": 1}, "p0")
+    await repository.change("b", lambda current: {"_id": "b", "seq": 1}, "p1")
+    # another replica was p0's active consumer meanwhile and moved "a" on
+    await repository.collection.update_one({"_id": "a"}, {"$set": {"seq": 5}})
+    await repository.collection.update_one({"_id": "b"}, {"$set": {"seq": 9}})
+    repository.forget("p0")
+    assert repository.cached("a") is None
+    a, _ = await repository.change("a", lambda current: None, "p0")
+    b, _ = await repository.change("b", lambda current: None, "p1")
+    assert a is not None and a["seq"] == 5  # read again
+    assert b is not None and b["seq"] == 1  # still from memory (p1 kept its consumer)
+
+
+async def test_a_write_in_flight_across_its_partitions_forget_is_not_kept(repository) -> None:
+    await repository.change("j", counting(), "p0")
+    original = repository.collection.replace_one
+
+    async def replace_then_take_over(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = await original(*args, **kwargs)
+        repository.forget("p0")  # the partition's channel changed meanwhile
+        return result
+
+    repository.collection.replace_one = replace_then_take_over
+    try:
+        await repository.change("j", counting(), "p0")
+    finally:
+        repository.collection.replace_one = original
+    await repository.collection.update_one({"_id": "j"}, {"$set": {"seq": 10}})
+    doc, _ = await repository.change("j", counting(), "p0")
+    assert doc is not None and doc["seq"] == 11
+
+
+async def test_an_open_entry_upserted_by_another_writer_meanwhile_is_no_error(
+    repository,
+) -> None:
+    """Two writers of one job (a partition handed over): the other's upsert of the
+    `progress_open` entry won, and the store refuses this one's insert with E11000."""
+    original = repository.open.update_one
+
+    async def lost_the_race(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await original(*args, **kwargs)
+        raise DuplicateKeyError("E11000 duplicate key error collection: progress_open")
+
+    repository.open.update_one = lost_the_race
+    try:
+        doc, changed = await repository.change("j", lambda current: {"_id": "j", "seq": 1})
+    finally:
+        repository.open.update_one = original
+    assert changed and doc is not None
+    assert [d["_id"] for d in await repository.open_ids()] == ["j"]

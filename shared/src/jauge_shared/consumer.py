@@ -40,7 +40,7 @@ from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from jauge_shared.broker import amqp_url
+from jauge_shared.broker import amqp_url, connect_robust
 from jauge_shared.identity import connection_name
 from jauge_shared.messaging import FailurePolicy
 from jauge_shared.settings import ServiceSettings
@@ -179,17 +179,19 @@ class DirectConsumer:
         *,
         policy: FailurePolicy,
         metrics: MetricsContainer,
+        metrics_handler: str | None = None,
         on_new_channel: Callable[[], None] | None = None,
     ) -> None:
         """`on_new_channel`: called before the first delivery of each channel (the
-        first, and each one after a reconnection)."""
+        first, and each one after a reconnection). `metrics_handler`: the `handler`
+        label of its series (the queue's name by default; partitions share one)."""
         self.settings = settings
         self.service = service
         self.queue_name = queue
         self.handler = handler
         self.policy = policy
         self.on_new_channel = on_new_channel
-        self.series = _Series(metrics, service, queue)
+        self.series = _Series(metrics, service, metrics_handler or queue)
         provider = tracer_provider(settings, service)
         self.tracer = provider.get_tracer("jauge.consumer") if provider is not None else None
         self._connection: AbstractRobustConnection | None = None
@@ -200,10 +202,14 @@ class DirectConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self._fresh_consumer = False
+        # when the last delivery came: under single active consumer, a sign of being
+        # the active one (nothing else in AMQP 0-9-1 tells)
+        self.last_delivery = 0.0
 
     async def start(self) -> None:
         """Consume the (already declared) queue; returns once the consumer is registered."""
-        self._connection = await aio_pika.connect_robust(
+        self._connection = await connect_robust(
             amqp_url(self.settings),
             client_properties={"connection_name": connection_name(f"{self.service}.consumer")},
         )
@@ -226,6 +232,28 @@ class DirectConsumer:
     async def _consume_again(self, *_: object) -> None:
         if not self._stopping:
             await self._consume()
+
+    async def step_back(self) -> None:
+        """Cancel and consume again on the same channel: under single active consumer,
+        the next consumer waiting becomes the active one and this one waits behind the
+        others. The messages in hand are still settled on this channel."""
+        if self._consumer is None or self._stopping:
+            return
+        underlay, consumer_tag = self._consumer
+        await underlay.basic_cancel(consumer_tag)
+        self.last_delivery = 0.0
+        # if this consumer is made active again, another replica has been meanwhile
+        self._fresh_consumer = True
+        await self._consume()
+
+    async def consumer_count(self) -> int:
+        """Consumers of the queue, this one included (every replica of the service)."""
+        assert self._channel is not None
+        # on the channel underneath: the robust channel answers a passive declare of a
+        # queue it knows from memory, with the counts of its first declaration
+        underlay = await self._channel.get_underlay_channel()
+        declared = await underlay.queue_declare(self.queue_name, passive=True)
+        return int(declared.consumer_count or 0)
 
     def is_consuming(self) -> bool:
         connection = self._connection
@@ -254,14 +282,18 @@ class DirectConsumer:
         """Tags count per channel: a reconnection starts a new count (and the broker
         has requeued whatever the old channel held)."""
         acks = self._acks
-        if acks is None or acks.channel is not message.channel:
+        new_channel = acks is None or acks.channel is not message.channel
+        if new_channel:
             acks = self._acks = InOrderAcks(message.channel, self.settings.prefetch)
-            if self.on_new_channel is not None:
-                self.on_new_channel()
+        if (new_channel or self._fresh_consumer) and self.on_new_channel is not None:
+            self.on_new_channel()
+        self._fresh_consumer = False
+        assert acks is not None
         return acks
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
         acks = self._acks_of(message)
+        self.last_delivery = time.monotonic()
         tag = message.delivery_tag
         assert tag is not None  # consumed with acknowledgements
         acks.received(tag)

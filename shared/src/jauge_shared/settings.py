@@ -8,10 +8,37 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AmqpDsn, AnyHttpUrl, Field, MongoDsn, PositiveFloat, PositiveInt
+from pydantic import (
+    AfterValidator,
+    AmqpDsn,
+    AnyHttpUrl,
+    Field,
+    MongoDsn,
+    PositiveFloat,
+    PositiveInt,
+    TypeAdapter,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_AMQP_DSN: TypeAdapter[AmqpDsn] = TypeAdapter(AmqpDsn)
+
+
+def _amqp_urls(value: str) -> str:
+    """Each comma-separated URL checked as an AMQP URL; the list comes back normalised."""
+    urls = [part.strip() for part in value.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("at least one AMQP URL is needed")
+    return ",".join(str(_AMQP_DSN.validate_python(url)) for url in urls)
+
+
+# one broker URL, or the URLs of every node of a cluster separated by commas
+AmqpUrls = Annotated[str, AfterValidator(_amqp_urls)]
+
+
+def split_amqp_urls(value: str) -> tuple[str, ...]:
+    return tuple(part for part in value.split(",") if part)
 
 
 class QueueType(StrEnum):
@@ -24,9 +51,13 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="JAUGE_", extra="ignore", frozen=True)
 
-    amqp_url: AmqpDsn = Field(
-        default=AmqpDsn("amqp://guest:guest@127.0.0.1:5672/"),
-        description="RabbitMQ connection URL (vhost included).",
+    amqp_url: AmqpUrls = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        description=(
+            "RabbitMQ connection URL (vhost included). For a cluster, every node's URL "
+            "separated by commas: a connection that is lost is opened again on the next "
+            "node of the list that answers."
+        ),
     )
     mongo_url: MongoDsn = Field(
         default=MongoDsn("mongodb://127.0.0.1:27017/"),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
+from jauge_shared.contracts.envelope import JOB_ID_HEADER
 from jauge_shared.settings import QueueType as SettingsQueueType
 
 if TYPE_CHECKING:
@@ -18,6 +19,16 @@ if TYPE_CHECKING:
 
 COMMANDS_EXCHANGE = RabbitExchange("jauge.commands", type=ExchangeType.TOPIC, durable=True)
 EVENTS_EXCHANGE = RabbitExchange("jauge.events", type=ExchangeType.TOPIC, durable=True)
+
+# events that carry a job's progress are partitioned by job id (docs/decisions.md,
+# "Partitioned progress"): the broker's consistent-hash exchange hashes the header
+# every message carries (`Message.amqp_properties`)
+PROGRESS_HASH_EXCHANGE = RabbitExchange(
+    "jauge.progress",
+    type=ExchangeType.X_CONSISTENT_HASH,
+    durable=True,
+    arguments={"hash-header": JOB_ID_HEADER},
+)
 
 DLQ_SUFFIX = ".dlq"
 DEAD_LETTER_REASON_HEADER = "x-jauge-dead-letter-reason"
@@ -61,6 +72,15 @@ class QueueSpec:
     exchange: RabbitExchange
     routing_keys: tuple[str, ...]
     single_active_consumer: bool = False
+    # a partition: `exchange` is a consistent-hash exchange, bound to jauge.events with
+    # `routing_keys`; the queue is bound to it with this weight as its binding key
+    hash_weight: int | None = None
+
+    @property
+    def routed_from(self) -> RabbitExchange:
+        """The exchange its messages are published to (a partition's go through the
+        consistent-hash exchange, bound to jauge.events)."""
+        return EVENTS_EXCHANGE if self.hash_weight is not None else self.exchange
 
     @property
     def dlq_name(self) -> str:
@@ -107,26 +127,62 @@ COLIS_CONTROL = QueueSpec(
     (RK.COLIS_RETRY, RK.COLIS_CANCEL, RK.COLIS_PHOTO_READY, RK.COLIS_ANNOUNCE),
 )
 COLIS_RPC = QueueSpec("colis-svc.rpc", COMMANDS_EXCHANGE, (RK.COLIS_RPC,))
+PROGRESS_ROUTING_KEYS = (
+    RK.IMPORT_QUEUED,
+    RK.IMPORT_STARTED,
+    RK.IMPORT_CLEANUP_STARTED,
+    RK.FILE_IMPORTED,
+    RK.IMPORT_FINISHED,
+    RK.COLIS_STEP_CHANGED,
+)
+# the queue of the deployments before partitioning (one partition, bound to
+# jauge.events directly); its name is the prefix of the partitions' names
 PROGRESS_EVENTS = QueueSpec(
     "progress-svc.events",
     EVENTS_EXCHANGE,
-    (
-        RK.IMPORT_QUEUED,
-        RK.IMPORT_STARTED,
-        RK.IMPORT_CLEANUP_STARTED,
-        RK.FILE_IMPORTED,
-        RK.IMPORT_FINISHED,
-        RK.COLIS_STEP_CHANGED,
-    ),
+    PROGRESS_ROUTING_KEYS,
     # progress-svc is the single writer of the read model (see docs/decisions.md):
     # extra replicas stand by and take over at once if the active one dies
     single_active_consumer=True,
 )
+# one partition is the queue above, as before partitioning (docs/operations.md)
+DEFAULT_PROGRESS_PARTITIONS = 1
+
+
+def progress_partition(index: int) -> QueueSpec:
+    """Partition `index` of progress-svc's events: `progress-svc.events.<index>`.
+
+    Bound to the consistent-hash exchange with weight 1, so partitions share the job
+    ids evenly; single active consumer, so each partition (and each job in it) has one
+    writer and its order, while the partitions are applied in parallel.
+    """
+    return QueueSpec(
+        f"{PROGRESS_EVENTS.name}.{index}",
+        PROGRESS_HASH_EXCHANGE,
+        PROGRESS_ROUTING_KEYS,
+        single_active_consumer=True,
+        hash_weight=1,
+    )
+
+
+def progress_partitions(count: int) -> tuple[QueueSpec, ...]:
+    """One: the single queue `progress-svc.events`, bound to jauge.events directly."""
+    if count == 1:
+        return (PROGRESS_EVENTS,)
+    return tuple(progress_partition(index) for index in range(count))
+
+
+def queues_of(service: str, progress_partitions_count: int) -> tuple[QueueSpec, ...]:
+    """What `service` declares and consumes, progress-svc's partitions counted."""
+    if service == "progress-svc":
+        return progress_partitions(progress_partitions_count)
+    return QUEUES_BY_SERVICE[service]
+
 
 QUEUES_BY_SERVICE: dict[str, tuple[QueueSpec, ...]] = {
     "import-svc": (IMPORT_REQUESTS, IMPORT_FILES, IMPORT_RPC),
     "colis-svc": (COLIS_TASKS, COLIS_CONTROL, COLIS_RPC),
-    "progress-svc": (PROGRESS_EVENTS,),
+    "progress-svc": progress_partitions(DEFAULT_PROGRESS_PARTITIONS),
     "gateway": (),
 }
 ALL_QUEUES: tuple[QueueSpec, ...] = tuple(q for qs in QUEUES_BY_SERVICE.values() for q in qs)

@@ -30,6 +30,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from jauge_shared.identity import connection_name
+from jauge_shared.settings import split_amqp_urls
 from jauge_shared.topology import (
     ALL_QUEUES,
     DEAD_LETTER_QUEUE_HEADER,
@@ -142,12 +143,17 @@ def _check_dlq_name(queue: str) -> None:
 
 
 async def _connect(amqp_url: str) -> AbstractConnection:
-    try:
-        return await aio_pika.connect(
-            amqp_url, client_properties={"connection_name": connection_name("jauge-cli")}
-        )
-    except (aiormq.exceptions.AMQPError, OSError) as exc:
-        raise DlqError(f"cannot reach RabbitMQ: {exc}") from exc
+    """The first node of JAUGE_AMQP_URL (one URL, or a cluster's, commas between) that
+    answers."""
+    error: BaseException | None = None
+    for url in split_amqp_urls(amqp_url):
+        try:
+            return await aio_pika.connect(
+                url, client_properties={"connection_name": connection_name("jauge-cli")}
+            )
+        except (aiormq.exceptions.AMQPError, OSError) as exc:
+            error = exc
+    raise DlqError(f"cannot reach RabbitMQ: {error}") from error
 
 
 async def _passive(connection: AbstractConnection, name: str) -> tuple[int, int] | None:

@@ -58,7 +58,7 @@ from gateway.settings import DB_SUFFIX, PROGRESS_DB_SUFFIX, SERVICE, GatewaySett
 from gateway.state import GatewayState
 from gateway.tracing import HttpTracingMiddleware
 from gateway.users import UserRepository
-from jauge_shared.broker import amqp_url, broker_options
+from jauge_shared.broker import amqp_url, broker_options, connect_to_every_node
 from jauge_shared.contracts import (
     ColisStepChanged,
     CreateColis,
@@ -84,6 +84,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, settings.log_level, json=settings.log_json)
     rabbit = RabbitRouter(**broker_options(settings, SERVICE, REGISTRY), include_in_schema=False)
+    connect_to_every_node(rabbit.broker, settings)  # every node of JAUGE_AMQP_URL
     publishers = {
         message_type(model): rabbit.publisher(
             message_type(model), exchange=COMMANDS_EXCHANGE, schema=model, title=message_type(model)

@@ -31,6 +31,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ValidationError
 
 from gateway.state import GatewayState
+from jauge_shared.broker import connect_to_any_node
 from jauge_shared.topology import COMMANDS_EXCHANGE
 
 logger = logging.getLogger("gateway.rpc")
@@ -141,7 +142,7 @@ class RpcClient:
             return self._session
 
     async def _open(self) -> _Session:
-        connection = await aio_pika.connect(
+        connection = await connect_to_any_node(
             self.url, client_properties={"connection_name": self.connection_name}
         )
         try:

@@ -37,13 +37,14 @@ _parse_event: TypeAdapter[Any] = TypeAdapter(ProgressEvent)
 
 
 def on_progress_event(
-    service: ProgressService, repository: ProgressRepository
+    service: ProgressService, repository: ProgressRepository, partition: str = ""
 ) -> Callable[[bytes], Awaitable[None]]:
-    """The handler of progress-svc's queue (read by `DirectConsumer`, see main.py)."""
+    """The handler of one of progress-svc's partitions (read by `DirectConsumer`, see
+    main.py)."""
 
     async def handle(body: bytes) -> None:
         event = _parse_event.validate_json(body)
-        changed = await service.handle(event)
+        changed = await service.handle(event, partition)
         await record_if_repair(repository, event, changed)
 
     return handle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,11 +31,12 @@ from jauge_shared.topology import (
     COMMANDS_EXCHANGE,
     EVENTS_EXCHANGE,
     PROGRESS_EVENTS,
-    QUEUES_BY_SERVICE,
     RK,
+    progress_partitions,
 )
 from progress_svc import handlers, reconciler
 from progress_svc.aggregate import Limits
+from progress_svc.partitions import Rebalancer, retire_single_queue
 from progress_svc.reconciler import Reconciler
 from progress_svc.repository import ProgressRepository
 from progress_svc.service import ProgressService
@@ -99,43 +101,63 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
         Limits(recent=settings.recent_limit, errors=settings.errors_limit),
         concurrent_writes=settings.concurrent_writes,
     )
-    # the hot queue is read with aio-pika directly (docs/performance.md); the broker
-    # publishes progress.updated and serves the health checks
-    events = DirectConsumer(
-        settings,
-        SERVICE,
-        PROGRESS_EVENTS.name,
-        handlers.on_progress_event(service, repository),
-        policy=FailurePolicy.from_settings(settings),
-        metrics=metrics_container(prometheus),
-        # another replica may have been the active consumer while this one was away
-        on_new_channel=repository.forget_all,
-    )
+    # the hot queues are read with aio-pika directly (docs/performance.md); the broker
+    # publishes progress.updated and serves the health checks. Every replica consumes
+    # every partition; single active consumer gives each partition one of them
+    partitions = progress_partitions(settings.progress_partitions)
+    policy = FailurePolicy.from_settings(settings)
+    metrics = metrics_container(prometheus)
+
+    def consumer_of(queue: str) -> DirectConsumer:
+        return DirectConsumer(
+            settings,
+            SERVICE,
+            queue,
+            handlers.on_progress_event(service, repository, queue),
+            policy=policy,
+            metrics=metrics,
+            # the dashboards' series stay one, whatever the number of partitions
+            metrics_handler=PROGRESS_EVENTS.name,
+            # another replica may have been this partition's active consumer meanwhile
+            on_new_channel=functools.partial(repository.forget, queue),
+        )
+
+    consumers = [consumer_of(spec.name) for spec in partitions]
+
+    def consuming() -> bool:
+        return all(consumer.is_consuming() for consumer in consumers)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await repository.ensure_indexes()
         await repository.list_open_documents()
-        await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
-        task = asyncio.create_task(reconcile_forever())
+        await declare_topology(broker, settings, partitions)
+        if partitions != (PROGRESS_EVENTS,) and await retire_single_queue(settings, SERVICE):
+            consumers.append(consumer_of(PROGRESS_EVENTS.name))
+        tasks = [asyncio.create_task(reconcile_forever())]
+        if len(partitions) > 1:
+            rebalancer = Rebalancer(consumers[: len(partitions)], settings.rebalance_interval_s)
+            tasks.append(asyncio.create_task(rebalancer.run_forever()))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await mongo.close()
 
-    app = worker_app(broker, mongo, lifespan, consuming=events.is_consuming)
+    app = worker_app(broker, mongo, lifespan, consuming=consuming)
 
     @app.after_startup
     async def consume() -> None:
-        await events.start()
+        for consumer in consumers:
+            await consumer.start()
 
     @app.on_shutdown
     async def stop_consuming() -> None:
         # before the broker stops: the events in hand still announce their updates
-        await events.stop(settings.graceful_timeout_s)
+        await asyncio.gather(*(c.stop(settings.graceful_timeout_s) for c in consumers))
 
     return app
 

@@ -13,8 +13,9 @@ the whole collection for any filter but `_id` alone (docs/decisions.md).
 
 The documents last written are kept in memory (`cached`), saving a read per write:
 with a thousand jobs in flight the read was a third of the store's work. A stale copy
-fails the guard and is read again; the cache is also dropped whenever the consumer's
-channel changes (another replica may have been the active one meanwhile).
+fails the guard and is read again; a partition's documents are also dropped whenever
+its consumer changes channel or is made active again (another replica may have been
+the active one meanwhile), the other partitions' staying.
 
 Beside it, `progress_open` lists the documents that are not terminal, by `_id`, for
 the reconciler: an entry is added before a document opens and removed after it ends,
@@ -58,9 +59,11 @@ class ProgressRepository:
         self.open: AsyncCollection[Document] = client[database][OPEN_COLLECTION]
         self.repairs: AsyncCollection[Document] = client[database][REPAIRS_COLLECTION]
         self.faults = faults
-        self._cache: OrderedDict[str, Document] = OrderedDict()
+        # job id -> (partition, document)
+        self._cache: OrderedDict[str, tuple[str, Document]] = OrderedDict()
         self._cache_size = cached
         self._generation = 0
+        self._partition_generations: dict[str, int] = {}
 
     def forget_all(self) -> None:
         """Read every document from the store again (another writer may have run).
@@ -71,10 +74,21 @@ class ProgressRepository:
         self._cache.clear()
         self._generation += 1
 
-    def _remember(self, job_id: str, doc: Document, generation: int) -> None:
-        if generation != self._generation:
+    def forget(self, partition: str) -> None:
+        """`forget_all`, for the documents of one partition only."""
+        for job_id in [j for j, (p, _) in self._cache.items() if p == partition]:
+            del self._cache[job_id]
+        self._partition_generations[partition] = self._generation_of(partition) + 1
+
+    def _generation_of(self, partition: str) -> int:
+        return self._partition_generations.get(partition, 0)
+
+    def _remember(
+        self, job_id: str, doc: Document, partition: str, generation: tuple[int, int]
+    ) -> None:
+        if generation != (self._generation, self._generation_of(partition)):
             return
-        self._cache[job_id] = doc
+        self._cache[job_id] = (partition, doc)
         self._cache.move_to_end(job_id)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -99,7 +113,8 @@ class ProgressRepository:
         await self.open.delete_one({"_id": job_id})
 
     def cached(self, job_id: str) -> Document | None:
-        return self._cache.get(job_id)
+        entry = self._cache.get(job_id)
+        return entry[1] if entry is not None else None
 
     async def record_repair(self, repair: Document) -> None:
         with contextlib.suppress(DuplicateKeyError):  # the same event applied once
@@ -110,23 +125,35 @@ class ProgressRepository:
         return [doc async for doc in cursor]
 
     async def _open(self, job_id: str, kind: str) -> None:
-        await self.open.update_one({"_id": job_id}, {"$setOnInsert": {"kind": kind}}, upsert=True)
+        # two writers of one job for a moment (a partition handed over, a replica frozen
+        # across a takeover): both upsert, and the store may refuse the second insert
+        # (E11000) instead of matching the entry the first one just made
+        with contextlib.suppress(DuplicateKeyError):
+            await self.open.update_one(
+                {"_id": job_id}, {"$setOnInsert": {"kind": kind}}, upsert=True
+            )
 
     async def get(self, job_id: str) -> Document | None:
         return await self.collection.find_one({"_id": job_id})
 
     async def change(
-        self, job_id: str, compute: Callable[[Document | None], Document | None]
+        self,
+        job_id: str,
+        compute: Callable[[Document | None], Document | None],
+        partition: str = "",
     ) -> tuple[Document | None, bool]:
-        """Apply `compute` atomically; returns (document now, whether it changed)."""
-        generation = self._generation
+        """Apply `compute` atomically; returns (document now, whether it changed).
+
+        `partition`: where the job's events come from, whose cache it is kept in."""
+        generation = (self._generation, self._generation_of(partition))
         for _ in range(MAX_CONFLICTS):
             # popped: whatever happens below, the copy is only kept again once written
-            current = self._cache.pop(job_id, None) or await self.get(job_id)
+            entry = self._cache.pop(job_id, None)
+            current = entry[1] if entry is not None else await self.get(job_id)
             new = compute(current)
             if new is None:
                 if current is not None:
-                    self._remember(job_id, current, generation)
+                    self._remember(job_id, current, partition, generation)
                 return current, False
             opens = _is_open(new) and (current is None or not _is_open(current))
             if opens:
@@ -143,7 +170,7 @@ class ProgressRepository:
                 result = await self.collection.replace_one(guard, new)
                 if result.matched_count != 1:
                     continue  # another writer got there first: read again, recompute
-            self._remember(job_id, new, generation)
+            self._remember(job_id, new, partition, generation)
             if not _is_open(new) and (current is None or _is_open(current)):
                 await self.close_open(job_id)
             return new, True

@@ -36,6 +36,7 @@ class _JobQueue:
 
     waiting: list[tuple[Event, asyncio.Future[bool]]] = field(default_factory=list)
     writing: bool = False
+    partition: str = ""
 
 
 class ProgressService:
@@ -56,13 +57,14 @@ class ProgressService:
         self._jobs: dict[str, _JobQueue] = {}
         self._writers: set[asyncio.Task[None]] = set()
 
-    async def handle(self, event: Event) -> bool:
+    async def handle(self, event: Event, partition: str = "") -> bool:
         """Returns once the event is durably applied (True) or was a no-op (False).
 
         Raises what applying it raised (the message is then retried or dead-lettered).
+        `partition`: the queue it came from (a job's events all come from one).
         """
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        queue = self._jobs.setdefault(event.job_id, _JobQueue())
+        queue = self._jobs.setdefault(event.job_id, _JobQueue(partition=partition))
         queue.waiting.append((event, future))
         if not queue.writing:
             queue.writing = True
@@ -77,14 +79,14 @@ class ProgressService:
             while queue.waiting:
                 async with self._write_slots:
                     batch, queue.waiting = queue.waiting, []
-                    await self._apply_batch(job_id, batch)
+                    await self._apply_batch(job_id, batch, queue.partition)
         finally:
             queue.writing = False
             if not queue.waiting:
                 self._jobs.pop(job_id, None)
 
     async def _apply_batch(
-        self, job_id: str, batch: list[tuple[Event, asyncio.Future[bool]]]
+        self, job_id: str, batch: list[tuple[Event, asyncio.Future[bool]]], partition: str = ""
     ) -> None:
         events = [event for event, _ in batch]
         outcomes: list[Outcome] = []
@@ -95,7 +97,7 @@ class ProgressService:
             return doc
 
         try:
-            doc, _ = await self.repository.change(job_id, compute)
+            doc, _ = await self.repository.change(job_id, compute, partition)
             if doc is not None:
                 # announced even when nothing changed: a redelivered event may be the one
                 # whose announcement was lost in a crash

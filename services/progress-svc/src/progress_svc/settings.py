@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from jauge_shared.settings import ServiceSettings
+from jauge_shared.topology import DEFAULT_PROGRESS_PARTITIONS
 
 SERVICE = "progress-svc"
 DB_SUFFIX = "progress"
@@ -17,6 +18,23 @@ class ProgressSettings(ServiceSettings):
             "writes (events are small; they stay in the broker until acked). With a "
             "thousand busy jobs, 16,384 applied 1,550 events/s where 2,048 applied 1,050 "
             "(docs/performance.md)."
+        ),
+    )
+    progress_partitions: PositiveInt = Field(
+        default=DEFAULT_PROGRESS_PARTITIONS,
+        le=64,
+        description=(
+            "Queues `progress-svc.events.<n>` the events are spread over by job id (the "
+            "broker's consistent-hash exchange); each has one active replica at a time. "
+            "The same value on every replica; more partitions than replicas lets the "
+            "load be shared (docs/operations.md, changing it)."
+        ),
+    )
+    rebalance_interval_s: PositiveFloat = Field(
+        default=5.0,
+        description=(
+            "How often a replica checks that it is not the active consumer of more than "
+            "its share of the partitions (and steps back from one if it is)."
         ),
     )
     recent_limit: PositiveInt = Field(default=20, description="Latest item results kept per job.")

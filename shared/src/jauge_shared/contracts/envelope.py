@@ -16,6 +16,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from jauge_shared.contracts.fields import JobId
 
 SCHEMA_VERSION: Literal[1] = 1
+# every message carries its job id in this header: the broker's consistent-hash
+# exchange partitions progress-svc's events on it (jauge_shared.topology)
+JOB_ID_HEADER = "x-jauge-job-id"
 _JAUGE_NAMESPACE = UUID("5b0f6a8e-4d3c-4a51-9a35-0b6a4a3f2c11")
 
 
@@ -70,6 +73,7 @@ class Message(BaseModel):
             "message_type": self.type,
             "content_type": "application/json",
             "persist": True,
+            "headers": {JOB_ID_HEADER: self.job_id},
         }
 
 
