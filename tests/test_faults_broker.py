@@ -40,7 +40,9 @@ from system_imports_support import (
     write_inbox,
 )
 
-pytestmark = pytest.mark.system
+# a clean stop (`rabbitmqctl stop`) is the gentle case of test_faults_broker_kill.py's
+# SIGKILL, which runs in `make test`: this one runs with the long tests
+pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 FILES = 100
 PARCELS = 20

@@ -8,7 +8,7 @@ quorum queues (production's setting). While it is away, what the gateway accepts
 answers 503, never 500. Once it is back, no gauge may disagree with its owner's state
 for more than 60 s (DESIGN.md, "Truth under faults"), counts are exact, one parcel per
 task, and every `.dlq` is empty. 15 s outages run in `make test`; 60 s ones, longer
-than every timeout and heartbeat, behind `-m slow`.
+than every timeout and heartbeat, and the 15 s one on quorum queues, behind `-m slow`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def rabbit(tmp_path: Path) -> Iterator[PrivateRabbit]:
     ("queue_type", "outage_s"),
     [
         pytest.param("classic", 15, id="classic-15s"),
-        pytest.param("quorum", 15, id="quorum-15s"),
+        # quorum queues passed 9 runs out of 9 (docs/reliability.md); behind -m slow to
+        # keep `make test` short, the classic run staying in it
+        pytest.param("quorum", 15, marks=pytest.mark.slow, id="quorum-15s"),
         pytest.param("classic", 60, marks=pytest.mark.slow, id="classic-60s"),
         pytest.param("quorum", 60, marks=pytest.mark.slow, id="quorum-60s"),
     ],
