@@ -105,23 +105,25 @@ class BodySizeLimit:
             return
         user = await self.authenticate(scope) if self.authenticate else "?"
         if user is None:
-            await _discard(receive, DISCARD_ANONYMOUS)
-            response = JSONResponse(
-                {"detail": "Authentification requise : connectez-vous."},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer", "Connection": "close"},
+            await _refuse_unread(
+                scope,
+                receive,
+                send,
+                401,
+                "Authentification requise : connectez-vous.",
+                {"WWW-Authenticate": "Bearer"},
             )
-            await response(scope, receive, send)
             return
         size = min(int(declared), upload.max_bytes) if declared.isdigit() else upload.max_bytes
         if self.quota is not None and not self.quota.reserve(user, size):
-            await _discard(receive, DISCARD_ANONYMOUS)
-            response = JSONResponse(
-                {"detail": "Trop d'envois en cours : réessayez quand les précédents sont finis."},
-                status_code=429,
-                headers={"Retry-After": "10", "Connection": "close"},
+            await _refuse_unread(
+                scope,
+                receive,
+                send,
+                429,
+                "Trop d'envois en cours : réessayez quand les précédents sont finis.",
+                {"Retry-After": "10"},
             )
-            await response(scope, receive, send)
             return
         try:
             await self.limited(scope, receive, send, upload.max_bytes, declared)
@@ -191,3 +193,15 @@ async def _discard(receive: Receive, at_most: int) -> None:
         dropped += len(message.get("body", b""))
         if not message.get("more_body", False):
             return
+
+
+async def _refuse_unread(
+    scope: Scope, receive: Receive, send: Send, status: int, detail: str, headers: dict[str, str]
+) -> None:
+    """An upload refused before its body is read: the first bytes read and dropped (so
+    the client sees the answer, not a reset), then the answer, closing the connection."""
+    await _discard(receive, DISCARD_ANONYMOUS)
+    response = JSONResponse(
+        {"detail": detail}, status_code=status, headers={**headers, "Connection": "close"}
+    )
+    await response(scope, receive, send)
