@@ -55,7 +55,7 @@ import httpx
 import orjson
 import websockets
 from benchkit import COLIS_FORM, REPORTS, BenchEnv, bench_env, photo_of_about, table
-from stack import ROOT, Stack, add_user
+from stack import ROOT, Stack, add_user, tail
 
 from import_svc.domain.fixtures import make_interchange, sample_invoice
 
@@ -304,6 +304,7 @@ class Probe:
     gateway: httpx.AsyncClient
     store_pid: int | None
     phase: str = "load"
+    exited: dict[str, str] = field(default_factory=dict)
 
     async def sample(self, t0: float) -> dict[str, Any]:
         sample: dict[str, Any] = {
@@ -312,6 +313,16 @@ class Probe:
             "processes": {},
         }
         for running in self.stack.running:
+            code = running.process.poll()
+            if code is not None:
+                # a service that died mid-soak is the verdict's first line, with its log
+                if running.spec.name not in self.exited:
+                    self.exited[running.spec.name] = (
+                        f"{running.spec.name} exited with code {code} at "
+                        f"{sample['t']:.0f} s; its log ends:\n{tail(running.log_path)}"
+                    )
+                    step(self.exited[running.spec.name])
+                continue
             with contextlib.suppress(OSError, KeyError):
                 sample["processes"][running.spec.name] = proc_usage(running.process.pid)
         if self.store_pid is not None:
@@ -626,6 +637,7 @@ async def soak(args: argparse.Namespace, bench: BenchEnv, stack: Stack) -> dict[
         await sampler
         samples.append(await probe.sample(t0))
     failures, rows = verdict(samples, tally, finals, drained)
+    failures = list(probe.exited.values()) + failures
     failures += [f"a load task crashed: {c}" for c in crashed]
     return {
         "minutes": args.minutes,

@@ -19,8 +19,10 @@ from jauge_shared.topology import RK
 SERVICE_LABEL = "des colis"
 
 
-async def _request(state: GatewayState, body: bytes, routing_key: str, **properties: Any) -> Any:
-    raw = await ask_raw(state, routing_key, body, SERVICE_LABEL, **properties)
+async def _request(
+    state: GatewayState, body: bytes, routing_key: str, *, read: bool = False, **properties: Any
+) -> Any:
+    raw = await ask_raw(state, routing_key, body, SERVICE_LABEL, read=read, **properties)
     reply = parse_reply(raw, ColisRpcReply, routing_key, SERVICE_LABEL)
     if not reply.ok:
         raise HTTPException(reply.status, detail=reply.detail or "Demande refusée.")
@@ -30,7 +32,9 @@ async def _request(state: GatewayState, body: bytes, routing_key: str, **propert
 async def call_colis(state: GatewayState, method: str, **params: Any) -> Any:
     """One read or lot/client change; returns colis-svc's `result`."""
     request = ColisRpcRequest(method=method, params=params)
-    return await _request(state, request.model_dump_json().encode(), RK.COLIS_RPC)
+    return await _request(
+        state, request.model_dump_json().encode(), RK.COLIS_RPC, read=request.is_read
+    )
 
 
 _IN_FLIGHT: dict[str, asyncio.Future[Any]] = {}

@@ -60,6 +60,10 @@ RPC_OUTCOMES = Counter(
 )
 for _outcome in ("ok", "timeout", "unavailable"):
     RPC_OUTCOMES.labels(_outcome)
+RPC_ASKED_AGAIN = Counter(
+    "jauge_gateway_rpc_asked_again_total",
+    "Reads asked a second time after half their deadline without a reply.",
+)
 
 
 class _Session:
@@ -181,11 +185,31 @@ class RpcClient:
             future.set_result(message.body)
 
     async def call(
-        self, body: bytes, routing_key: str, deadline_s: float, **properties: Any
+        self,
+        body: bytes,
+        routing_key: str,
+        deadline_s: float,
+        *,
+        ask_again_after_s: float | None = None,
+        **properties: Any,
     ) -> bytes:
+        """One reply within `deadline_s`. A read (`ask_again_after_s` set) unanswered
+        after that long is asked once more within the same deadline: a request or its
+        reply lost with a broker node (the service's connection was on it) is never
+        answered, and the service's new connection answers the second at once."""
         async with asyncio.timeout(deadline_s):
-            session = await self._ready()
-            return await self._round_trip(session, session.exchange, body, routing_key, properties)
+            if ask_again_after_s is not None and ask_again_after_s < deadline_s:
+                try:
+                    async with asyncio.timeout(ask_again_after_s):
+                        return await self._ask_once(body, routing_key, properties)
+                except TimeoutError:
+                    RPC_ASKED_AGAIN.inc()
+                    logger.info("rpc asked again", extra={"routing_key": routing_key})
+            return await self._ask_once(body, routing_key, properties)
+
+    async def _ask_once(self, body: bytes, routing_key: str, properties: dict[str, Any]) -> bytes:
+        session = await self._ready()
+        return await self._round_trip(session, session.exchange, body, routing_key, properties)
 
     async def _round_trip(
         self,
@@ -268,14 +292,27 @@ async def _close_quietly(connection: aio_pika.abc.AbstractConnection) -> None:
 
 
 async def ask_raw(
-    state: GatewayState, routing_key: str, body: bytes, service: str, **properties: Any
+    state: GatewayState,
+    routing_key: str,
+    body: bytes,
+    service: str,
+    *,
+    read: bool = False,
+    **properties: Any,
 ) -> bytes:
-    """The raw reply; `service` names the one asked, for the user ("des imports")."""
+    """The raw reply; `service` names the one asked, for the user ("des imports").
+    A `read` changes nothing, so it may be asked twice (see `RpcClient.call`)."""
     deadline_s = state.settings.rpc_timeout_s
     # a request nobody took in time is dropped instead of answered to no one
     properties.setdefault("expiration", deadline_s)
     try:
-        raw = await state.rpc.call(body, routing_key, deadline_s, **properties)
+        raw = await state.rpc.call(
+            body,
+            routing_key,
+            deadline_s,
+            ask_again_after_s=deadline_s / 2 if read else None,
+            **properties,
+        )
     except TimeoutError as e:
         RPC_OUTCOMES.labels("timeout").inc()
         logger.warning("rpc timed out", extra={"routing_key": routing_key})
@@ -328,7 +365,7 @@ def _is_refusal(raw: bytes) -> bool:
 async def ask(
     state: GatewayState, routing_key: str, request: BaseModel, reply_model: type[Reply]
 ) -> Reply:
-    """A question to import-svc, answered with `reply_model`."""
+    """A question to import-svc (a read), answered with `reply_model`."""
     service = "des imports"
-    raw = await ask_raw(state, routing_key, request.model_dump_json().encode(), service)
+    raw = await ask_raw(state, routing_key, request.model_dump_json().encode(), service, read=True)
     return parse_reply(raw, reply_model, routing_key, service)

@@ -198,6 +198,15 @@ class ColisRpcRequest(BaseModel):
         default_factory=dict, examples=[{"lot_id": "3f0c9a", "user_id": "alice"}]
     )
 
+    @property
+    def is_read(self) -> bool:
+        return self.method not in COLIS_RPC_CHANGES
+
+
+# the request/reply methods that change colis-svc's state; every other one is a read,
+# which the gateway may ask twice when the first is lost (a broker node dying)
+COLIS_RPC_CHANGES = frozenset({"create_client", "create_lot", "close_lot"})
+
 
 class ColisRpcReply(BaseModel):
     model_config = ConfigDict(extra="ignore")
