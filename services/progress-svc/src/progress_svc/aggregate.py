@@ -34,6 +34,7 @@ from jauge_shared.contracts import (
     ImportQueued,
     ImportStarted,
     ImportStatus,
+    ProgressDocument,
     ProgressStatus,
     TaskStatus,
 )
@@ -95,31 +96,19 @@ def final_import_message(processed: int, failed: int) -> str:
 def _new_document(
     event: Event, kind: str, owner: str, title: str, status: ProgressStatus
 ) -> Document:
-    return {
-        "_id": event.job_id,
-        "kind": kind,
-        "owner": owner,
-        "title": title,
-        "status": status.value,
-        "step_status": None,
-        "total": 0,
-        "processed": 0,
-        "failed": 0,
-        "percent": 0.0,
-        "current_step": "",
-        "message": "",
-        "errors": [],
-        "recent": [],
-        "queue_position": None,
-        "created_at": event.occurred_at,
-        "started_at": None,
-        "finished_at": None,
-        "updated_at": event.occurred_at,
-        "duration_s": None,
-        "eta_s": None,
-        "seq": 0,
-        "_seen": bytearray(),
-    }
+    """A new document, from the contract's model: what progress.updated carries is what
+    is stored, nothing written twice."""
+    doc = ProgressDocument(
+        id=event.job_id,
+        kind=kind,
+        owner=owner,
+        title=title,
+        status=status,
+        created_at=event.occurred_at,
+        updated_at=event.occurred_at,
+    ).stored()
+    doc["_seen"] = bytearray()
+    return doc
 
 
 def _seconds(start: datetime | None, end: datetime) -> float | None:
