@@ -12,14 +12,15 @@ A document is a plain dict shaped like `ProgressDocument`, plus private fields
   late or reordered step never moves a task backwards (it only adds to the history:
   when the task began, its error).
 
-`apply_events` applies a batch of one job's events in order: the new document, or None
+`apply_batch` applies a batch of one job's events in order: the new document, or None
 when no event changes anything (a duplicate, a stale step that adds nothing, anything
-after the terminal status), and each event's outcome. `apply_event` is the same for one event.
+after the terminal status), and each event's outcome. `apply_event` is the same for one
+event. Nothing is kept between calls: the cache of `_seen` sets is the service's
+(`progress_svc.service.SeenSets`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -337,23 +338,38 @@ PROGRESS_EVENTS: tuple[type[Event], ...] = tuple(_HANDLERS)
 Outcome = bool | Exception
 
 
-def apply_events(
-    doc: Document | None, events: list[Event], limits: Limits = Limits()
-) -> tuple[Document | None, list[Outcome]]:
-    """The document after `events` in order (None if none changes it), and each event's
-    outcome: True if applied, False if it changed nothing, or the exception it raised
-    (that event alone is left out). `doc` itself is left untouched."""
+@dataclass
+class Applied:
+    """A batch's result: the new document (None if no event changed anything), each
+    event's outcome, and the set of ids of the document's `_seen` after the batch (the
+    caller may keep it for the job's next batch: `apply_batch`'s `known_ids`)."""
+
+    doc: Document | None
+    outcomes: list[Outcome]
+    seen_ids: set[bytes]
+
+
+def apply_batch(
+    doc: Document | None,
+    events: list[Event],
+    limits: Limits = Limits(),
+    known_ids: set[bytes] | None = None,
+) -> Applied:
+    """The document after `events` in order, and each event's outcome: True if applied,
+    False if it changed nothing, or the exception it raised (that event alone is left
+    out). `doc` itself is left untouched.
+
+    `known_ids`: the set of ids in `doc["_seen"]` if the caller has it (from the job's
+    previous batch); else it is rebuilt from the bytes. It is the batch's to change.
+    """
     work = doc
     seen: set[bytes] = set()
-    stored = None
     if work is not None and "_seen" in work:
-        stored = work["_seen"]
-        ids = _seen_bytes(stored)
+        ids = _seen_bytes(work["_seen"])
         work = {**work, "_seen": ids}
-        known = _SEEN_SETS.take(stored)
         seen = (
-            known
-            if known is not None
+            known_ids
+            if known_ids is not None
             else {bytes(ids[i : i + _ID]) for i in range(0, len(ids), _ID)}
         )
     batch = _Batch(limits, seen)
@@ -373,44 +389,22 @@ def apply_events(
         work = new
         outcomes.append(True)
     if not any(o is True for o in outcomes):
-        if isinstance(stored, bytes):
-            _SEEN_SETS.keep(stored, seen)  # unchanged: no id was added
-        return None, outcomes
+        return Applied(None, outcomes, seen)
     assert work is not None
     if isinstance(work.get("_seen"), bytearray):
         work["_seen"] = bytes(work["_seen"])  # stored as BSON binary
-        _SEEN_SETS.keep(work["_seen"], seen)
-    return work, outcomes
+    return Applied(work, outcomes, seen)
+
+
+def apply_events(
+    doc: Document | None, events: list[Event], limits: Limits = Limits()
+) -> tuple[Document | None, list[Outcome]]:
+    """`apply_batch` without the set of ids: the document and the outcomes."""
+    applied = apply_batch(doc, events, limits)
+    return applied.doc, applied.outcomes
 
 
 _ID = 16  # bytes of a UUID
-
-
-class _SeenSets:
-    """The set of ids of recent `_seen` values, so a job's next batch need not rebuild it
-    from the bytes (20,000 slices: 9% of progress-svc's time on one big job, profiled).
-
-    Keyed by the bytes object itself: the next batch of a job gets the very object the
-    previous one produced (progress-svc keeps the documents it wrote), and bytes never
-    change. A set is taken, not shared: the batch adds to it, and a batch whose write
-    then fails leaves it under a document that was never stored, so nothing reuses it.
-    """
-
-    def __init__(self, size: int = 64) -> None:
-        self._sets: OrderedDict[int, tuple[bytes, set[bytes]]] = OrderedDict()
-        self._size = size
-
-    def take(self, stored: object) -> set[bytes] | None:
-        entry = self._sets.pop(id(stored), None)
-        return entry[1] if entry is not None and entry[0] is stored else None
-
-    def keep(self, stored: bytes, ids: set[bytes]) -> None:
-        self._sets[id(stored)] = (stored, ids)
-        while len(self._sets) > self._size:
-            self._sets.popitem(last=False)
-
-
-_SEEN_SETS = _SeenSets()
 
 
 def _seen_bytes(stored: bytes | list[str]) -> bytearray:
