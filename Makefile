@@ -65,7 +65,7 @@ lint: ## ruff
 	$(PY) -m ruff format --check .
 
 typecheck: ## mypy (strict on shared/)
-	$(PY) -m mypy shared/src tools/src testkit/src services/import-svc/src services/colis-svc/src services/progress-svc/src services/gateway/src
+	$(PY) -m mypy shared/src ops/src tools/src testkit/src services/import-svc/src services/colis-svc/src services/progress-svc/src services/gateway/src
 
 pytest: ## the whole test suite on the real broker and store
 	$(PY) -m pytest

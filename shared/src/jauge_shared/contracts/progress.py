@@ -22,7 +22,9 @@ class ProgressStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
-# progress-svc's read model, read by the gateway and by `jauge repairs`
+# progress-svc's database (`<prefix>_progress`) and its repairs, read by the gateway
+# and by `jauge repairs` (jauge_ops)
+PROGRESS_DB_SUFFIX = "progress"
 REPAIRS_COLLECTION = "repairs"
 
 TERMINAL_STATUSES = frozenset(
