@@ -38,6 +38,7 @@ from jauge_shared.contracts import (
     TaskStatus,
     UpdateColis,
 )
+from jauge_shared.french import french_reason
 
 logger = logging.getLogger("gateway.colis")
 router = APIRouter(tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER})
@@ -46,19 +47,6 @@ ItemId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_
 FORM_FIELDS = tuple(ColisData.model_fields)
 _IMAGE_FILE = re.compile(r"^[A-Za-z0-9_-]+(\.thumb)?\.jpg$")
 UPLOAD_ID_FIELD = re.compile(r"^[0-9a-f]{32}$")
-FIELD_LABELS_FR = {
-    "missing": "obligatoire",
-    "greater_than": "doit être supérieur à {gt}",
-    "less_than_equal": "doit être au plus {le}",
-    "decimal_parsing": "doit être un nombre",
-    "decimal_max_digits": "{max_digits} chiffres au plus",
-    "decimal_max_places": "{decimal_places} décimales au plus",
-    "finite_number": "doit être un nombre",
-    "enum": "doit valoir {expected}",
-    "string_too_long": "trop long ({max_length} caractères au plus)",
-    "string_too_short": "ne doit pas être vide",
-    "extra_forbidden": "champ inconnu",
-}
 
 
 def form_schema(required: bool) -> dict[str, Any]:
@@ -112,13 +100,8 @@ class Accepted(BaseModel):
 def invalid_form(error: ValidationError) -> HTTPException:
     problems = []
     for item in error.errors()[:20]:
-        template = FIELD_LABELS_FR.get(item["type"])
-        try:
-            message = template.format(**item.get("ctx", {})) if template else item["msg"]
-        except (KeyError, IndexError):
-            message = item["msg"]
         field = ".".join(str(p) for p in item["loc"]) or "body"
-        problems.append({"field": field, "message": message})
+        problems.append({"field": field, "message": french_reason(item)})
     return _Invalid(problems)
 
 
