@@ -37,6 +37,7 @@ from colis_svc.domain import (
     make_tracking_number,
 )
 from jauge_shared.contracts import ColisOperation, TaskStatus
+from jauge_shared.contracts.colis import CLOSED_STATUSES
 from jauge_shared.mongo import gather_in_chunks
 
 Doc = dict[str, Any]
@@ -54,14 +55,13 @@ _STATE_FIELDS = (
     "max_retries",
     "next_retry_at",
     "error",
-    "cancel_requested",
     "percent",
 )
 
 
 CANCEL = "cancel"
 # what a task never leaves: the sweeper has nothing more to do with it until it expires
-CLOSED = frozenset({TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value})
+CLOSED = frozenset(status.value for status in CLOSED_STATUSES)
 
 
 def fate_decision(retry_count: int) -> str:

@@ -284,6 +284,10 @@ def _on_step(doc: Document | None, event: ColisStepChanged, batch: _Batch) -> Do
         numero_suivi=event.numero_suivi or doc.get("numero_suivi"),
         lot_id=event.lot_id,
         summary=event.summary or doc.get("summary") or {},
+        # what colis-svc says may be done now: the gateway shows it, never recomputes it
+        can_retry=event.can_retry,
+        can_force_retry=event.can_force_retry,
+        can_cancel=event.can_cancel,
     )
     if event.error:
         entry = {"item": event.step, "ok": False, "error": event.error, "at": event.occurred_at}
