@@ -19,6 +19,7 @@ from jauge_shared.contracts import (
     ColisTaskStalled,
     CreateColis,
     RetryColisTask,
+    TaskStatus,
 )
 
 
@@ -331,3 +332,16 @@ async def test_a_task_left_pending_without_its_command_is_found_stalled(world: W
     await world.repo.open_tasks.insert_one({"_id": "t-lost"})
     assert await world.sweeper.stalled() == 1
     assert (await world.repo.get_task("t-lost") or {})["status"] == "failed_retry"
+
+
+async def test_a_failure_after_a_cancel_request_ends_cancelled_not_retried(world: World) -> None:
+    from colis_svc.repository import CANCEL, state_from_doc
+    from colis_svc.runs import Run
+
+    lot_id = await world.lot()
+    doc = await world.service.pipeline.load_or_create(world.create("t-fc", lot_id))
+    run = Run(doc=doc, state=state_from_doc(doc).advance(TaskStatus.PROCESSING))
+    await world.repo.mark("t-fc", CANCEL, world.service.tasks.clock())  # what cancel records
+    await world.service.tasks.fail(run, error="Panne")
+    assert (await world.repo.get_task("t-fc") or {})["status"] == "cancelled"
+    assert world.steps("t-fc")[-1] == "cancelled"

@@ -24,6 +24,7 @@ from colis_svc.runs import Emit, is_transient, utc_now
 from colis_svc.settings import SERVICE
 from jauge_shared.contracts import ColisRpcRequest, LotCreated, stable_event_id
 from jauge_shared.contracts.colis_rpc import (
+    COLIS_RPC_METHODS,
     AuditPage,
     CloseLot,
     ColisHistory,
@@ -70,13 +71,13 @@ class ColisQueries:
 
     async def rpc(self, request: ColisRpcRequest) -> dict[str, Any]:
         """The reply to one request off the wire: its typed form answered, or a 400."""
+        if request.method not in COLIS_RPC_METHODS:
+            return {"ok": False, "status": 400, "detail": f"Méthode inconnue : {request.method}."}
         try:
             query = request.query()
         except ValidationError as e:
-            if any(error["loc"][:1] == ("method",) for error in e.errors()):
-                detail = f"Méthode inconnue : {request.method}."
-            else:
-                detail = f"Paramètres invalides : {e.error_count()} erreur(s)."
+            fields = ", ".join(sorted({str(error["loc"][-1]) for error in e.errors()}))
+            detail = f"Paramètres invalides : {fields}."
             return {"ok": False, "status": 400, "detail": detail}
         return await self.reply(query)
 

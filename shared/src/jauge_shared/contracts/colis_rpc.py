@@ -141,6 +141,7 @@ QUERY_MODELS: tuple[type[_Query], ...] = tuple(
     model for model in _Query.__subclasses__() + _Page.__subclasses__() if model is not _Page
 )
 
+COLIS_RPC_METHODS = frozenset(model.model_fields["method"].default for model in QUERY_MODELS)
 # the request/reply methods that change colis-svc's state; every other one is a read,
 # which the gateway may ask twice when the first is lost (a broker node dying)
 COLIS_RPC_CHANGES = frozenset(
