@@ -335,7 +335,8 @@ async def test_a_task_left_pending_without_its_command_is_found_stalled(world: W
 
 
 async def test_a_failure_after_a_cancel_request_ends_cancelled_not_retried(world: World) -> None:
-    from colis_svc.repository import CANCEL, state_from_doc
+    from colis_svc.documents import state_from_doc
+    from colis_svc.repository import CANCEL
     from colis_svc.runs import Run
 
     lot_id = await world.lot()

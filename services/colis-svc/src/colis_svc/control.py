@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from colis_svc import photos
+from colis_svc.documents import state_from_doc
 from colis_svc.domain import (
     CancelPlan,
     IllegalTransitionError,
@@ -22,13 +23,7 @@ from colis_svc.domain import (
     apply_edits,
     format_fr,
 )
-from colis_svc.repository import (
-    CANCEL,
-    Doc,
-    fate_decision,
-    retry_decision,
-    state_from_doc,
-)
+from colis_svc.repository import CANCEL, Doc, fate_decision, retry_decision
 from colis_svc.runs import Emit, Run, Tasks, refuse, reply, step_event
 from jauge_shared.contracts import (
     CancelColisTask,

@@ -125,7 +125,7 @@ async def sweep(tasks: Tasks, republish: Emit) -> int:
 
 
 async def fail_late(tasks: Tasks, doc: dict[str, Any]) -> bool:
-    from colis_svc.repository import state_from_doc
+    from colis_svc.documents import state_from_doc
     from colis_svc.runs import Run
 
     if not await tasks.repo.stop_photo_wait(doc["_id"], tasks.clock()):

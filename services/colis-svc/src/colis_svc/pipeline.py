@@ -9,6 +9,9 @@ redoes it without making anything twice: the parcel's `_id` is the creating task
 tracking numbers are reserved by a unique insert, photos are written under the task's id,
 and events carry stable ids. At each step boundary the run looks for a cancel request
 (runs.py, `Tasks.cancel_asked`) and, if there is one, undoes what it made.
+
+Over 300 lines on purpose: the walk and its six steps read together, since what makes
+each step safe to redo depends on where the walk resumes it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from colis_svc import photos
+from colis_svc.documents import public_colis, state_from_doc, state_to_doc
 from colis_svc.domain import (
     ACTIVE_STATUSES,
     PermanentTaskError,
@@ -38,7 +42,7 @@ from colis_svc.domain import (
     process_photo,
 )
 from colis_svc.hooks import NoHooks, StepHooks
-from colis_svc.repository import Doc, fate_decision, public_colis, state_from_doc, state_to_doc
+from colis_svc.repository import Doc, fate_decision
 from colis_svc.runs import (
     TASK_RUNS,
     Run,

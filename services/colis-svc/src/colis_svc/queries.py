@@ -17,9 +17,10 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from colis_svc import audit
+from colis_svc.documents import public_client, public_colis, public_lot
 from colis_svc.domain import LotStatut, LotType, can_change_lot_statut
 from colis_svc.files import FileStore
-from colis_svc.repository import ColisRepository, Doc, public_client, public_colis, public_lot
+from colis_svc.repository import ColisRepository, Doc
 from colis_svc.runs import Emit, is_transient, utc_now
 from colis_svc.settings import SERVICE
 from jauge_shared.contracts import ColisRpcRequest, LotCreated, stable_event_id

@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from colis_svc import audit, photos
+from colis_svc.documents import state_from_doc, state_to_doc
 from colis_svc.domain import (
     ACTIVE_STATUSES,
     TaskState,
@@ -26,7 +27,7 @@ from colis_svc.domain import (
     next_retry_delay,
 )
 from colis_svc.files import FileStore
-from colis_svc.repository import CANCEL, ColisRepository, Doc, state_from_doc, state_to_doc
+from colis_svc.repository import CANCEL, ColisRepository, Doc
 from colis_svc.settings import SERVICE, ColisSettings
 from jauge_shared import messaging
 from jauge_shared.contracts import (

@@ -5,6 +5,9 @@ be retried or cancelled, the task's short summary and the parcel form (`ColisDat
 `ColisEdits` for the corrections of a retry). The gateway and progress-svc read them
 from here, and `colis.step_changed` carries what they give for each state, so that what
 a dashboard shows is what colis-svc decided.
+
+Over 300 lines on purpose: those rules sit next to the commands and events that carry
+them, so a change to one is seen with the other.
 """
 
 from __future__ import annotations
