@@ -63,20 +63,13 @@ from jauge_shared.contracts import (
     UpdateColis,
     stable_event_id,
 )
-from jauge_shared.contracts.colis import summarize
+from jauge_shared.contracts.colis import PIPELINE_STATUSES, summarize
 from jauge_shared.identity import connection_name
 
 logger = logging.getLogger("colis_svc")
 
-PIPELINE: tuple[TaskStatus, ...] = (
-    TaskStatus.PROCESSING,
-    TaskStatus.VALIDATION,
-    TaskStatus.IMAGE_UPLOADING,
-    TaskStatus.CREATION,
-    TaskStatus.PRICE_CALCULATING,
-    TaskStatus.NOTIFICATION_SENDING,
-)
-_ORDER = {status: i for i, status in enumerate((TaskStatus.PENDING, *PIPELINE))}
+PIPELINE = PIPELINE_STATUSES[1:]  # every step after pending
+_ORDER = {status: i for i, status in enumerate(PIPELINE_STATUSES)}
 
 
 def _colis_fields(data: ColisData) -> Doc:

@@ -37,6 +37,7 @@ from jauge_shared.contracts import (
     ProgressStatus,
     TaskStatus,
 )
+from jauge_shared.contracts.colis import CLOSED_STATUSES
 from jauge_shared.errors import TransientError
 
 Document = dict[str, Any]
@@ -44,7 +45,7 @@ Document = dict[str, Any]
 TERMINAL = {
     s.value for s in (ProgressStatus.COMPLETED, ProgressStatus.FAILED, ProgressStatus.CANCELLED)
 }
-FINAL_TASK_STATUSES = {TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value}
+FINAL_TASK_STATUSES = {status.value for status in CLOSED_STATUSES}
 
 _TASK_TO_PROGRESS: dict[TaskStatus, ProgressStatus] = {
     TaskStatus.PENDING: ProgressStatus.QUEUED,
