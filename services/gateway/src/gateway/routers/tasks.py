@@ -269,7 +269,7 @@ async def retry_task(
         raise HTTPException(403, detail="Seul un administrateur peut forcer une relance.")
     if doc.get("step_status") not in FAILED:
         raise HTTPException(409, detail="Seule une tâche en échec peut être relancée.")
-    edits = body.colis_data.model_dump(mode="json", exclude_none=True) if body.colis_data else {}
+    edits = body.colis_data.changes() if body.colis_data else {}
     pending = False
     if body.upload_id:
         pending = await asyncio.to_thread(bind_upload, state, user, body.upload_id, task_id)
