@@ -22,7 +22,7 @@ import aio_pika
 import pytest
 
 from colis_svc.domain import TaskState
-from colis_svc.service import step_event
+from colis_svc.runs import step_event
 from import_svc.service import final_message
 from jauge_shared.contracts import (
     ColisOperation,

@@ -10,11 +10,18 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from colis_svc.files import FileStore
 from colis_svc.repository import ColisRepository
-from colis_svc.service import ColisService, FileStore
+from colis_svc.service import ColisService
 from colis_svc.settings import ColisSettings
 from colis_svc.sweeper import Sweeper
-from jauge_shared.contracts import ColisData, ColisStepChanged, CreateColis, Message
+from jauge_shared.contracts import (
+    ColisData,
+    ColisRpcRequest,
+    ColisStepChanged,
+    CreateColis,
+    Message,
+)
 
 DATA = ColisData.model_validate(
     {
@@ -35,7 +42,9 @@ class World:
         self.settings = settings
         self.events: list[Message] = []
         self.commands: list[Message] = []
-        self.sweeper = Sweeper(repo, service, settings, self.emit, self.republish)
+        self.sweeper = Sweeper(
+            repo, service.tasks, service.control, settings, self.emit, self.republish
+        )
         self.data = DATA
 
     async def emit(self, message: Message) -> None:
@@ -51,8 +60,18 @@ class World:
             if isinstance(e, ColisStepChanged) and e.task_id == task_id
         ]
 
+    async def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """colis-svc's reply to the gateway's request, as it goes on the wire."""
+        return await self.service.queries.rpc(ColisRpcRequest(method=method, params=params))
+
+    async def ask(self, method: str, **params: Any) -> Any:
+        """The result of a typed request (an RpcError raised as is)."""
+        return await self.service.queries.answer(
+            ColisRpcRequest(method=method, params=params).query()
+        )
+
     async def lot(self) -> str:
-        return str((await self.service.rpc_create_lot("cargo"))["id"])
+        return str((await self.ask("create_lot", type_lot="cargo"))["id"])
 
     def create(
         self, task_id: str, lot_id: str, data: ColisData = DATA, **extra: Any
@@ -89,7 +108,7 @@ async def world(test_env, tmp_path: Path):
     async def emit(message: Message) -> None:
         await holder[0].emit(message)
 
-    service = ColisService(repo, files, emit, settings)
+    service = ColisService.build(repo, files, emit, settings)
     holder.append(World(service, repo, settings))
     yield holder[0]
     await client.close()

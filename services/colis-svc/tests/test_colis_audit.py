@@ -28,11 +28,11 @@ async def test_lot_and_parcel_changes_are_recorded_once_with_who_when_and_what(
     world: World,
 ) -> None:
     started = datetime.now(UTC)
-    lot = await world.service.rpc_create_lot("cargo", user_id="alice")
+    lot = await world.ask("create_lot", type_lot="cargo", user_id="alice")
     lot_id = lot["id"]
     create = world.create("t-a1", lot_id)  # by alice
-    await world.service.run_task(create)
-    await world.service.run_task(create)  # redelivered: no second entry
+    await world.service.pipeline.run_task(create)
+    await world.service.pipeline.run_task(create)  # redelivered: no second entry
     edited = ColisData.model_validate(
         {**world.data.model_dump(), "poids": "9", "description": "Fragile"}
     )
@@ -44,11 +44,11 @@ async def test_lot_and_parcel_changes_are_recorded_once_with_who_when_and_what(
         colis_id="t-a1",
         colis_data=edited,
     )
-    await world.service.run_task(update)
-    await world.service.rpc_close_lot(lot_id, user_id="root")
-    await world.service.rpc_close_lot(lot_id, user_id="root")  # closed already: nothing
+    await world.service.pipeline.run_task(update)
+    await world.ask("close_lot", lot_id=lot_id, user_id="root")
+    await world.ask("close_lot", lot_id=lot_id, user_id="root")  # closed already: nothing
 
-    history = await world.service.rpc_colis_history("t-a1")
+    history = await world.ask("colis_history", colis_id="t-a1")
     assert whats(history) == ["colis.updated", "colis.created"]
     updated, created = history["entries"]
     assert (created["who"], created["task_id"], created["lot_id"]) == ("alice", "t-a1", lot_id)
@@ -61,12 +61,12 @@ async def test_lot_and_parcel_changes_are_recorded_once_with_who_when_and_what(
     assert all(started <= e["at"] <= datetime.now(UTC) for e in history["entries"])
     assert history["next"] is None
 
-    lot_history = await world.service.rpc_lot_history(lot_id)
+    lot_history = await world.ask("lot_history", lot_id=lot_id)
     assert whats(lot_history) == ["lot.closed", "colis.updated", "colis.created", "lot.created"]
     closed, *_, opened = lot_history["entries"]
     assert closed["who"] == "root" and closed["changes"] == {"statut": ["ouvert", "ferme"]}
     assert opened["who"] == "alice" and opened["changes"]["type_lot"] == [None, "cargo"]
-    everything = await world.service.rpc_audit()
+    everything = await world.ask("audit")
     assert whats(everything) == whats(lot_history)
 
 
@@ -82,22 +82,22 @@ async def test_cancel_and_retry_are_recorded_with_the_caller_and_the_corrections
         lot_id=lot_id,
         operation=ColisOperation.CREATE,
     )
-    assert (await world.service.cancel(queued))["ok"]
-    assert (await world.service.cancel(queued))["ok"]  # the same again: one entry
-    (cancelled,) = (await world.service.rpc_colis_history("t-q"))["entries"]
+    assert (await world.service.control.cancel(queued))["ok"]
+    assert (await world.service.control.cancel(queued))["ok"]  # the same again: one entry
+    (cancelled,) = (await world.ask("colis_history", colis_id="t-q"))["entries"]
     assert (cancelled["what"], cancelled["who"]) == ("task.cancelled", "alice")
     assert cancelled["changes"] == {"status": ["pending", "cancelled"]}
 
     # a task that failed for good, retried with a correction, then forced by an admin
     bad = ColisData.model_validate({**world.data.model_dump(), "client_id": "cli-inconnu"})
-    await world.service.run_task(world.create("t-r", lot_id, bad))
+    await world.service.pipeline.run_task(world.create("t-r", lot_id, bad))
     refused = RetryColisTask(producer="test", task_id="t-r", user_id="alice", edits={"poids": "-1"})
-    assert (await world.service.retry(refused, world.republish))["status"] == 422
+    assert (await world.service.control.retry(refused, world.republish))["status"] == 422
     fixed = RetryColisTask(
         producer="test", task_id="t-r", user_id="alice", edits={"client_id": "cli-inconnu2"}
     )
-    assert (await world.service.retry(fixed, world.republish))["ok"]
-    await world.service.run_task(world.commands[-1])  # type: ignore[arg-type]
+    assert (await world.service.control.retry(fixed, world.republish))["ok"]
+    await world.service.pipeline.run_task(world.commands[-1])  # type: ignore[arg-type]
     await world.repo.set_task_fields("t-r", retry_count=3)  # its retries spent
     forced = RetryColisTask(
         producer="test",
@@ -106,10 +106,10 @@ async def test_cancel_and_retry_are_recorded_with_the_caller_and_the_corrections
         force=True,
         edits={"client_id": "cli-demo-2"},
     )
-    assert (await world.service.retry(forced, world.republish))["ok"]
-    again = await world.service.retry(forced, world.republish)  # pending now: refused
+    assert (await world.service.control.retry(forced, world.republish))["ok"]
+    again = await world.service.control.retry(forced, world.republish)  # pending now: refused
     assert again["ok"] is False
-    history = await world.service.rpc_colis_history("t-r")
+    history = await world.ask("colis_history", colis_id="t-r")
     assert whats(history) == ["task.retry_forced", "task.retried"]
     forced_entry, retried = history["entries"]
     assert retried["who"] == "alice" and retried["changes"] == {
@@ -122,21 +122,21 @@ async def test_cancel_and_retry_are_recorded_with_the_caller_and_the_corrections
     }
     # the relaunched task is cancelled by its agent: the parcel's history says so
     cancel = CancelColisTask(producer="test", task_id="t-r", user_id="alice")
-    assert (await world.service.cancel(cancel))["ok"]
-    latest = (await world.service.rpc_colis_history("t-r"))["entries"][0]
+    assert (await world.service.control.cancel(cancel))["ok"]
+    latest = (await world.ask("colis_history", colis_id="t-r"))["entries"][0]
     assert latest["what"] == "task.cancelled" and latest["changes"]["status"][1] == "cancelled"
 
 
 async def test_unknown_parcel_or_lot_is_a_404_and_bad_params_a_400(world: World) -> None:
-    assert (await world.service.rpc("colis_history", {"colis_id": "nope"}))["status"] == 404
-    assert (await world.service.rpc("lot_history", {"lot_id": "nope"}))["status"] == 404
-    assert (await world.service.rpc("audit", {"colour": "red"}))["status"] == 400
-    reply = await world.service.rpc("audit", {"limit": 5})
+    assert (await world.rpc("colis_history", {"colis_id": "nope"}))["status"] == 404
+    assert (await world.rpc("lot_history", {"lot_id": "nope"}))["status"] == 404
+    assert (await world.rpc("audit", {"colour": "red"}))["status"] == 400
+    reply = await world.rpc("audit", {"limit": 5})
     assert reply == {"ok": True, "result": {"entries": [], "next": None}}
 
 
 async def test_pages_go_back_in_time_and_concurrent_writers_lose_no_entry(world: World) -> None:
-    log = world.service.audit
+    log = world.service.tasks.audit
     ids = [f"e{i}" for i in range(40)]
     await asyncio.gather(*(log.record(i, "colis.updated", "alice", lot_id="L1") for i in ids))
     chain = audit.lot_chain("L1")
@@ -157,7 +157,7 @@ async def test_pages_go_back_in_time_and_concurrent_writers_lose_no_entry(world:
 
 
 async def test_an_entry_stored_but_not_listed_is_listed_by_the_redelivery(world: World) -> None:
-    log = world.service.audit
+    log = world.service.tasks.audit
     # a run that died between storing its entry and listing it in the chains
     await log.entries.insert_one(
         {"_id": "t-x:colis.created", "at": datetime.now(UTC), "what": "colis.created"}
@@ -174,13 +174,13 @@ async def test_a_retry_done_stays_done_when_its_entry_cannot_be_written(
     """A redelivery would be refused as already retried: the answer must say it worked."""
     lot_id = await world.lot()
     bad = ColisData.model_validate({**world.data.model_dump(), "client_id": "cli-inconnu"})
-    await world.service.run_task(world.create("t-s", lot_id, bad))
+    await world.service.pipeline.run_task(world.create("t-s", lot_id, bad))
 
     async def store_away(*args: Any, **kwargs: Any) -> bool:
         raise ConnectionError("store away")
 
-    monkeypatch.setattr(world.service.audit, "record", store_away)
+    monkeypatch.setattr(world.service.tasks.audit, "record", store_away)
     retry = RetryColisTask(producer="test", task_id="t-s", user_id="alice")
-    reply = await world.service.retry(retry, world.republish)
+    reply = await world.service.control.retry(retry, world.republish)
     assert reply["ok"] and reply["result"]["retry_count"] == 1
     assert len(world.commands) == 1

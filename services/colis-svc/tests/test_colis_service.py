@@ -19,11 +19,12 @@ from jauge_shared.contracts import (
     ColisTaskStalled,
     CreateColis,
     RetryColisTask,
+    TaskStatus,
 )
 
 
 async def test_lot_numbers_stay_unique_when_many_are_created_at_once(world: World) -> None:
-    lots = await asyncio.gather(*(world.service.rpc_create_lot("bateau") for _ in range(30)))
+    lots = await asyncio.gather(*(world.ask("create_lot", type_lot="bateau") for _ in range(30)))
     numbers = [lot["numero_lot"] for lot in lots]
     assert len(set(numbers)) == 30
     day = datetime.now(UTC).strftime("%Y%m%d")
@@ -39,7 +40,7 @@ async def test_a_creation_runs_every_step_and_a_redelivery_makes_no_second_parce
 ) -> None:
     lot_id = await world.lot()
     command = world.create("t1", lot_id)
-    await world.service.run_task(command)
+    await world.service.pipeline.run_task(command)
     assert world.steps("t1") == [
         "processing",
         "validation",
@@ -57,9 +58,9 @@ async def test_a_creation_runs_every_step_and_a_redelivery_makes_no_second_parce
     assert "notification.requested" in types and "colis.created" in types
 
     # the same command again (redelivered), and a crash-resumed run: still one parcel
-    await world.service.run_task(command)
+    await world.service.pipeline.run_task(command)
     await world.repo.tasks.update_one({"_id": "t1"}, {"$set": {"status": "creation"}})
-    await world.service.run_task(command)
+    await world.service.pipeline.run_task(command)
     assert await world.repo.colis.count_documents({"lot_id": lot_id}) == 1
     assert (await world.repo.get_task("t1") or {})["status"] == "completed"
     held = await world.repo.held_numbers.find_one({"_id": "t1"})
@@ -94,8 +95,8 @@ async def test_a_parcel_numbered_before_the_claims_existed_frees_its_number(worl
 
 async def test_the_sweeper_finds_open_tasks_by_id_and_forgets_closed_ones(world: World) -> None:
     lot_id = await world.lot()
-    await world.service.run_task(world.create("t-done", lot_id))
-    await world.service._load_or_create(world.create("t-open", lot_id))
+    await world.service.pipeline.run_task(world.create("t-done", lot_id))
+    await world.service.pipeline.load_or_create(world.create("t-open", lot_id))
     repo = world.repo
     assert [d["_id"] async for d in repo.open_tasks.find({})] == ["t-open"]  # closed: gone
     assert [d["_id"] for d in await repo.open_tasks_in(["pending"])] == ["t-open"]
@@ -116,7 +117,7 @@ async def test_expired_tasks_are_looked_for_once_an_hour_not_at_every_sweep(
 ) -> None:
     lot_id = await world.lot()
     for task_id in ("t-a", "t-b"):
-        await world.service.run_task(world.create(task_id, lot_id))
+        await world.service.pipeline.run_task(world.create(task_id, lot_id))
     long_ago = datetime.now(UTC) - timedelta(days=60)
     await world.repo.tasks.update_one({"_id": "t-a"}, {"$set": {"finished_at": long_ago}})
     assert (await world.sweeper.sweep())["removed_tasks"] == 1
@@ -146,20 +147,20 @@ async def test_the_photo_is_processed_and_its_upload_deleted(world: World) -> No
     buffer = io.BytesIO()
     Image.new("RGB", (3200, 2000), "red").save(buffer, "JPEG")
     upload_id = "a" * 32
-    (world.service.files.uploads / upload_id).write_bytes(buffer.getvalue())
-    await world.service.run_task(world.create("t-photo", lot_id, upload_id=upload_id))
-    jpeg, thumb = world.service.files.image_paths("t-photo")
+    (world.service.tasks.files.uploads / upload_id).write_bytes(buffer.getvalue())
+    await world.service.pipeline.run_task(world.create("t-photo", lot_id, upload_id=upload_id))
+    jpeg, thumb = world.service.tasks.files.image_paths("t-photo")
     with Image.open(jpeg) as image:
         assert max(image.size) == 1600 and image.format == "JPEG"
     assert thumb.exists()
-    assert not (world.service.files.uploads / upload_id).exists()
+    assert not (world.service.tasks.files.uploads / upload_id).exists()
 
 
 async def test_an_unreadable_photo_fails_for_good_at_once(world: World) -> None:
     lot_id = await world.lot()
     upload_id = "b" * 32
-    (world.service.files.uploads / upload_id).write_bytes(b"\xff\xd8\xffnot really a jpeg")
-    await world.service.run_task(world.create("t-bad", lot_id, upload_id=upload_id))
+    (world.service.tasks.files.uploads / upload_id).write_bytes(b"\xff\xd8\xffnot really a jpeg")
+    await world.service.pipeline.run_task(world.create("t-bad", lot_id, upload_id=upload_id))
     task = await world.repo.get_task("t-bad")
     assert task is not None and task["status"] == "failed_final"
     assert task["error"].startswith("Photo illisible") and task["retry_count"] == 0
@@ -168,11 +169,11 @@ async def test_an_unreadable_photo_fails_for_good_at_once(world: World) -> None:
 async def test_a_pending_task_is_cancelled_at_once_and_never_runs(world: World) -> None:
     lot_id = await world.lot()
     command = world.create("t-pending", lot_id)
-    await world.service._load_or_create(command)  # stored, its worker not there yet
+    await world.service.pipeline.load_or_create(command)  # stored, its worker not there yet
     cancel = CancelColisTask(producer="test", job_id="t-pending", task_id="t-pending", user_id="a")
-    reply = await world.service.cancel(cancel)
+    reply = await world.service.control.cancel(cancel)
     assert reply == {"ok": True, "result": {"status": "cancelled"}}
-    await world.service.run_task(command)
+    await world.service.pipeline.run_task(command)
     # the command arriving after the cancel runs nothing: it only says `cancelled` again
     steps = [e for e in world.events if isinstance(e, ColisStepChanged)]
     assert [(e.status.value, e.reannounced) for e in steps] == [
@@ -181,7 +182,7 @@ async def test_a_pending_task_is_cancelled_at_once_and_never_runs(world: World) 
     ]
     assert steps[0].event_id == steps[1].event_id
     assert await world.repo.get_colis("t-pending") is None
-    again = await world.service.cancel(cancel)
+    again = await world.service.control.cancel(cancel)
     assert again["ok"] is False and again["status"] == 409
 
 
@@ -197,8 +198,8 @@ async def test_a_task_cancelled_before_colis_svc_saw_it_is_cancelled_on_arrival(
         lot_id=lot_id,
         operation=ColisOperation.CREATE,
     )
-    assert (await world.service.cancel(cancel))["result"]["status"] == "cancelled"
-    await world.service.run_task(world.create("t-early", lot_id))
+    assert (await world.service.control.cancel(cancel))["result"]["status"] == "cancelled"
+    await world.service.pipeline.run_task(world.create("t-early", lot_id))
     assert set(world.steps("t-early")) == {"cancelled"}
     assert await world.repo.get_colis("t-early") is None
 
@@ -208,7 +209,7 @@ async def test_a_permanent_failure_is_final_then_retried_by_hand_with_a_correcte
 ) -> None:
     lot_id = await world.lot()
     bad = world.data.model_copy(update={"client_id": "cli-nobody"})
-    await world.service.run_task(world.create("t-perm", lot_id, bad))
+    await world.service.pipeline.run_task(world.create("t-perm", lot_id, bad))
     task = await world.repo.get_task("t-perm")
     assert task is not None and task["status"] == "failed_final"
     assert task["error"] == "Client inconnu : cli-nobody." and task["retry_count"] == 0
@@ -218,16 +219,16 @@ async def test_a_permanent_failure_is_final_then_retried_by_hand_with_a_correcte
             producer="test", job_id="t-perm", task_id="t-perm", user_id="alice", edits=edits
         )
 
-    refused = await world.service.retry(retry(poids="-1"), world.republish)
+    refused = await world.service.control.retry(retry(poids="-1"), world.republish)
     assert refused["status"] == 422 and "poids" in refused["detail"]
-    accepted = await world.service.retry(retry(client_id="cli-demo-3"), world.republish)
+    accepted = await world.service.control.retry(retry(client_id="cli-demo-3"), world.republish)
     assert accepted["ok"] and accepted["result"]["retry_count"] == 1
     (command,) = world.commands
     assert isinstance(command, CreateColis) and command.colis_data.client_id == "cli-demo-3"
-    await world.service.run_task(command)
+    await world.service.pipeline.run_task(command)
     colis = await world.repo.get_colis("t-perm")
     assert colis is not None and colis["client_id"] == "cli-demo-3"
-    done = await world.service.retry(retry(), world.republish)
+    done = await world.service.control.retry(retry(), world.republish)
     assert done["status"] == 409
 
 
@@ -235,7 +236,7 @@ async def test_the_sweeper_retries_due_tasks_requeues_stalled_ones_and_cleans_up
     world: World,
 ) -> None:
     lot_id = await world.lot()
-    await world.service._load_or_create(world.create("t-stuck", lot_id))
+    await world.service.pipeline.load_or_create(world.create("t-stuck", lot_id))
     long_ago = datetime.now(UTC) - timedelta(minutes=11)
     await world.repo.tasks.update_one(
         {"_id": "t-stuck"},
@@ -248,14 +249,14 @@ async def test_the_sweeper_retries_due_tasks_requeues_stalled_ones_and_cleans_up
     assert (await world.repo.get_task("t-stuck") or {})["status"] == "failed_retry"
     assert await world.sweeper.retry_due() == 1
     (command,) = world.commands
-    await world.service.run_task(command)  # type: ignore[arg-type]
+    await world.service.pipeline.run_task(command)  # type: ignore[arg-type]
     assert (await world.repo.get_task("t-stuck") or {})["status"] == "completed"
 
     # finished long ago: removed; an upload nobody refers to: removed
     await world.repo.tasks.update_one(
         {"_id": "t-stuck"}, {"$set": {"finished_at": long_ago - timedelta(days=60)}}
     )
-    orphan = world.service.files.uploads / ("c" * 32)
+    orphan = world.service.tasks.files.uploads / ("c" * 32)
     orphan.write_bytes(b"x")
     old = datetime.now(UTC).timestamp() - 2 * 86400
     os.utime(orphan, (old, old))
@@ -273,12 +274,12 @@ async def test_a_redelivered_command_of_an_ended_task_announces_its_end_again(
     the command comes back, and the end is published with the same event id."""
     lot_id = await world.lot()
     command = world.create("t-end", lot_id)
-    await world.service.run_task(command)
+    await world.service.pipeline.run_task(command)
     first = [e for e in world.events if isinstance(e, ColisStepChanged)][-1]
     assert first.status.value == "completed" and not first.reannounced
     world.events.clear()
 
-    await world.service.run_task(command)
+    await world.service.pipeline.run_task(command)
     (again,) = world.events
     assert isinstance(again, ColisStepChanged)
     assert again.reannounced
@@ -287,16 +288,16 @@ async def test_a_redelivered_command_of_an_ended_task_announces_its_end_again(
 
 async def test_the_reconcilers_request_announces_the_stored_state(world: World) -> None:
     lot_id = await world.lot()
-    await world.service.run_task(world.create("t-ask", lot_id))
+    await world.service.pipeline.run_task(world.create("t-ask", lot_id))
     last = [e for e in world.events if isinstance(e, ColisStepChanged)][-1]
     world.events.clear()
-    await world.service.announce(AnnounceColisTask(producer="test", job_id="t-ask"))
+    await world.service.pipeline.announce(AnnounceColisTask(producer="test", job_id="t-ask"))
     (again,) = world.events
     assert isinstance(again, ColisStepChanged) and again.reannounced
     assert again.event_id == last.event_id
     # a task colis-svc has not seen yet (its command still queued): nothing to say
     world.events.clear()
-    await world.service.announce(AnnounceColisTask(producer="test", job_id="t-unknown"))
+    await world.service.pipeline.announce(AnnounceColisTask(producer="test", job_id="t-unknown"))
     assert world.events == []
 
 
@@ -304,9 +305,9 @@ async def test_cancelling_a_completed_task_is_refused_and_announces_the_end_agai
     world: World,
 ) -> None:
     lot_id = await world.lot()
-    await world.service.run_task(world.create("t-done", lot_id))
+    await world.service.pipeline.run_task(world.create("t-done", lot_id))
     world.events.clear()
-    reply = await world.service.cancel(
+    reply = await world.service.control.cancel(
         CancelColisTask(producer="test", job_id="t-done", task_id="t-done", user_id="alice")
     )
     assert reply["ok"] is False and reply["status"] == 409
@@ -317,7 +318,7 @@ async def test_cancelling_a_completed_task_is_refused_and_announces_the_end_agai
 async def test_a_task_left_pending_without_its_command_is_found_stalled(world: World) -> None:
     """A relaunch that stored `pending` and died before publishing its command."""
     lot_id = await world.lot()
-    await world.service.run_task(world.create("t-lost", lot_id, data=world.data))
+    await world.service.pipeline.run_task(world.create("t-lost", lot_id, data=world.data))
     await world.repo.tasks.update_one(
         {"_id": "t-lost"},
         {
@@ -331,3 +332,17 @@ async def test_a_task_left_pending_without_its_command_is_found_stalled(world: W
     await world.repo.open_tasks.insert_one({"_id": "t-lost"})
     assert await world.sweeper.stalled() == 1
     assert (await world.repo.get_task("t-lost") or {})["status"] == "failed_retry"
+
+
+async def test_a_failure_after_a_cancel_request_ends_cancelled_not_retried(world: World) -> None:
+    from colis_svc.documents import state_from_doc
+    from colis_svc.repository import CANCEL
+    from colis_svc.runs import Run
+
+    lot_id = await world.lot()
+    doc = await world.service.pipeline.load_or_create(world.create("t-fc", lot_id))
+    run = Run(doc=doc, state=state_from_doc(doc).advance(TaskStatus.PROCESSING))
+    await world.repo.mark("t-fc", CANCEL, world.service.tasks.clock())  # what cancel records
+    await world.service.tasks.fail(run, error="Panne")
+    assert (await world.repo.get_task("t-fc") or {})["status"] == "cancelled"
+    assert world.steps("t-fc")[-1] == "cancelled"

@@ -30,8 +30,8 @@ from pymongo.errors import DuplicateKeyError
 from jauge_shared.contracts import CancelColisTask, ColisData, ColisOperation, RetryColisTask
 from jauge_shared.mongo import gather_in_chunks
 
-if TYPE_CHECKING:  # service.py imports this module
-    from colis_svc.service import Run
+if TYPE_CHECKING:  # runs.py imports this module
+    from colis_svc.runs import Run
 
 Doc = dict[str, Any]
 logger = logging.getLogger("colis_svc")

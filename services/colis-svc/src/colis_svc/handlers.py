@@ -10,7 +10,8 @@ from faststream.rabbit.annotations import RabbitMessage
 from pydantic import Field, TypeAdapter
 
 from colis_svc import photos
-from colis_svc.service import ColisService, Emit, store_errors_are_transient
+from colis_svc.runs import Emit, store_errors_are_transient
+from colis_svc.service import ColisService
 from jauge_shared.contracts import (
     AnnounceColisTask,
     CancelColisTask,
@@ -49,7 +50,7 @@ def register(
     )
     async def on_task(body: dict[str, Any]) -> None:
         # a body that is no task command raises ValidationError: to the DLQ with the reason
-        await service.run_task(TASK_COMMAND.validate_python(body))
+        await service.pipeline.run_task(TASK_COMMAND.validate_python(body))
 
     @broker.subscriber(
         COLIS_CONTROL.queue(settings.queue_type, settings.delivery_limit),
@@ -66,14 +67,14 @@ def register(
         command = CONTROL_COMMAND.validate_python(body)
         async with store_errors_are_transient():
             if isinstance(command, RetryColisTask):
-                return await service.retry(command, republish)
+                return await service.control.retry(command, republish)
             if isinstance(command, PhotoReady):
-                await photos.photo_ready(service, command, republish)
+                await photos.photo_ready(service.tasks, command, republish)
                 return {"ok": True, "result": None}
             if isinstance(command, AnnounceColisTask):
-                await service.announce(command)
+                await service.pipeline.announce(command)
                 return None
-            return await service.cancel(command)
+            return await service.control.cancel(command)
 
     @broker.subscriber(
         COLIS_RPC.queue(settings.queue_type, settings.delivery_limit),
@@ -85,4 +86,4 @@ def register(
     async def on_rpc(request: ColisRpcRequest, message: RabbitMessage) -> dict[str, Any]:
         # a store away or silent: the 503 reply of `rpc` while the gateway still waits
         with within_caller_deadline(message.raw_message.expiration):
-            return await service.rpc(request.method, request.params)
+            return await service.queries.rpc(request)

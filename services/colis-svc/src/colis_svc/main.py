@@ -12,8 +12,10 @@ from faststream.asgi import AsgiFastStream
 from prometheus_client import REGISTRY
 
 from colis_svc import handlers
+from colis_svc.files import FileStore
 from colis_svc.repository import ColisRepository
-from colis_svc.service import TASK_RUNS, ColisService, FileStore, utc_now
+from colis_svc.runs import TASK_RUNS, utc_now
+from colis_svc.service import ColisService
 from colis_svc.settings import DB_SUFFIX, SERVICE, ColisSettings
 from colis_svc.sweeper import Sweeper
 from jauge_shared.broker import declare_topology, make_broker
@@ -49,7 +51,7 @@ EVENTS = (
 )
 
 
-# every outcome of `ColisService.run_task`, at zero before the first task (issue 14, 6)
+# every outcome of `Pipeline.run_task`, at zero before the first task (issue 14, 6)
 TASK_OUTCOMES = (
     "completed",
     "cancelled",
@@ -89,8 +91,8 @@ def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
     mongo = make_mongo_client(settings, SERVICE)
     repository = ColisRepository(mongo, database_name(settings, DB_SUFFIX))
     files = FileStore(settings.data_dir)
-    service = ColisService(repository, files, emit, settings)
-    sweeper = Sweeper(repository, service, settings, emit, emit)
+    service = ColisService.build(repository, files, emit, settings)
+    sweeper = Sweeper(repository, service.tasks, service.control, settings, emit, emit)
     handlers.register(broker, settings, service, emit)
 
     async def sweep_forever() -> None:

@@ -31,7 +31,7 @@ from colis_svc.domain import TaskState, label_of
 from jauge_shared.contracts import ColisData, PhotoReady, TaskStatus
 
 if TYPE_CHECKING:
-    from colis_svc.service import ColisService, Emit, Run
+    from colis_svc.runs import Emit, Run, Tasks
 
 logger = logging.getLogger("colis_svc.photos")
 
@@ -62,23 +62,23 @@ def step_label(doc: dict[str, Any], state: TaskState) -> str:
     return label_of(state.status)
 
 
-async def wait(service: ColisService, run: Run, upload_id: str) -> None:
+async def wait(tasks: Tasks, run: Run, upload_id: str) -> None:
     """Stores and announces the wait, then ends the run, unless the photo came meanwhile."""
     if not run.doc.get("photo_waiting"):
-        now = service.clock()
+        now = tasks.clock()
         since: datetime = run.doc.get("photo_waiting_since") or now
         run.state = dataclasses.replace(run.state, seq=run.state.seq + 1)
         run.changes.update(
             photo_waiting=True,
             photo_waiting_since=since,
-            photo_deadline_at=since + timedelta(seconds=service.settings.photo_deadline_s),
+            photo_deadline_at=since + timedelta(seconds=tasks.settings.photo_deadline_s),
         )
-        await service._store_and_emit(run)
+        await tasks.store_and_emit(run)
         PHOTO_WAITS.labels("waiting").inc()
     # looked at again once the wait is stored: a notice sent before that found no task
     # waiting and did nothing, so the photo may be here now
-    if service.files.upload_path(upload_id).exists() and await service.repo.stop_photo_wait(
-        run.task_id, service.clock()
+    if tasks.files.upload_path(upload_id).exists() and await tasks.repo.stop_photo_wait(
+        run.task_id, tasks.clock()
     ):
         run.doc["photo_waiting"] = False
         return
@@ -86,61 +86,61 @@ async def wait(service: ColisService, run: Run, upload_id: str) -> None:
     raise WaitingForPhoto()
 
 
-async def photo_ready(service: ColisService, command: PhotoReady, republish: Emit) -> None:
-    doc = await service.repo.get_task(command.task_id)
+async def photo_ready(tasks: Tasks, command: PhotoReady, republish: Emit) -> None:
+    doc = await tasks.repo.get_task(command.task_id)
     if doc is None or doc.get("upload_id") != command.upload_id or not is_waiting(doc):
         return  # not waiting (yet): its step finds the photo when it gets there
-    await resume(service, doc, republish)
+    await resume(tasks, doc, republish)
 
 
-async def resume(service: ColisService, doc: dict[str, Any], republish: Emit) -> bool:
-    if not await service.repo.stop_photo_wait(doc["_id"], service.clock()):
+async def resume(tasks: Tasks, doc: dict[str, Any], republish: Emit) -> bool:
+    if not await tasks.repo.stop_photo_wait(doc["_id"], tasks.clock()):
         return False
     data = ColisData.model_validate(doc["colis_data"])
     try:
-        await republish(service._command_for(doc, data))
+        await republish(tasks.command_for(doc, data))
     except BaseException:
-        await service.repo.set_task_fields(doc["_id"], photo_waiting=True)
+        await tasks.repo.set_task_fields(doc["_id"], photo_waiting=True)
         raise
     PHOTO_WAITS.labels("arrived").inc()
     logger.info("photo arrived: task resumed", extra={"task_id": doc["_id"]})
     return True
 
 
-async def sweep(service: ColisService, republish: Emit) -> int:
+async def sweep(tasks: Tasks, republish: Emit) -> int:
     """Waiting tasks whose notice was lost are resumed; those past the deadline fail."""
-    now = service.clock()
+    now = tasks.clock()
     acted = 0
-    for doc in await service.repo.open_tasks_in([TaskStatus.IMAGE_UPLOADING.value]):
+    for doc in await tasks.repo.open_tasks_in([TaskStatus.IMAGE_UPLOADING.value]):
         if not is_waiting(doc):
             continue
         upload_id = doc.get("upload_id")
-        arrived = upload_id and service.files.upload_path(upload_id).exists()
+        arrived = upload_id and tasks.files.upload_path(upload_id).exists()
         since = doc.get("photo_waiting_since") or now
         if arrived and now - since >= timedelta(seconds=LOST_NOTICE_AFTER_S):
-            acted += await resume(service, doc, republish)
+            acted += await resume(tasks, doc, republish)
         elif not arrived and now >= (doc.get("photo_deadline_at") or now):
-            acted += await fail_late(service, doc)
+            acted += await fail_late(tasks, doc)
     return acted
 
 
-async def fail_late(service: ColisService, doc: dict[str, Any]) -> bool:
-    from colis_svc.repository import state_from_doc
-    from colis_svc.service import Run
+async def fail_late(tasks: Tasks, doc: dict[str, Any]) -> bool:
+    from colis_svc.documents import state_from_doc
+    from colis_svc.runs import Run
 
-    if not await service.repo.stop_photo_wait(doc["_id"], service.clock()):
+    if not await tasks.repo.stop_photo_wait(doc["_id"], tasks.clock()):
         return False
     doc["photo_waiting"] = False
     run = Run(doc=doc, state=state_from_doc(doc))
-    await service._fail(run, error=DEADLINE_MESSAGE, permanent=True)
+    await tasks.fail(run, error=DEADLINE_MESSAGE, permanent=True)
     PHOTO_WAITS.labels("late").inc()
     logger.warning("photo too late: task failed", extra={"task_id": doc["_id"]})
     return True
 
 
-async def stop_for_cancel(service: ColisService, doc: dict[str, Any]) -> bool:
+async def stop_for_cancel(tasks: Tasks, doc: dict[str, Any]) -> bool:
     """A cancel of a waiting task: no worker holds it, so it is cancelled at once."""
-    return is_waiting(doc) and await service.repo.stop_photo_wait(doc["_id"], service.clock())
+    return is_waiting(doc) and await tasks.repo.stop_photo_wait(doc["_id"], tasks.clock())
 
 
 def new_photo(upload_id: str, pending: bool) -> dict[str, Any]:

@@ -13,13 +13,15 @@ unique or exclusive here comes from inserting a unique `_id`:
   `open_tasks_in`);
 - one-off decisions about a task (the n-th retry, a stall report, a cancel request) are
   markers inserted into `task_markers`: whoever inserts first acts, the others do nothing.
+
+Over 300 lines on purpose: every write that relies on those unique inserts stays in this
+one module, so the rule above is checked in one place (document shapes: documents.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
 
@@ -27,6 +29,8 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from colis_svc.documents import Doc as Doc
+from colis_svc.documents import state_to_doc
 from colis_svc.domain import (
     DEFAULT_TARIFF,
     LotStatut,
@@ -36,10 +40,8 @@ from colis_svc.domain import (
     format_lot_number,
     make_tracking_number,
 )
-from jauge_shared.contracts import ColisOperation, TaskStatus
+from jauge_shared.contracts.colis import CLOSED_STATUSES
 from jauge_shared.mongo import gather_in_chunks
-
-Doc = dict[str, Any]
 
 DEMO_CLIENTS: tuple[Doc, ...] = (
     {"_id": "cli-demo-1", "name": "Awa Diallo", "phone": "+221 77 123 45 67"},
@@ -47,21 +49,9 @@ DEMO_CLIENTS: tuple[Doc, ...] = (
     {"_id": "cli-demo-3", "name": "Li Wei", "phone": "+86 138 0013 8000"},
 )
 TARIFF_ID = "active"
-_STATE_FIELDS = (
-    "status",
-    "seq",
-    "retry_count",
-    "max_retries",
-    "next_retry_at",
-    "error",
-    "cancel_requested",
-    "percent",
-)
-
-
 CANCEL = "cancel"
 # what a task never leaves: the sweeper has nothing more to do with it until it expires
-CLOSED = frozenset({TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value})
+CLOSED = frozenset(status.value for status in CLOSED_STATUSES)
 
 
 def fate_decision(retry_count: int) -> str:
@@ -95,47 +85,6 @@ def task_decisions(retry_count: int, seq: int) -> list[str]:
         *(stalled_decision(s) for s in seqs),
         *(retry_decision(r + 1, s) for r in runs for s in seqs),
     ]
-
-
-def state_to_doc(state: TaskState) -> Doc:
-    doc = asdict(state)
-    doc.pop("task_id")
-    doc["operation"] = state.operation.value
-    doc["status"] = state.status.value
-    return doc
-
-
-def state_from_doc(doc: Doc) -> TaskState:
-    return TaskState(
-        task_id=doc["_id"],
-        operation=ColisOperation(doc["operation"]),
-        **{k: doc[k] for k in _STATE_FIELDS if k in doc and k != "status"},
-        status=TaskStatus(doc["status"]),
-    )
-
-
-def public_lot(doc: Doc) -> Doc:
-    return {
-        "id": doc["_id"],
-        "numero_lot": doc["numero_lot"],
-        "type_lot": doc["type_lot"],
-        "statut": doc["statut"],
-        "created_at": doc["created_at"],
-        "closed_at": doc.get("closed_at"),
-    }
-
-
-def public_client(doc: Doc) -> Doc:
-    return {"id": doc["_id"], "name": doc["name"], "phone": doc.get("phone", "")}
-
-
-def public_colis(doc: Doc) -> Doc:
-    out = {k: v for k, v in doc.items() if k not in ("_id", "image", "thumbnail", "previous")}
-    out["id"] = doc["_id"]
-    has_image = bool(doc.get("image"))
-    out["image_url"] = f"/api/colis/{doc['_id']}/image" if has_image else None
-    out["thumbnail_url"] = f"/api/colis/{doc['_id']}/image?thumbnail=1" if has_image else None
-    return out
 
 
 class ColisRepository:

@@ -56,7 +56,8 @@ class ColisSettings(ServiceSettings):
     )
     test_hooks: bool = Field(
         default=False,
-        description="Test only: obey `[test:...]` directives in a parcel's description "
+        description="Test only: load the test plug-in `tests/colis_test_hooks.py` (from the "
+        "repository root), which obeys `[test:...]` directives in a parcel's description "
         "(`delay=0.5` pauses at each step; `fail=price_calculating:transient*1` makes the "
         "first run of that step fail that way). Never enable in production.",
     )

@@ -30,11 +30,13 @@ from datetime import timedelta
 from prometheus_client import Counter
 
 from colis_svc import photos
+from colis_svc.control import Control
 from colis_svc.domain import ACTIVE_STATUSES
 from colis_svc.repository import ColisRepository, stalled_decision
-from colis_svc.service import FINISHED, ColisService, Emit
+from colis_svc.runs import FINISHED, Emit, Tasks
 from colis_svc.settings import SERVICE, ColisSettings
 from jauge_shared.contracts import ColisTaskStalled, TaskStatus, stable_event_id
+from jauge_shared.contracts.colis import CLOSED_STATUSES
 
 logger = logging.getLogger("colis_svc.sweeper")
 
@@ -51,13 +53,15 @@ class Sweeper:
     def __init__(
         self,
         repository: ColisRepository,
-        service: ColisService,
+        tasks: Tasks,
+        control: Control,
         settings: ColisSettings,
         emit: Emit,
         republish: Emit,
     ) -> None:
         self.repo = repository
-        self.service = service
+        self.tasks = tasks
+        self.control = control
         self.settings = settings
         self.emit = emit
         self.republish = republish
@@ -66,7 +70,7 @@ class Sweeper:
     async def sweep(self) -> dict[str, int]:
         counts = {"retried": 0, "stalled": 0, "removed_tasks": 0, "removed_uploads": 0}
         counts["retried"] = await self.retry_due()
-        counts["photos"] = await photos.sweep(self.service, self.republish)
+        counts["photos"] = await photos.sweep(self.tasks, self.republish)
         counts["stalled"] = await self.stalled()
         if self._cleanup_due():
             counts["removed_tasks"] = await self.remove_old_tasks()
@@ -83,12 +87,12 @@ class Sweeper:
     async def retry_due(self) -> int:
         retried = 0
         for doc in await self.repo.open_tasks_in([TaskStatus.FAILED_RETRY.value]):
-            if await self.service.retry_due(doc, self.republish):
+            if await self.control.retry_due(doc, self.republish):
                 retried += 1
         return retried
 
     async def stalled(self) -> int:
-        now = self.service.clock()
+        now = self.tasks.clock()
         limit = timedelta(seconds=self.settings.task_time_limit_s)
         found = 0
         for doc in await self.repo.open_tasks_in([s.value for s in ACTIVE_STATUSES]):
@@ -100,7 +104,7 @@ class Sweeper:
             status, seq = TaskStatus(doc["status"]), str(doc["seq"])
             if not await self.repo.mark(doc["_id"], stalled_decision(doc["seq"]), now):
                 continue
-            action = await self.service.handle_stalled(doc)
+            action = await self.control.handle_stalled(doc)
             found += 1
             STALLED.labels(action).inc()
             logger.warning(
@@ -121,25 +125,25 @@ class Sweeper:
         return found
 
     async def remove_old_tasks(self) -> int:
-        before = self.service.clock() - timedelta(seconds=self.settings.finished_task_retention_s)
+        before = self.tasks.clock() - timedelta(seconds=self.settings.finished_task_retention_s)
         removed = 0
         for doc in await self.repo.finished_before(FINISHED, before):
-            await self.service.undo_finished(doc)
+            await self.control.undo_finished(doc)
             await self.repo.delete_task(doc)
             removed += 1
         CLEANED.labels("tasks").inc(removed)
         return removed
 
     async def remove_orphan_uploads(self) -> int:
-        uploads = self.service.files.uploads
+        uploads = self.tasks.files.uploads
         if not uploads.is_dir():
             return 0
         cutoff = time.time() - self.settings.orphan_upload_age_s
         old = [p for p in uploads.iterdir() if p.is_file() and p.stat().st_mtime < cutoff]
         if not old:
             return 0
-        live_statuses = [s.value for s in TaskStatus if s.value not in FINISHED]
-        live_statuses.append(TaskStatus.FAILED_FINAL.value)  # may still be retried by hand
+        # a failed_final task may still be retried by hand: its upload is live too
+        live_statuses = [s.value for s in TaskStatus if s not in CLOSED_STATUSES]
         live = await self.repo.live_upload_ids(live_statuses)
         removed = 0
         for path in old:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from colis_svc.domain import (
     ACTIVE_STATUSES,
     STEPS,
+    CancelPlan,
     IllegalTransitionError,
     PermanentTaskError,
     TaskCancelledError,
@@ -199,7 +200,8 @@ def test_failing_is_only_possible_while_active() -> None:
 
 
 def test_cancel_pending_or_failed_task_at_once() -> None:
-    assert new_task().request_cancel().status == S.CANCELLED
+    assert new_task().cancel_plan(worker_holds=True) is CancelPlan.NOW
+    assert new_task().cancel().status == S.CANCELLED
     failed = run_to(new_task(), S.PROCESSING).fail_transient("x", NOW, 30.0)
     cancelled = failed.cancel()
     assert (cancelled.status, cancelled.next_retry_at, cancelled.seq) == (
@@ -215,31 +217,26 @@ def test_cancel_pending_or_failed_task_at_once() -> None:
 def test_completed_task_cannot_be_cancelled() -> None:
     done = run_to(new_task(), S.COMPLETED)
     with pytest.raises(IllegalTransitionError, match="Impossible d'annuler une tâche terminée"):
-        done.request_cancel()
+        done.cancel_plan(worker_holds=False)
 
 
 def test_cancelling_a_running_task_is_cooperative() -> None:
     running = run_to(new_task(), S.IMAGE_UPLOADING)
-    flagged = running.request_cancel()
-    assert (flagged.status, flagged.cancel_requested, flagged.seq) == (
-        S.IMAGE_UPLOADING,
-        True,
-        running.seq + 1,
-    )
-    with pytest.raises(IllegalTransitionError, match="déjà demandée"):
-        flagged.request_cancel()
-    with pytest.raises(TaskCancelledError):
-        flagged.advance(S.CREATION)  # the worker stops here, undoes, then:
-    cancelled = flagged.cancel()
-    assert cancelled.status == S.CANCELLED
+    # a worker holds it: the request is recorded, the worker stops at its next step
+    assert running.cancel_plan(worker_holds=True) is CancelPlan.AT_NEXT_STEP
+    # waiting for its photo, nobody holds it: cancelled at once
+    assert running.cancel_plan(worker_holds=False) is CancelPlan.NOW
+    cancelled = running.cancel()
+    assert (cancelled.status, cancelled.seq) == (S.CANCELLED, running.seq + 1)
+    with pytest.raises(IllegalTransitionError, match="déjà annulée"):
+        cancelled.cancel_plan(worker_holds=True)
     with pytest.raises(TaskCancelledError):
         cancelled.advance(S.CREATION)  # a redelivered command finds it cancelled
 
 
-def test_a_failure_after_a_cancel_request_does_not_schedule_a_retry() -> None:
-    flagged = run_to(new_task(), S.CREATION).request_cancel()
-    assert flagged.fail_transient("x", NOW, 5.0).status == S.CANCELLED
-    assert flagged.fail_permanent("x").status == S.CANCELLED
+def test_the_plan_answers_what_the_cancel_request_replies() -> None:
+    # colis-svc replies the plan's value: the gateway and the dashboard know these two
+    assert {plan.value for plan in CancelPlan} == {"cancelled", "cancel_requested"}
 
 
 def test_apply_edits_validates_like_the_form() -> None:
@@ -309,7 +306,6 @@ ACTIONS = [
     "advance",
     "fail_transient",
     "fail_permanent",
-    "request_cancel",
     "cancel",
     "retry",
     "force",  # retry(force=True)
@@ -323,8 +319,6 @@ def apply(state: TaskState, action: str, target: TaskStatus, delay: float) -> Ta
         return state.fail_transient("panne", NOW, delay)
     if action == "fail_permanent":
         return state.fail_permanent("données")
-    if action == "request_cancel":
-        return state.request_cancel()
     if action == "cancel":
         return state.cancel()
     return state.retry(force=action == "force")

@@ -30,8 +30,10 @@ async def _request(
 
 
 async def call_colis(state: GatewayState, method: str, **params: Any) -> Any:
-    """One read or lot/client change; returns colis-svc's `result`."""
+    """One read or lot/client change; returns colis-svc's `result`. The request is
+    checked as its typed model (`jauge_shared.contracts.colis_rpc`) before it leaves."""
     request = ColisRpcRequest(method=method, params=params)
+    request.query()
     return await _request(
         state, request.model_dump_json().encode(), RK.COLIS_RPC, read=request.is_read
     )

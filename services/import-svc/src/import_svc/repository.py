@@ -74,6 +74,11 @@ class ImportRepository:
     async def get_job(self, job_id: str) -> Doc | None:
         return await self.jobs.find_one({"_id": job_id})
 
+    async def set_job_fields(self, job_id: str, **fields: Any) -> None:
+        """Facts about a job that are not a transition (its files, its queue position
+        announced, its commands dispatched, its error): written by their one owner."""
+        await self.jobs.update_one({"_id": job_id}, {"$set": fields})
+
     async def move_job(
         self, job_id: str, from_state: JobState, to_state: JobState, now: datetime, **fields: Any
     ) -> Doc | None:

@@ -134,9 +134,7 @@ class ImportService:
             if job.get("announced_position") == position:
                 continue
             await self.emit(_queued_event(job, position))
-            await self.repo.jobs.update_one(
-                {"_id": job["_id"]}, {"$set": {"announced_position": position}}
-            )
+            await self.repo.set_job_fields(job["_id"], announced_position=position)
 
     async def _start(self, job: dict[str, Any]) -> None:
         now = self.clock()
@@ -171,9 +169,7 @@ class ImportService:
             ]
         total = sum(units) if units is not None else len(names)
         await self.repo.add_files(job["_id"], names, self.clock(), units)
-        await self.repo.jobs.update_one(
-            {"_id": job["_id"]}, {"$set": {"total": total, "names": names}}
-        )
+        await self.repo.set_job_fields(job["_id"], total=total, names=names)
         job.update(total=total, names=names)
         self.faults.hit("import.started_stored")
         await self._announce_start(job)
@@ -248,7 +244,7 @@ class ImportService:
                     index=doc["index"],
                 )
             )
-        await self.repo.jobs.update_one({"_id": job["_id"]}, {"$set": {"dispatched": True}})
+        await self.repo.set_job_fields(job["_id"], dispatched=True)
         await self._check_completion(job["_id"])
 
     async def _resume(self, job: dict[str, Any], now: datetime) -> None:
@@ -478,7 +474,7 @@ class ImportService:
         files: list[dict[str, Any]] | None = None,
     ) -> None:
         if error is not None:  # kept, so that announcing the end again says the same
-            await self.repo.jobs.update_one({"_id": job["_id"]}, {"$set": {"error": error}})
+            await self.repo.set_job_fields(job["_id"], error=error)
         if files is None:
             files = await self.repo.file_results(job)
         await self.emit(_finished_event(job, status, error, files))

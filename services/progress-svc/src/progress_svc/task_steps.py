@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from jauge_shared.contracts import ColisStepChanged, ProgressStatus, TaskStatus
+from jauge_shared.contracts.colis import CLOSED_STATUSES
 from progress_svc.document import TERMINAL, Batch, Document, new_document, refresh_figures
 
-FINAL_TASK_STATUSES = {TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value}
+FINAL_TASK_STATUSES = {status.value for status in CLOSED_STATUSES}
 
 _TASK_TO_PROGRESS: dict[TaskStatus, ProgressStatus] = {
     TaskStatus.PENDING: ProgressStatus.QUEUED,
@@ -52,6 +53,10 @@ def on_step(doc: Document | None, event: ColisStepChanged, batch: Batch) -> Docu
         numero_suivi=event.numero_suivi or doc.get("numero_suivi"),
         lot_id=event.lot_id,
         summary=event.summary or doc.get("summary") or {},
+        # what colis-svc says may be done now: the gateway shows it, never recomputes it
+        can_retry=event.can_retry,
+        can_force_retry=event.can_force_retry,
+        can_cancel=event.can_cancel,
     )
     if event.error:
         entry = {"item": event.step, "ok": False, "error": event.error, "at": event.occurred_at}

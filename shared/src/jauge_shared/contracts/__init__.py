@@ -8,8 +8,6 @@ from jauge_shared.contracts.colis import (
     ColisCreated,
     ColisData,
     ColisOperation,
-    ColisRpcReply,
-    ColisRpcRequest,
     ColisStepChanged,
     ColisTaskStalled,
     ColisUpdated,
@@ -21,6 +19,12 @@ from jauge_shared.contracts.colis import (
     TaskStatus,
     TransportType,
     UpdateColis,
+)
+from jauge_shared.contracts.colis_rpc import (
+    COLIS_RPC_CHANGES,
+    ColisQuery,
+    ColisRpcReply,
+    ColisRpcRequest,
 )
 from jauge_shared.contracts.envelope import (
     SCHEMA_VERSION,
@@ -94,6 +98,7 @@ MESSAGES_BY_TYPE: dict[str, type[Message]] = {message_type(m): m for m in ALL_ME
 
 __all__ = [
     "ALL_MESSAGES",
+    "COLIS_RPC_CHANGES",
     "MESSAGES_BY_TYPE",
     "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
@@ -106,6 +111,7 @@ __all__ = [
     "ColisCreated",
     "ColisData",
     "ColisOperation",
+    "ColisQuery",
     "ColisRpcReply",
     "ColisRpcRequest",
     "ColisStepChanged",

@@ -1,7 +1,18 @@
-"""Contracts of parcel (colis) tasks, lots and clients (colis-svc)."""
+"""Contracts of parcel (colis) tasks, lots and clients (colis-svc).
+
+colis-svc owns the rules its neighbours show: the task status sets, whether a task may
+be retried or cancelled, the task's short summary and the parcel form (`ColisData`, and
+`ColisEdits` for the corrections of a retry). The gateway and progress-svc read them
+from here, and `colis.step_changed` carries what they give for each state, so that what
+a dashboard shows is what colis-svc decided.
+
+Over 300 lines on purpose: those rules sit next to the commands and events that carry
+them, so a change to one is seen with the other.
+"""
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -39,6 +50,40 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The task status sets, defined once. On the way: waiting for or held by a worker.
+PIPELINE_STATUSES: tuple[TaskStatus, ...] = (
+    TaskStatus.PENDING,
+    TaskStatus.PROCESSING,
+    TaskStatus.VALIDATION,
+    TaskStatus.IMAGE_UPLOADING,
+    TaskStatus.CREATION,
+    TaskStatus.PRICE_CALCULATING,
+    TaskStatus.NOTIFICATION_SENDING,
+)
+ACTIVE_STATUSES = frozenset(PIPELINE_STATUSES)
+# Held by a worker: cancelling has to wait for the worker to stop at a step boundary.
+RUNNING_STATUSES = ACTIVE_STATUSES - {TaskStatus.PENDING}
+FAILED_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.FAILED_RETRY, TaskStatus.FAILED_FINAL})
+# Nothing more happens by itself (only an admin's forced retry leaves `failed_final`).
+FINISHED_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED_FINAL, TaskStatus.CANCELLED})
+# Never left: no retry, no cancel, no sweep.
+CLOSED_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED})
+
+
+def can_retry(
+    status: TaskStatus | str, retry_count: int, max_retries: int, *, force: bool = False
+) -> bool:
+    """Any failed task while retries remain; `force` (an admin) any failed task."""
+    if status not in FAILED_STATUSES:
+        return False
+    return force or retry_count < max_retries
+
+
+def can_cancel(status: TaskStatus | str) -> bool:
+    """Anything not completed nor cancelled already (the seed refuses only completed)."""
+    return status not in CLOSED_STATUSES
+
+
 class ColisData(BaseModel):
     """The parcel form, as the agent filled it in."""
 
@@ -53,6 +98,87 @@ class ColisData(BaseModel):
     mode_paiement: str = Field(default="comptant", max_length=40)
     statut: str = Field(default="receptionne", max_length=40)
     description: str = Field(default="", max_length=2000)
+
+
+class ColisEdits(BaseModel):
+    """Every field of the form, optional: the agent's corrections before a manual retry
+    (applied over the task's `ColisData` and checked as one)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    type_transport: TransportType | None = None
+    longueur: Centimetres | None = None
+    largeur: Centimetres | None = None
+    hauteur: Centimetres | None = None
+    poids: Kilograms | None = None
+    mode_paiement: str | None = Field(default=None, max_length=40)
+    statut: str | None = Field(default=None, max_length=40)
+    description: str | None = Field(default=None, max_length=2000)
+
+    def changes(self) -> dict[str, Any]:
+        """Only the fields the agent corrected, as `RetryColisTask.edits` carries them."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+# French typography groups thousands with a narrow no-break space, so "1 250" never wraps.
+_THOUSANDS = "\u202f"
+
+TRANSPORT_LABELS: dict[TransportType, str] = {
+    TransportType.CARGO: "Cargo",
+    TransportType.EXPRESS: "Express",
+    TransportType.BATEAU: "Bateau",
+}
+
+
+def format_fr(value: Decimal, places: int | None = None) -> str:
+    """`Decimal("1250.5")` → "1 250,5"; with `places`, a fixed number of decimals."""
+    if places is None:
+        number = value.normalize()
+    else:
+        number = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if number.is_zero():
+        number = abs(number)  # no "-0" on screen
+    # "f" formatting, because normalize() may leave an exponent ("3E+1" for 30).
+    text = format(number, "f")
+    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, _, fraction = text.partition(".")
+    groups: list[str] = []
+    while len(whole) > 3:
+        whole, tail = whole[:-3], whole[-3:]
+        groups.insert(0, tail)
+    grouped = _THOUSANDS.join([whole, *groups])
+    return f"{sign}{grouped},{fraction}" if fraction else f"{sign}{grouped}"
+
+
+def format_dimensions(data: ColisData) -> str:
+    """Length × width × height as the agent typed them: "30×40×50 cm"."""
+    sides = (data.longueur, data.largeur, data.hauteur)
+    return "×".join(format_fr(side) for side in sides) + " cm"
+
+
+def summarize(data: ColisData, client_name: str | None) -> dict[str, str]:
+    """The task's short summary for the dashboard, in French ("7,5 kg"): the one function
+    that writes it, for every frame of the task. Strings only, so the summary is stored
+    and sent as is (no Decimal in BSON or JSON)."""
+    transport = TransportType(data.type_transport)
+    return {
+        "client": client_name or data.client_id,
+        "client_id": data.client_id,
+        "transport": transport.value,
+        "transport_label": TRANSPORT_LABELS[transport],
+        "poids": f"{format_fr(data.poids)} kg",
+        "dimensions": format_dimensions(data),
+    }
+
+
+def allowed_actions(status: TaskStatus, retry_count: int, max_retries: int) -> dict[str, bool]:
+    """What `colis.step_changed` says may be done with the task in this state."""
+    return {
+        "can_retry": can_retry(status, retry_count, max_retries),
+        "can_force_retry": can_retry(status, retry_count, max_retries, force=True),
+        "can_cancel": can_cancel(status),
+    }
 
 
 class _TaskCommand(Command):
@@ -140,8 +266,16 @@ class ColisStepChanged(Event):
     colis_id: str | None = None
     numero_suivi: str | None = None
     summary: dict[str, Any] = Field(
-        default_factory=dict, description="Short summary of colis_data for the dashboard."
+        default_factory=dict,
+        description="Short summary of colis_data for the dashboard (`summarize`).",
     )
+    can_retry: bool | None = Field(
+        default=None, description="An agent may retry the task now (colis-svc's rule)."
+    )
+    can_force_retry: bool | None = Field(
+        default=None, description="An admin may retry it now, retries spent or not."
+    )
+    can_cancel: bool | None = Field(default=None, description="It may be cancelled now.")
 
 
 class ColisCreated(Event):
@@ -172,46 +306,3 @@ class ColisTaskStalled(Event):
     status: TaskStatus
     stalled_since: Timestamp
     action: Literal["requeued", "failed"]
-
-
-class ColisRpcRequest(BaseModel):
-    """Request/reply from the gateway to colis-svc (`rpc.colis` on `colis-svc.rpc`):
-    reads of clients, tariff, lots and parcels, and the synchronous lot/client changes.
-
-    The changes name who asks: `create_lot` and `close_lot` take a `user_id` param (the
-    caller's username, for the audit trail; absent, the entry says nobody). The audit
-    trail is read with `colis_history` (`colis_id`), `lot_history` (`lot_id`) and `audit`,
-    each with `limit` and `before` (docs/colis.md, "Audit trail").
-
-    The reply is `{"ok": true, "result": ...}` or `{"ok": false, "status", "detail"}`
-    (an HTTP status and a French message the gateway passes on as they are)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    method: str = Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[a-z_]+$",
-        examples=["list_lots", "create_lot", "close_lot", "get_colis", "precheck", "colis_history"],
-    )
-    params: dict[str, Any] = Field(
-        default_factory=dict, examples=[{"lot_id": "3f0c9a", "user_id": "alice"}]
-    )
-
-    @property
-    def is_read(self) -> bool:
-        return self.method not in COLIS_RPC_CHANGES
-
-
-# the request/reply methods that change colis-svc's state; every other one is a read,
-# which the gateway may ask twice when the first is lost (a broker node dying)
-COLIS_RPC_CHANGES = frozenset({"create_client", "create_lot", "close_lot"})
-
-
-class ColisRpcReply(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    ok: bool
-    result: Any = None
-    status: int = 200
-    detail: str | None = None

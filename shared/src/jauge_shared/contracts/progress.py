@@ -80,6 +80,10 @@ class ProgressDocument(BaseModel):
     numero_suivi: str | None = None
     lot_id: str | None = None
     summary: dict[str, Any] | None = None
+    # what colis-svc's last step said may be done (colis.step_changed): shown, not recomputed
+    can_retry: bool | None = None
+    can_force_retry: bool | None = None
+    can_cancel: bool | None = None
 
     def stored(self) -> dict[str, Any]:
         """The document as the store keeps it: keyed by `_id`, statuses as plain strings

@@ -17,10 +17,11 @@ task runs at most four times before an admin has to force it.
   permanently can be fixed and relaunched, while one whose automatic retries are spent
   (`failed_final` with `retry_count == max_retries`) needs an admin (`force`);
 - `failed` is kept for compatibility (older tasks); nothing moves a task there any more;
-- anything not completed can be cancelled (the seed refuses only completed tasks). A task
-  a worker holds is cancelled cooperatively: `request_cancel` raises a flag, the worker's
-  next `advance` raises `TaskCancelledError`, the worker undoes its partial parcel, then
-  calls `cancel`.
+- anything not completed can be cancelled (the seed refuses only completed tasks).
+  `cancel_plan` says how: at once when no worker holds the task, else cooperatively: the
+  request is recorded once (the repository's `cancel` marker, which every replica sees),
+  the worker looks for it at each step boundary, undoes its partial parcel, then calls
+  `cancel`. A failure after the request ends the task cancelled, never retried.
 
 Every transition returns a new state with `seq` one higher: the progress read model keeps
 the highest `seq` it has seen, so a late or reordered event never moves a task backwards,
@@ -34,11 +35,18 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
 
 from jauge_shared.contracts import ColisData, ColisOperation, TaskStatus
+from jauge_shared.contracts.colis import ACTIVE_STATUSES as ACTIVE_STATUSES
+from jauge_shared.contracts.colis import FAILED_STATUSES as FAILED_STATUSES
+from jauge_shared.contracts.colis import FINISHED_STATUSES
+from jauge_shared.contracts.colis import RUNNING_STATUSES as RUNNING_STATUSES
+from jauge_shared.contracts.colis import can_cancel as can_cancel
+from jauge_shared.contracts.colis import can_retry as can_retry
 
 from .errors import (
     IllegalTransitionError,
@@ -46,7 +54,15 @@ from .errors import (
     invalid_data_error,
 )
 
+# The status sets, `can_retry` and `can_cancel` are colis-svc's contracts, imported above
+# (jauge_shared.contracts.colis): the gateway and progress-svc read the same ones.
+TERMINAL_STATUSES = FINISHED_STATUSES
 DEFAULT_MAX_RETRIES = 3
+
+
+class CancelPlan(StrEnum):
+    NOW = "cancelled"
+    AT_NEXT_STEP = "cancel_requested"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +93,6 @@ _LABELS: dict[TaskStatus, str] = {
     TaskStatus.CANCELLED: "Annulé",
 }
 
-# Waiting for or held by a worker: the dashboard's "en cours" list.
-ACTIVE_STATUSES = frozenset(step.status for step in STEPS if step.status != TaskStatus.COMPLETED)
-# Held by a worker: cancelling has to wait for the worker to stop at a step boundary.
-RUNNING_STATUSES = ACTIVE_STATUSES - {TaskStatus.PENDING}
-FAILED_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.FAILED_RETRY, TaskStatus.FAILED_FINAL})
-TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED_FINAL, TaskStatus.CANCELLED})
-
 
 def percent_of(status: TaskStatus) -> int | None:
     """The step's percentage; None off the main path (failures and cancellation keep the
@@ -106,18 +115,6 @@ def can_advance(status: TaskStatus, target: TaskStatus) -> bool:
     if status not in _INDEX or target not in _INDEX:
         return False
     return _INDEX[target] > _INDEX[status]
-
-
-def can_retry(
-    status: TaskStatus, retry_count: int, max_retries: int, *, force: bool = False
-) -> bool:
-    if force:
-        return status in FAILED_STATUSES
-    return status in FAILED_STATUSES and retry_count < max_retries
-
-
-def can_cancel(status: TaskStatus) -> bool:
-    return status not in (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
 
 
 def next_retry_delay(
@@ -162,7 +159,6 @@ class TaskState:
     max_retries: int = DEFAULT_MAX_RETRIES
     next_retry_at: datetime | None = None
     error: str | None = None
-    cancel_requested: bool = False
     percent: int = 0  # of the furthest step reached in this run; failures keep it
 
     def __post_init__(self) -> None:
@@ -203,9 +199,7 @@ class TaskState:
         return dataclasses.replace(self, seq=self.seq + 1, **changes)
 
     def advance(self, to_status: TaskStatus) -> TaskState:
-        if self.status == TaskStatus.CANCELLED or (
-            self.cancel_requested and self.status in ACTIVE_STATUSES
-        ):
+        if self.status == TaskStatus.CANCELLED:
             raise TaskCancelledError(
                 "La tâche a été annulée.", status=self.status.value, target=to_status.value
             )
@@ -222,9 +216,6 @@ class TaskState:
         self._check_can_fail(TaskStatus.FAILED_RETRY)
         if now.utcoffset() is None:
             raise ValueError("now must be timezone-aware")
-        if self.cancel_requested:
-            # The agent asked to stop: a retry would run what they cancelled.
-            return self._next(status=TaskStatus.CANCELLED, error=error)
         if self.retry_count < self.max_retries:
             return self._next(
                 status=TaskStatus.FAILED_RETRY,
@@ -237,28 +228,29 @@ class TaskState:
         """Straight to `failed_final`: retrying the same data cannot help. The agent may
         still retry by hand (with corrected data) while retries remain, see `can_retry`."""
         self._check_can_fail(TaskStatus.FAILED_FINAL)
-        if self.cancel_requested:
-            return self._next(status=TaskStatus.CANCELLED, error=error)
         return self._next(status=TaskStatus.FAILED_FINAL, error=error, next_retry_at=None)
 
     def _check_can_fail(self, target: TaskStatus) -> None:
         if self.status not in ACTIVE_STATUSES:
             raise _illegal(self, target, f"Une tâche « {self.label} » ne peut pas échouer.")
 
-    def request_cancel(self) -> TaskState:
-        """What the cancel command does: at once if no worker holds the task, else a flag
-        the worker honours at its next step."""
-        if self.status in RUNNING_STATUSES:
-            if self.cancel_requested:
-                raise _illegal(self, TaskStatus.CANCELLED, "L'annulation est déjà demandée.")
-            return self._next(cancel_requested=True)
-        return self.cancel()
+    def cancel_plan(self, *, worker_holds: bool) -> CancelPlan:
+        """How a cancel request is honoured: at once when no worker holds the task (pending,
+        failed, waiting for its photo), else at the worker's next step boundary (the
+        request is recorded; the worker undoes what it made, then calls `cancel`)."""
+        self._check_can_cancel()
+        if worker_holds and self.status in RUNNING_STATUSES:
+            return CancelPlan.AT_NEXT_STEP
+        return CancelPlan.NOW
 
-    def cancel(self) -> TaskState:
+    def _check_can_cancel(self) -> None:
         if self.status == TaskStatus.COMPLETED:
             raise _illegal(self, TaskStatus.CANCELLED, "Impossible d'annuler une tâche terminée.")
         if self.status == TaskStatus.CANCELLED:
             raise _illegal(self, TaskStatus.CANCELLED, "La tâche est déjà annulée.")
+
+    def cancel(self) -> TaskState:
+        self._check_can_cancel()
         return self._next(status=TaskStatus.CANCELLED, next_retry_at=None)
 
     def retry(self, *, force: bool = False) -> TaskState:
@@ -270,6 +262,5 @@ class TaskState:
             retry_count=self.retry_count + 1,
             next_retry_at=None,
             error=None,
-            cancel_requested=False,
             percent=0,
         )

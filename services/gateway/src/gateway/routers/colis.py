@@ -38,6 +38,7 @@ from jauge_shared.contracts import (
     TaskStatus,
     UpdateColis,
 )
+from jauge_shared.contracts.colis import allowed_actions, summarize
 from jauge_shared.french import french_reason
 
 logger = logging.getLogger("gateway.colis")
@@ -213,13 +214,9 @@ def pending_event(
         step="En attente",
         percent=0,
         seq=0,
-        summary={
-            "client": client_name or data.client_id,
-            "client_id": data.client_id,
-            "transport": data.type_transport.value,
-            "poids": f"{data.poids} kg",
-            "dimensions": f"{data.longueur}×{data.largeur}×{data.hauteur} cm",
-        },
+        # colis-svc's own summary and rules: this first frame reads as its later ones
+        summary=summarize(data, client_name),
+        **allowed_actions(TaskStatus.PENDING, 0, 0),
     )
 
 

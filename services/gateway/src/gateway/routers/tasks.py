@@ -31,26 +31,19 @@ from jauge_shared.contracts import (
     Kilograms,
     RetryColisTask,
     TaskStatus,
-    TransportType,
 )
+from jauge_shared.contracts.colis import ACTIVE_STATUSES, FAILED_STATUSES
+from jauge_shared.contracts.colis import ColisEdits as SharedColisEdits
+from jauge_shared.contracts.colis import can_cancel as shared_can_cancel
+from jauge_shared.contracts.colis import can_retry as shared_can_retry
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=AUTHENTICATED)
 
 TaskId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 KINDS = ["colis.create", "colis.update"]
-ACTIVE = [
-    s.value
-    for s in (
-        TaskStatus.PENDING,
-        TaskStatus.PROCESSING,
-        TaskStatus.VALIDATION,
-        TaskStatus.IMAGE_UPLOADING,
-        TaskStatus.CREATION,
-        TaskStatus.PRICE_CALCULATING,
-        TaskStatus.NOTIFICATION_SENDING,
-    )
-]
-FAILED = [TaskStatus.FAILED.value, TaskStatus.FAILED_RETRY.value, TaskStatus.FAILED_FINAL.value]
+# colis-svc's status sets (jauge_shared.contracts.colis), as stored in `step_status`
+ACTIVE = sorted(status.value for status in ACTIVE_STATUSES)
+FAILED = sorted(status.value for status in FAILED_STATUSES)
 ETA_SAMPLE = 20
 NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
 
@@ -94,21 +87,14 @@ Weight = Annotated[
 ]
 
 
-class ColisEdits(BaseModel):
-    """Every field of the form, optional: the agent's corrections before a manual retry."""
+class ColisEdits(SharedColisEdits):
+    """colis-svc's `ColisEdits`, with the quantities' text patterns for the OpenAPI
+    document (the bounds, digits and places are the contract's own)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    client_id: str | None = Field(default=None, min_length=1, max_length=64)
-    type_transport: TransportType | None = None
-    # the form's bounds, digits and places included (jauge_shared.contracts.fields)
     longueur: Dimension = None
     largeur: Dimension = None
     hauteur: Dimension = None
     poids: Weight = None
-    mode_paiement: str | None = Field(default=None, max_length=40)
-    statut: str | None = Field(default=None, max_length=40)
-    description: str | None = Field(default=None, max_length=2000)
 
 
 class RetryBody(BaseModel):
@@ -132,15 +118,18 @@ class Accepted(BaseModel):
 
 
 def can_retry(doc: dict[str, Any], user: User) -> bool:
-    """The same rule as colis-svc (docs/colis.md): any failed task while retries remain;
-    an admin may force any failed task."""
-    if doc.get("step_status") not in FAILED:
-        return False
-    return user.is_admin or (doc.get("retry_count") or 0) < (doc.get("max_retries") or 0)
+    """What colis-svc said with the task's last step (`colis.step_changed`); colis-svc's
+    rule (jauge_shared.contracts.colis) for a document stored before it said so."""
+    said = doc.get("can_force_retry" if user.is_admin else "can_retry")
+    if said is not None:
+        return bool(said)
+    retries = (doc.get("retry_count") or 0, doc.get("max_retries") or 0)
+    return shared_can_retry(str(doc.get("step_status")), *retries, force=user.is_admin)
 
 
 def can_cancel(doc: dict[str, Any]) -> bool:
-    return doc.get("step_status") not in (TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value)
+    said = doc.get("can_cancel")
+    return bool(said) if said is not None else shared_can_cancel(str(doc.get("step_status")))
 
 
 async def stored_durations(progress: Any, kind: str, n: int) -> list[Sample]:
@@ -232,7 +221,8 @@ async def task_stats(
     total = sum(counts.values())
     completed = counts.get(TaskStatus.COMPLETED.value, 0)
     failed = counts.get(TaskStatus.FAILED.value, 0) + counts.get(TaskStatus.FAILED_FINAL.value, 0)
-    active_query = {**scope(user, owner), "step_status": {"$in": [*ACTIVE, "failed_retry"]}}
+    waiting = [*ACTIVE, TaskStatus.FAILED_RETRY.value]
+    active_query = {**scope(user, owner), "step_status": {"$in": waiting}}
     active = await progress.count_documents(active_query)
     return {
         "total_today": total,
@@ -279,7 +269,7 @@ async def retry_task(
         raise HTTPException(403, detail="Seul un administrateur peut forcer une relance.")
     if doc.get("step_status") not in FAILED:
         raise HTTPException(409, detail="Seule une tâche en échec peut être relancée.")
-    edits = body.colis_data.model_dump(mode="json", exclude_none=True) if body.colis_data else {}
+    edits = body.colis_data.changes() if body.colis_data else {}
     pending = False
     if body.upload_id:
         pending = await asyncio.to_thread(bind_upload, state, user, body.upload_id, task_id)

@@ -22,17 +22,20 @@ document.addEventListener("DOMContentLoaded", () => {
     if (job.status === "failed" || FAILED_STEPS.has(step)) return "failed";
     return "active";
   }
-  // the API's rule (routers/tasks.py): any failed step while retries remain; admins may force
+  // what colis-svc said with the task's last step (can_retry, can_force_retry for an admin);
+  // its rule only for a document from before it said so
   const admin = document.body.dataset.admin === "true";
-  const canRetry = (job) => job.can_retry ?? (FAILED_STEPS.has(job.step_status) &&
-    (admin || (job.retry_count || 0) < (job.max_retries || 0)));
+  const canRetry = (job) => (admin ? job.can_force_retry ?? job.can_retry : job.can_retry) ??
+    (FAILED_STEPS.has(job.step_status) && (admin || (job.retry_count || 0) < (job.max_retries || 0)));
+  // the summary's numbers are French ("7,5 kg", "1 250×40×30 cm"): back to "7.5", "1250"
+  const frNumber = (text) => parseFloat(String(text || "").replace(/[\s\u202f]/g, "").replace(",", "."));
   const EDITABLE = ["client_id", "type_transport", "longueur", "largeur", "hauteur", "poids"];
 
   // the form's values as the task last ran, from the dashboard summary
   function current(job) {
     const s = job.summary || {};
-    const dims = String(s.dimensions || "").replace(/cm/, "").split("×").map((v) => parseFloat(v));
-    const values = { client_id: s.client_id, type_transport: s.transport, poids: parseFloat(s.poids),
+    const dims = String(s.dimensions || "").replace(/cm/, "").split("×").map(frNumber);
+    const values = { client_id: s.client_id, type_transport: s.transport, poids: frNumber(s.poids),
       longueur: dims[0], largeur: dims[1], hauteur: dims[2] };
     for (const [k, v] of Object.entries(values)) values[k] = v === undefined || Number.isNaN(v) ? "" : String(v);
     return values;
