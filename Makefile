@@ -6,7 +6,7 @@ PY := .venv/bin/python
 SOAK_MINUTES ?= 30
 INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
 
-.PHONY: help deps infra-start infra-stop run cluster cluster-stop bench-partitions test test-slow browser validate-deploy bench bench-import bench-colis bench-ws soak lint typecheck pytest format clean
+.PHONY: docs help deps infra-start infra-stop run cluster cluster-stop bench-partitions test test-slow browser validate-deploy bench bench-import bench-colis bench-ws soak lint typecheck pytest format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,10 +65,14 @@ lint: ## ruff
 	$(PY) -m ruff format --check .
 
 typecheck: ## mypy (strict on shared/)
-	$(PY) -m mypy shared/src services/import-svc/src services/colis-svc/src services/progress-svc/src services/gateway/src
+	$(PY) -m mypy shared/src ops/src tools/src testkit/src services/import-svc/src services/colis-svc/src services/progress-svc/src services/gateway/src
 
 pytest: ## the whole test suite on the real broker and store
 	$(PY) -m pytest
+
+docs: ## regenerate docs/configuration.md and docs/asyncapi.json (tests fail when they are stale)
+	$(PY) -m jauge_tools.configdoc > docs/configuration.md
+	$(PY) -m jauge_shared.asyncapi > docs/asyncapi.json
 
 format: ## rewrite the code in the house style
 	$(PY) -m ruff format .

@@ -28,7 +28,7 @@ from benchkit import bench_env, table, write_report
 from pymongo import MongoClient
 from stack import add_user
 
-from import_svc.domain.fixtures import make_interchange, sample_invoice
+from jauge_testkit.import_files import make_interchange, sample_invoice
 
 TERMINAL = {"completed", "failed", "cancelled"}
 

@@ -57,7 +57,7 @@ import websockets
 from benchkit import COLIS_FORM, REPORTS, BenchEnv, bench_env, photo_of_about, table
 from stack import ROOT, Stack, add_user, tail
 
-from import_svc.domain.fixtures import make_interchange, sample_invoice
+from jauge_testkit.import_files import make_interchange, sample_invoice
 
 PASSWORD = "soak-password"
 ADMIN = "soak-admin"

@@ -15,7 +15,7 @@ import httpx
 from stack import Stack, add_user
 from system_client import login
 
-from import_svc.domain.fixtures import InvoiceSpec, make_interchange, sample_invoice
+from jauge_testkit.import_files import InvoiceSpec, make_interchange, sample_invoice
 
 TERMINAL = {"completed", "failed", "cancelled"}
 USERS = {"alice": "agent", "bob": "agent", "root": "admin"}

@@ -13,7 +13,7 @@ from browser_support import agent_browser, login, playwright, screenshot
 from playwright.sync_api import expect
 from stack import add_user
 
-from import_svc.domain.fixtures import make_interchange, sample_invoice
+from jauge_testkit.import_files import make_interchange, sample_invoice
 
 pytestmark = pytest.mark.system
 

@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import CDPSession, Page, Request, expect
 from stack import Stack, add_user
 
-from import_svc.domain.fixtures import make_interchange, sample_invoice
+from jauge_testkit.import_files import make_interchange, sample_invoice
 
 pytestmark = pytest.mark.system
 

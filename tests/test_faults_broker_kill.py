@@ -9,6 +9,13 @@ answers 503, never 500. Once it is back, no gauge may disagree with its owner's 
 for more than 60 s (DESIGN.md, "Truth under faults"), counts are exact, one parcel per
 task, and every `.dlq` is empty. 15 s outages run in `make test`; 60 s ones, longer
 than every timeout and heartbeat, and the 15 s one on quorum queues, behind `-m slow`.
+
+The gateway's request/reply path is checked on the way (issue 14, A and item 3): while
+the node is away, the reads and changes that ask colis-svc (GET /api/lots, POST
+/api/clients) and `/readyz` answer 503; once every service says ready and a few
+seconds have passed without a request (before the fix, a request sent while the
+clients reconnected happened to repair the path), the same gateway answers them three
+rounds in a row. tests/test_faults_gateway_broker.py times that path alone (`-m slow`).
 """
 
 from __future__ import annotations
@@ -36,12 +43,38 @@ FILES = 40
 PARCELS = 8
 SLOW_STEPS = "[test:delay=0.3]"
 TRUTH_WITHIN_S = 60.0
+QUIET_S = 7.0  # longer than aio-pika's 5 s between reconnection attempts
+ROUTES_ANSWER_WITHIN_S = 30.0
 SETTINGS = {
     **FAST,
     "JAUGE_HEARTBEAT_S": "2",
     "JAUGE_RECONCILE_INTERVAL_S": "2",
     "JAUGE_RECONCILE_AFTER_S": "10",
 }
+
+
+async def routes_answer_three_rounds(api: ColisApi, lot_id: str) -> str:
+    """GET /api/lots, POST /api/clients and the parcel form answered three rounds in a
+    row, within ROUTES_ANSWER_WITHIN_S (a dead reply path answers 504 at each); the
+    parcel's task id."""
+    deadline = time.monotonic() + ROUTES_ANSWER_WITHIN_S
+    seen: list[tuple[int, ...]] = []
+    rounds = 0
+    while rounds < 3:
+        assert time.monotonic() < deadline, seen
+        statuses = tuple(
+            r.status_code
+            for r in (
+                await api.http.get("/api/lots"),
+                await api.http.post("/api/clients", json={"name": "Après"}),
+            )
+        )
+        seen.append(statuses)
+        rounds = rounds + 1 if statuses == (200, 201) else 0
+        await asyncio.sleep(0.5)
+    form = await api.create_colis(lot_id, {**FORM, "description": "après"})
+    assert form.status_code == 202, form.text
+    return str(form.json()["task_id"])
 
 
 @pytest.fixture
@@ -101,6 +134,9 @@ async def test_a_broker_killed_mid_load_leaves_every_gauge_true(
                     await client.post("/api/imports", json={"kind": "edi"}),
                     await client.get(f"/api/jobs/{job_id}"),
                     await poster.create_colis(lot["id"], {**FORM, "description": "refusé"}),
+                    await client.get("/api/lots"),
+                    await client.post("/api/clients", json={"name": "Pendant"}),
+                    await client.get("/readyz"),
                 ):
                     answers[response.status_code] += 1
                     assert response.status_code < 500 or response.status_code == 503, (
@@ -120,6 +156,9 @@ async def test_a_broker_killed_mid_load_leaves_every_gauge_true(
             await asyncio.sleep(0.5)
         assert not waiting, [s.spec.name for s in waiting]
         assert all(s.process.poll() is None for s in stack.running)
+        # ready means able to ask: after a quiet moment, the request/reply path answers
+        await asyncio.sleep(QUIET_S)
+        tasks.append(await routes_answer_three_rounds(root, lot["id"]))
 
         job = await importer.finished(job_id, timeout_s=300)
         finals = {task: await root.wait(task, timeout_s=300) for task in tasks}
@@ -136,8 +175,10 @@ async def test_a_broker_killed_mid_load_leaves_every_gauge_true(
         colis_db = store[f"{test_env.db_prefix}_colis"]
         assert Counter(d["task_id"] for d in colis_db["colis"].find()) == Counter(tasks)
         numbers = [d["numero_suivi"] for d in colis_db["colis"].find()]
-        assert len(set(numbers)) == PARCELS, numbers
-        assert all(d.get("image") for d in colis_db["colis"].find()), "a photo was lost"
+        assert len(set(numbers)) == len(tasks), numbers
+        with_photo = set(tasks[:PARCELS])  # the one posted after the restart has none
+        photos = [d.get("image") for d in colis_db["colis"].find() if d["task_id"] in with_photo]
+        assert len(photos) == PARCELS and all(photos), "a photo was lost"
         queues = await asyncio.to_thread(rabbit.queues)
         dead = {name: n for name, n in queues.items() if name.endswith(".dlq") and n}
         assert not dead, dead

@@ -63,7 +63,8 @@ async def poll_during(
 @pytest.mark.parametrize(
     "outage_s",
     [
-        pytest.param(15.0, id="15s"),
+        # in `make test`, tests/test_faults_broker_kill.py checks the same path under load
+        pytest.param(15.0, marks=pytest.mark.slow, id="15s"),
         pytest.param(60.0, marks=pytest.mark.slow, id="60s"),
     ],
 )

@@ -12,7 +12,10 @@ data. The test shows that:
   archived once and none in errors/; every parcel task completes with exactly one
   parcel, none `failed_final`;
 - nothing is dead-lettered because of the outage: every `.dlq` of the vhost is empty
-  and no service logged a dead-lettered message.
+  and no service logged a dead-lettered message;
+- the gateway answers every authenticated route, the SSE stream and the WebSocket with
+  the 503 and its French message while the store is away, never a 500, a reset or a
+  hang (issue 14, B), and 2xx again once it is back (tests/store_fault_support.py).
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ import pytest
 from faults_support import PrivateFerretDB, dead_letter_counts, dead_lettered_in_logs
 from pymongo import MongoClient
 from stack import Stack, add_user
-from system_client import login
+from store_fault_support import (
+    KILLED_BOUND_S,
+    check,
+    during_the_fault,
+    prepare,
+    until_everything_answers,
+)
+from system_client import Socket, login
 from system_colis_support import FAST, FORM
 from system_colis_support import Api as ColisApi
 from system_imports_support import Api as ImportApi
@@ -129,6 +139,8 @@ async def test_a_store_outage_pauses_the_work_which_resumes_without_loss_or_dead
     stop_watching = asyncio.Event()
     watcher: asyncio.Task[None] | None = None
     try:
+        # a parcel already finished, which the gateway's checks ask about during the fault
+        token, done_task = await prepare(gateway)
         lot = await poster.lot("cargo")
         forms = [
             {**FORM, "poids": f"{1 + i}.5", "description": f"Colis {i} {SLOW_STEPS}"}
@@ -142,8 +154,9 @@ async def test_a_store_outage_pauses_the_work_which_resumes_without_loss_or_dead
         # the outage begins once the import and the parcels are under way
         await importer.until(job_id, lambda j: j["processed"] >= 3, timeout_s=120)
         before = await importer.job(job_id)
-        parcels_before = colis_db["colis"].count_documents({})
+        parcels_before = colis_db["colis"].count_documents({}) - 1  # prepare's
         phases["load running"] = time.monotonic() - started
+        socket = await Socket.open(gateway, token)  # open before: it subscribes during
         await asyncio.to_thread(private_store.stop, sig)
         phases["store stopped"] = time.monotonic() - started
         # files are archived once their result is stored: the count is on disk, readable
@@ -153,7 +166,9 @@ async def test_a_store_outage_pauses_the_work_which_resumes_without_loss_or_dead
         assert parcels_before < PARCELS, parcels_before
 
         watcher = asyncio.create_task(watch_readiness(stack, readiness, stop_watching))
-        await asyncio.sleep(outage_s)
+        answers, refusals, closed = await during_the_fault(
+            gateway, token, done_task, outage_s, socket
+        )
         stop_watching.set()
         await watcher
         exited = {n: r.process.poll() for n, r in processes.items() if r.process.poll() is not None}
@@ -166,6 +181,9 @@ async def test_a_store_outage_pauses_the_work_which_resumes_without_loss_or_dead
         phases["store back"] = time.monotonic() - started
         await asyncio.to_thread(stack.wait_ready, None, 120)
         phases["ready again"] = time.monotonic() - started
+        back_s = await until_everything_answers(gateway, token, done_task)
+        if sig == signal.SIGKILL:  # after SIGTERM, FerretDB still serves a few seconds
+            check(answers, refusals, closed, KILLED_BOUND_S)
 
         job = await importer.finished(job_id, timeout_s=300)
         phases["import done"] = time.monotonic() - started
@@ -195,9 +213,9 @@ async def test_a_store_outage_pauses_the_work_which_resumes_without_loss_or_dead
 
         # ... and parcels: exactly one each, tracking numbers unique
         parcels_by_task = Counter(d["task_id"] for d in colis_db["colis"].find())
-        assert parcels_by_task == Counter(set(tasks)), parcels_by_task
+        assert parcels_by_task == Counter({*tasks, done_task}), parcels_by_task
         numbers = [d["numero_suivi"] for d in colis_db["colis"].find()]
-        assert len(set(numbers)) == PARCELS, numbers
+        assert len(set(numbers)) == PARCELS + 1, numbers
 
         # nothing dead-lettered, and every service still the one started
         assert dead_lettered_in_logs(stack.log_dir) == []
@@ -212,7 +230,9 @@ async def test_a_store_outage_pauses_the_work_which_resumes_without_loss_or_dead
             f" {PARCELS} parcels; at s: {', '.join(f'{k} {v:.1f}' for k, v in phases.items())};"
             f" done when the store stopped: {archived_at_stop}/{files} files,"
             f" {parcels_before}/{PARCELS} parcels; 503s during the outage {not_ready};"
-            f" task retries {sorted(retried.values())}; dlqs {json.dumps(counts)}"
+            f" task retries {sorted(retried.values())}; dlqs {json.dumps(counts)};"
+            f" the gateway: {dict(answers.by_route)}, slowest {answers.slowest_s:.1f}s,"
+            f" {len(refusals)} sockets closed 1013, all answering {back_s:.1f}s after"
         )
     finally:
         stop_watching.set()

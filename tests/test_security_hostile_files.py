@@ -19,7 +19,7 @@ import pytest
 from faults_support import dead_letter_counts
 from system_imports_support import Api, edi_batch, start_import_stack
 
-from import_svc.domain.fixtures import make_interchange, sample_invoice
+from jauge_testkit.import_files import make_interchange, sample_invoice
 
 pytestmark = pytest.mark.system
 

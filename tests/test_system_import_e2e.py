@@ -12,7 +12,7 @@ import pytest
 from stack import add_user
 from system_client import Socket, login
 
-from import_svc.domain.fixtures import make_interchange, sample_invoice
+from jauge_testkit.import_files import make_interchange, sample_invoice
 
 pytestmark = pytest.mark.system
 

@@ -20,7 +20,7 @@ from system_imports_support import (
     write_inbox,
 )
 
-from import_svc.domain.fixtures import make_bbgr_csv, make_interchange
+from jauge_testkit.import_files import make_bbgr_csv, make_interchange
 
 pytestmark = pytest.mark.system
 

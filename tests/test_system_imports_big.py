@@ -10,7 +10,7 @@ import os
 import pytest
 from system_imports_support import Api, bad_edi_files, start_import_stack, write_inbox
 
-from import_svc.domain.fixtures import make_interchange, sample_invoice
+from jauge_testkit.import_files import make_interchange, sample_invoice
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 

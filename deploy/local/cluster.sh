@@ -172,5 +172,6 @@ case "${1:-}" in
   urls) urls ;;
   start-node) start_node "$2" ;;
   kill-node) kill_node "$2" ;;
-  *) echo "usage: $0 start|stop|status|urls|start-node N|kill-node N" >&2; exit 2 ;;
+  ctl) shift; ctl "$@" ;;
+  *) echo "usage: $0 start|stop|status|urls|start-node N|kill-node N|ctl N args..." >&2; exit 2 ;;
 esac

@@ -19,7 +19,7 @@ TOOLS=$ROOT/.tools
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/jauge
 FERRETDB_VERSION=v1.24.2
 FERRETDB_MODULE=github.com/FerretDB/FerretDB
-FERRETDB_BIN=$TOOLS/bin/ferretdb
+FERRETDB_BIN=${JAUGE_FERRETDB_BIN:-$TOOLS/bin/ferretdb}  # another binary: tests only
 # the patches applied to the FerretDB source (see install_ferretdb); change the build id
 # with them, so a binary built without them is rebuilt
 FERRETDB_PATCHES=("$ROOT/deploy/local/ferretdb-sqlite-id-index.patch" "$ROOT/deploy/local/ferretdb-sqlite-id-pushdown.patch")
@@ -29,7 +29,7 @@ RABBIT_HOME=$VAR/rabbitmq
 FERRET_HOME=$VAR/ferretdb
 AMQP_PORT=5672
 MGMT_PORT=15672
-MONGO_PORT=27017
+MONGO_PORT=${JAUGE_INFRA_MONGO_PORT:-27017}  # another port: tests only
 START_TIMEOUT_S=${JAUGE_INFRA_START_TIMEOUT_S:-120}
 
 log() { printf '[infra] %s\n' "$*" >&2; }

@@ -47,6 +47,8 @@ class Running:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port_retries: int = 0
 
     @property
     def url(self) -> str:
@@ -71,19 +73,37 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         instance = sum(1 for r in self.running if r.spec.name == name)
         log_path = self.log_dir / f"{name}-{instance}.log"
-        env = {**os.environ, **self.env, **(extra_env or {}), "JAUGE_PORT": str(port)}
-        log = log_path.open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", spec.module],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        running = Running(spec, port, process, log_path)
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        running = Running(spec, port, self._spawn(spec, env, port, log_path), log_path, env)
         self.running.append(running)
         return running
+
+    def _spawn(
+        self, spec: ServiceSpec, env: dict[str, str], port: int, log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        log = log_path.open("ab")
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", spec.module],
+                env={**env, "JAUGE_PORT": str(port)},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            log.close()
+
+    def _lost_its_port(self, service: Running) -> bool:
+        """A free port picked for it was taken before it could bind (another process
+        of the machine): started again on another one."""
+        if not self.free_ports or service.port_retries >= 3:
+            return False
+        if "address already in use" not in tail(service.log_path, lines=5).lower():
+            return False
+        service.port_retries += 1
+        service.port = free_port()
+        service.process = self._spawn(service.spec, service.env, service.port, service.log_path)
+        return True
 
     def service(self, name: str) -> Running:
         """The first running instance of `name`."""
@@ -96,9 +116,9 @@ class Stack:
         deadline = time.monotonic() + timeout_s
         for service in services or self.running:
             while True:
-                if service.process.poll() is not None:
+                if service.process.poll() is not None and not self._lost_its_port(service):
                     raise RuntimeError(f"{service.spec.name} exited:\n{tail(service.log_path)}")
-                if is_ready(service.url):
+                if is_ready(service.url) and listens_on(service.process.pid, service.port):
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{service.spec.name} not ready:\n{tail(service.log_path)}")
@@ -129,6 +149,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the listening socket of `port`: a /readyz answered on
+    a service's port by another process (one that took the port between the pick and
+    the bind) must not pass for it. True where /proc cannot tell (not Linux)."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not all(t.exists() for t in tables) or not Path(f"/proc/{pid}/fd").exists():
+        return True
+    listening = set()
+    for table in tables:
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                listening.add(f"socket:[{inode}]")
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) in listening for fd in fds.iterdir())
+    except OSError:  # it exited meanwhile: the caller's poll() says so
+        return False
 
 
 def is_ready(url: str) -> bool:

@@ -74,3 +74,14 @@ def test_settings_fail_fast_on_bad_values(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("JAUGE_AMQP_URL", "http://not-amqp")
     with pytest.raises(ValidationError):
         ServiceSettings()
+
+
+def test_an_import_s_title_and_final_message_have_one_rule() -> None:
+    from jauge_shared.contracts import ImportKind
+    from jauge_shared.contracts.imports import final_import_message, import_title
+
+    assert import_title(ImportKind.EDI) == "Import des factures EDI"
+    assert import_title(ImportKind.BBGR_MONTHLY) == "Import BBGR monthly"
+    assert final_import_message(12, 1) == "Import terminé : 12 fichiers traités, 1 en erreur"
+    assert final_import_message(1, 0, rows=True) == "Import terminé : 1 ligne traitée"
+    assert final_import_message(0, 0) == "Import terminé : aucun fichier à importer"

@@ -10,12 +10,12 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from import_svc.domain.fixtures import sample_invoice
 from import_svc.files import FileStore
 from import_svc.lock import ImportLock
 from import_svc.repository import FileState, ImportRepository, JobState
 from import_svc.service import ImportService
 from jauge_shared.contracts import ImportCleanupStarted, ImportFinished, Message
+from jauge_testkit.import_files import sample_invoice
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
-from import_svc.domain.fixtures import make_bbgr_csv, make_interchange, sample_invoice
 from import_svc.processing import gauge_units, process_file, row_key
 from import_svc.repository import FileState, ImportRepository
 from import_svc.service import _failed_units, _item_events, _result, final_message
 from jauge_shared.contracts import ImportKind
+from jauge_testkit.import_files import make_bbgr_csv, make_interchange, sample_invoice
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 LIMIT = 1024 * 1024

@@ -105,3 +105,61 @@ async def test_a_failed_write_fails_every_sender_of_the_batch() -> None:
     service = ProgressService(Broken(), announce, Limits())  # type: ignore[arg-type]
     with pytest.raises(ConnectionError):
         await service.handle(started())
+
+
+class SharingRepository(MemoryRepository):
+    """Hands the next batch the very document the last one wrote, as the real one does."""
+
+    async def change(
+        self,
+        job_id: str,
+        compute: Callable[[Document | None], Document | None],
+        partition: str = "",
+    ) -> tuple[Document | None, bool]:
+        current = self.docs.get(job_id)
+        new = compute(current)
+        if new is None:
+            return current, False
+        self.docs[job_id] = new
+        return new, True
+
+
+async def test_the_service_hands_a_job_s_next_batch_the_ids_its_last_batch_saw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cache of `_seen` sets is the service's own (issue 17: not the pure module's)."""
+    import progress_svc.service as service_module
+    from progress_svc.aggregate import apply_batch
+
+    given: list[set[bytes] | None] = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        known = args[3] if len(args) > 3 else kwargs.get("known_ids")
+        given.append(set(known) if known is not None else None)  # as it was given
+        return apply_batch(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "apply_batch", spy)
+    repository = SharingRepository()
+
+    async def announce(event: ProgressUpdated) -> None:
+        pass
+
+    service = ProgressService(repository, announce, Limits())  # type: ignore[arg-type]
+    other = ProgressService(repository, announce, Limits())  # type: ignore[arg-type]
+    await service.handle(started(total=3))
+    await service.handle(file("j1", "a"))
+    await service.handle(file("j1", "b"))
+    assert given[-1] == {stable_event_id("j1", "file", "a").bytes}
+    await other.handle(file("j1", "c"))  # another service: its own cache, rebuilt
+    assert given[-1] is None
+    assert repository.docs["j1"]["processed"] == 3
+
+
+def test_a_batch_trusts_the_ids_it_is_given() -> None:
+    from progress_svc.aggregate import apply_batch
+
+    doc = apply_batch(None, [started(total=3)]).doc
+    applied = apply_batch(
+        doc, [file("j1", "a")], known_ids={stable_event_id("j1", "file", "a").bytes}
+    )
+    assert applied.doc is None and applied.outcomes == [False]

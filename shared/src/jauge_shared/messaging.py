@@ -25,15 +25,11 @@ from faststream.exceptions import FastStreamException
 from faststream.rabbit.publisher import RabbitPublisher
 from prometheus_client import Counter
 from pydantic import ValidationError
-from pymongo.errors import (
-    AutoReconnect,
-    ConnectionFailure,
-    OperationFailure,
-    ServerSelectionTimeoutError,
-)
+from pymongo.errors import ConnectionFailure
 
 from jauge_shared.contracts.envelope import Message
-from jauge_shared.errors import PoisonMessageError, TransientError
+from jauge_shared.errors import BROKER_RESTARTING, PoisonMessageError, TransientError
+from jauge_shared.errors import is_transient as is_transient  # its home before errors.py
 from jauge_shared.settings import ServiceSettings
 from jauge_shared.topology import (
     DEAD_LETTER_QUEUE_HEADER,
@@ -44,37 +40,17 @@ from jauge_shared.topology import (
 
 logger = logging.getLogger("jauge.messaging")
 
+# the exceptions that are transient by their class alone (colis-svc re-raises any other
+# that `is_transient` accepts as a TransientError); the rule itself is
+# `jauge_shared.errors.is_transient`, for every service
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TransientError,
     ConnectionFailure,
-    AutoReconnect,
-    ServerSelectionTimeoutError,
-    aiormq.exceptions.AMQPConnectionError,
     asyncio.TimeoutError,
     ConnectionError,
+    aiormq.exceptions.AMQPConnectionError,
+    *BROKER_RESTARTING,
 )
-# FerretDB on SQLite answers a write that met another writer's lock with this error
-# (SQLITE_BUSY) instead of waiting: the same write succeeds a moment later
-STORE_BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
-
-
-# what a publish raises while the broker restarts: the channel already closed under it
-# (aiormq's "writer is None"), closed by the broker without a reason of its own, or the
-# message refused (basic.nack: a queue that is not back yet). Refusals that a retry
-# cannot mend (access refused, precondition failed, not found) are subclasses, not these.
-BROKER_RESTARTING: tuple[type[BaseException], ...] = (
-    aiormq.exceptions.ChannelInvalidStateError,
-    aiormq.exceptions.DeliveryError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, TRANSIENT_ERRORS + BROKER_RESTARTING):
-        return True
-    if type(exc) is aiormq.exceptions.ChannelClosed:
-        return True
-    return isinstance(exc, OperationFailure) and any(m in str(exc) for m in STORE_BUSY_MARKERS)
-
 
 POISON_ERRORS: tuple[type[BaseException], ...] = (
     PoisonMessageError,

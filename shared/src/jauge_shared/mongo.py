@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 import pymongo
 from pymongo import AsyncMongoClient
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError
 
+# the store's half of the one transient rule (jauge_shared.errors), where callers find it
+from jauge_shared.errors import store_unavailable as store_unavailable
 from jauge_shared.identity import connection_name
 from jauge_shared.settings import ServiceSettings
 
@@ -43,20 +44,6 @@ def make_mongo_client(settings: ServiceSettings, service: str) -> AsyncMongoClie
         tz_aware=True,
         **options,
     )
-
-
-# FerretDB on SQLite answers a write that met another writer's lock with this error
-_STORE_BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
-
-
-def store_unavailable(exc: BaseException) -> bool:
-    """The store is away, unreachable, too slow for the driver's timeouts, or busy: the
-    operation failed through no fault of the request, which may be sent again."""
-    if isinstance(exc, (ConnectionFailure, ExecutionTimeout)):
-        return True  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError...
-    if isinstance(exc, PyMongoError) and exc.timeout:  # timeoutMS reached, of any kind
-        return True
-    return isinstance(exc, OperationFailure) and any(m in str(exc) for m in _STORE_BUSY_MARKERS)
 
 
 def within_caller_deadline(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -17,6 +19,7 @@ from pymongo import AsyncMongoClient
 logger = logging.getLogger("jauge.ops")
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+STARTUP_FAILURE = 3  # uvicorn's exit code for a server that could not start
 CHECK_TIMEOUT_S = 2.0
 _JSON = {"content-type": "application/json"}
 
@@ -58,11 +61,17 @@ def serve(
 ) -> None:
     """Run an ASGI app the way every service runs: uvicorn, our logging, graceful stop.
 
+    The port is bound before the app starts: uvicorn binds it after the lifespan has
+    connected to the broker, and a port already taken then left the process alive and
+    deaf for good (asyncio.run cancelling aio-pika's reconnection, which catches the
+    cancellation and tries again). A port that cannot be bound is a startup failure,
+    exit code 3, before anything else is opened.
+
     uvicorn turns SIGTERM into a lifespan shutdown; the broker then stops consuming and
     waits up to `graceful_timeout_s` for in-flight handlers, and unacked messages go
     back to their queue when the connection closes.
     """
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -72,6 +81,15 @@ def serve(
         access_log=False,
         loop=event_loop,
     )
+    try:
+        listening = config.bind_socket()
+    except SystemExit:  # uvicorn logged why (address in use, permission)
+        sys.exit(STARTUP_FAILURE)
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[listening])
+    if not server.started:  # as uvicorn.run: a failed startup is a failed exit
+        sys.exit(STARTUP_FAILURE)
 
 
 class _Runnable(Protocol):

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
+from jauge_shared import contracts
+from jauge_shared.contracts import message_type
 from jauge_shared.contracts.envelope import JOB_ID_HEADER
 from jauge_shared.settings import QueueType as SettingsQueueType
 
@@ -37,31 +39,43 @@ DEAD_LETTER_ROUTING_KEY_HEADER = "x-jauge-original-routing-key"
 
 
 class RK:
-    """Routing keys. Commands are imperative, events are in the past tense."""
+    """Routing keys. Commands are imperative, events are in the past tense.
 
-    IMPORT_REQUEST = "import.request"
-    IMPORT_ANNOUNCE = "import.announce"
-    IMPORT_FILE = "import.file"
-    IMPORT_QUEUED = "import.queued"
-    IMPORT_STARTED = "import.started"
-    IMPORT_CLEANUP_STARTED = "import.cleanup_started"
-    FILE_IMPORTED = "file.imported"
-    IMPORT_FINISHED = "import.finished"
-    COLIS_CREATE = "colis.create"
-    COLIS_UPDATE = "colis.update"
-    COLIS_RETRY = "colis.retry"
-    COLIS_CANCEL = "colis.cancel"
-    COLIS_ANNOUNCE = "colis.announce"
-    COLIS_PHOTO_READY = "colis.photo_ready"
-    COLIS_STEP_CHANGED = "colis.step_changed"
-    COLIS_CREATED = "colis.created"
-    COLIS_UPDATED = "colis.updated"
-    COLIS_TASK_STALLED = "colis.task_stalled"
-    LOT_CREATED = "lot.created"
-    NOTIFICATION_REQUESTED = "notification.requested"
-    PROGRESS_UPDATED = "progress.updated"
+    Each message's key is its model's `type` (`message_type`), read from the model
+    rather than written again here, so the two cannot drift apart; the request/reply
+    keys are not messages of their own (their bodies are `ColisRpcRequest` and
+    `ImportRpcRequest`). shared/tests/test_shared_topology.py checks that every model
+    has its constant and that every binding names a model or an RPC key.
+    """
+
+    IMPORT_REQUEST = message_type(contracts.RequestImport)
+    IMPORT_ANNOUNCE = message_type(contracts.AnnounceImport)
+    IMPORT_FILE = message_type(contracts.ImportFile)
+    IMPORT_QUEUED = message_type(contracts.ImportQueued)
+    IMPORT_STARTED = message_type(contracts.ImportStarted)
+    IMPORT_CLEANUP_STARTED = message_type(contracts.ImportCleanupStarted)
+    FILE_IMPORTED = message_type(contracts.FileImported)
+    IMPORT_FINISHED = message_type(contracts.ImportFinished)
+    COLIS_CREATE = message_type(contracts.CreateColis)
+    COLIS_UPDATE = message_type(contracts.UpdateColis)
+    COLIS_RETRY = message_type(contracts.RetryColisTask)
+    COLIS_CANCEL = message_type(contracts.CancelColisTask)
+    COLIS_ANNOUNCE = message_type(contracts.AnnounceColisTask)
+    COLIS_PHOTO_READY = message_type(contracts.PhotoReady)
+    COLIS_STEP_CHANGED = message_type(contracts.ColisStepChanged)
+    COLIS_CREATED = message_type(contracts.ColisCreated)
+    COLIS_UPDATED = message_type(contracts.ColisUpdated)
+    COLIS_TASK_STALLED = message_type(contracts.ColisTaskStalled)
+    LOT_CREATED = message_type(contracts.LotCreated)
+    NOTIFICATION_REQUESTED = message_type(contracts.NotificationRequested)
+    PROGRESS_UPDATED = message_type(contracts.ProgressUpdated)
+    # request/reply reads (not messages of ALL_MESSAGES)
     COLIS_RPC = "rpc.colis"
     IMPORT_RPC = "rpc.import"
+
+
+# the routing keys that carry a request/reply read rather than a message model
+RPC_ROUTING_KEYS = frozenset({RK.COLIS_RPC, RK.IMPORT_RPC})
 
 
 @dataclass(frozen=True)

@@ -20,22 +20,10 @@ from gateway.settings import GatewaySettings
 from gateway.upload_access import bind_upload
 from gateway.users import User
 from jauge_shared.contracts import ColisData
+from jauge_shared.french import french_reason
 
 FORM_FIELDS = tuple(ColisData.model_fields)
 UPLOAD_ID_FIELD = re.compile(r"^[0-9a-f]{32}$")
-FIELD_LABELS_FR = {
-    "missing": "obligatoire",
-    "greater_than": "doit être supérieur à {gt}",
-    "less_than_equal": "doit être au plus {le}",
-    "decimal_parsing": "doit être un nombre",
-    "decimal_max_digits": "{max_digits} chiffres au plus",
-    "decimal_max_places": "{decimal_places} décimales au plus",
-    "finite_number": "doit être un nombre",
-    "enum": "doit valoir {expected}",
-    "string_too_long": "trop long ({max_length} caractères au plus)",
-    "string_too_short": "ne doit pas être vide",
-    "extra_forbidden": "champ inconnu",
-}
 
 
 def form_schema(required: bool) -> dict[str, Any]:
@@ -84,13 +72,8 @@ def form_schema(required: bool) -> dict[str, Any]:
 def invalid_form(error: ValidationError) -> InvalidForm:
     problems = []
     for item in error.errors()[:20]:
-        template = FIELD_LABELS_FR.get(item["type"])
-        try:
-            message = template.format(**item.get("ctx", {})) if template else item["msg"]
-        except (KeyError, IndexError):
-            message = item["msg"]
         field = ".".join(str(p) for p in item["loc"]) or "body"
-        problems.append({"field": field, "message": message})
+        problems.append({"field": field, "message": french_reason(item)})
     return InvalidForm(problems)
 
 

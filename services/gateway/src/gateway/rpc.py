@@ -155,7 +155,11 @@ class RpcClient:
             self.url, client_properties={"connection_name": self.connection_name}
         )
         try:
-            channel = await connection.channel(publisher_confirms=False)
+            # confirms make the broker track each request: a channel opened while a
+            # quorum queue elects a new leader would otherwise send its untracked
+            # requests to the dead leader for good (seen on a cluster losing a node:
+            # every request lost for 20 s and more, colis-svc idle, the queue empty)
+            channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange(COMMANDS_EXCHANGE.name, ensure=False)
             # the health probe's own queue: a round trip that needs no other service
             echo = await channel.declare_queue("", exclusive=True, auto_delete=True)

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt, SecretStr
 
+from jauge_shared.contracts.progress import PROGRESS_DB_SUFFIX as PROGRESS_DB_SUFFIX
 from jauge_shared.settings import ServiceSettings
 
 SERVICE = "gateway"
 DB_SUFFIX = "gateway"
-PROGRESS_DB_SUFFIX = "progress"
 
 
 class GatewaySettings(ServiceSettings):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from import_svc.domain import BBGR_COLUMNS, BbgrFile, FileRejectedError, read_bbgr
-from import_svc.domain.fixtures import make_bbgr_csv
+from jauge_testkit.import_files import make_bbgr_csv
 
 KINDS = sorted(BBGR_COLUMNS)
 

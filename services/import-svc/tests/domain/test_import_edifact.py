@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from import_svc.domain import FileRejectedError, Invoice, InvoiceLine, parse_invoic
-from import_svc.domain.fixtures import (
+from jauge_testkit.import_files import (
     InvoiceSpec,
     LineSpec,
     make_interchange,

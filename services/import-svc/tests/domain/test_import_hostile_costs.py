@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from import_svc.domain import FileRejectedError, bbgr, edifact, parse_invoic, read_bbgr
-from import_svc.domain.fixtures import make_interchange, sample_invoice
+from jauge_testkit.import_files import make_interchange, sample_invoice
 
 MB = 1024 * 1024
 GOOD = make_interchange([sample_invoice(1, "F-1", 2)], ref="R1")

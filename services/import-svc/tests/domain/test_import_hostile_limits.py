@@ -17,10 +17,10 @@ import pytest
 
 from import_svc import processing
 from import_svc.domain import FileRejectedError, bbgr, edifact, parse_invoic, read_bbgr
-from import_svc.domain.fixtures import make_bbgr_csv, make_interchange, sample_invoice
 from import_svc.processing import FileOutcome, RowResult, gauge_units, process_file
 from import_svc.service import _result
 from jauge_shared.contracts import ImportKind
+from jauge_testkit.import_files import make_bbgr_csv, make_interchange, sample_invoice
 
 GOOD = make_interchange([sample_invoice(1, "F-1", 2)], ref="R1")
 RETOURS_HEADER = "Date;Numéro retour;Code article;Désignation;Quantité;Motif\r\n"

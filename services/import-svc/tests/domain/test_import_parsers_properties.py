@@ -24,7 +24,7 @@ from import_svc.domain import (
     parse_invoic,
     read_bbgr,
 )
-from import_svc.domain.fixtures import make_bbgr_csv, make_interchange, sample_invoice
+from jauge_testkit.import_files import make_bbgr_csv, make_interchange, sample_invoice
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KINDS = sorted(BBGR_COLUMNS)

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from jauge_shared.contracts.progress import PROGRESS_DB_SUFFIX
 from jauge_shared.settings import ServiceSettings
 from jauge_shared.topology import DEFAULT_PROGRESS_PARTITIONS
 
 SERVICE = "progress-svc"
-DB_SUFFIX = "progress"
+DB_SUFFIX = PROGRESS_DB_SUFFIX
 
 
 class ProgressSettings(ServiceSettings):

@@ -25,6 +25,25 @@ class ImportStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+def import_title(kind: ImportKind) -> str:
+    """An import's title (`import.started`, `import.queued`): one rule for its producer
+    and for progress-svc."""
+    if kind is ImportKind.EDI:
+        return "Import des factures EDI"
+    return f"Import BBGR {kind.value.removeprefix('bbgr_')}"
+
+
+def final_import_message(processed: int, failed: int, *, rows: bool = False) -> str:
+    """What a completed import says (`import.finished`'s `message`); progress-svc says
+    the same for a finished event that carries none."""
+    if processed == 0:
+        return "Import terminé : aucun fichier à importer"
+    plural = "s" if processed > 1 else ""
+    what = f"ligne{plural} traitée{plural}" if rows else f"fichier{plural} traité{plural}"
+    text = f"Import terminé : {processed} {what}"
+    return text + (f", {failed} en erreur" if failed else "")
+
+
 class RequestImport(Command):
     """Start an import of the files waiting in the kind's inbox, or of uploaded files."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, NonNegativeInt
 
 from jauge_shared.contracts.envelope import Event, Timestamp
 
@@ -22,7 +22,9 @@ class ProgressStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
-# progress-svc's read model, read by the gateway and by `jauge repairs`
+# progress-svc's database (`<prefix>_progress`) and its repairs, read by the gateway
+# and by `jauge repairs` (jauge_ops)
+PROGRESS_DB_SUFFIX = "progress"
 REPAIRS_COLLECTION = "repairs"
 
 TERMINAL_STATUSES = frozenset(
@@ -44,7 +46,11 @@ class ProgressDocument(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    id: str = Field(alias="_id", serialization_alias="id")
+    # the store keys the document by `_id` (DESIGN.md); on the wire (progress.updated,
+    # the API) it is `id`, which every consumer reads (the gateway's hub, the web UI).
+    # Both are read, `id` is sent; the AsyncAPI document is generated from the
+    # validation schema, whose first alias is `id`, so it says what is sent
+    id: str = Field(validation_alias=AliasChoices("id", "_id"), serialization_alias="id")
     kind: str = Field(examples=["import.edi", "colis.create"])
     owner: str
     title: str = ""
@@ -53,7 +59,7 @@ class ProgressDocument(BaseModel):
     total: NonNegativeInt = 0
     processed: NonNegativeInt = 0
     failed: NonNegativeInt = 0
-    percent: float = Field(default=0, ge=0, le=100)
+    percent: float = Field(default=0.0, ge=0, le=100)
     current_step: str = ""
     message: str = ""
     errors: list[ItemResult] = Field(default_factory=list)
@@ -74,6 +80,13 @@ class ProgressDocument(BaseModel):
     numero_suivi: str | None = None
     lot_id: str | None = None
     summary: dict[str, Any] | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The document as the store keeps it: keyed by `_id`, statuses as plain strings
+        (dates stay dates)."""
+        fields = self.model_dump(exclude={"id"})
+        fields["status"] = self.status.value
+        return {"_id": self.id, **fields}
 
 
 class ProgressUpdated(Event):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from jauge_shared.french import french_reason
+
 
 class ColisDomainError(Exception):
     """Base of every error the domain raises. `message` is shown to agents, in French."""
@@ -50,33 +52,10 @@ class TaskCancelledError(ColisDomainError):
         self.target = target
 
 
-# pydantic's messages are English; agents read French. Unlisted types keep pydantic's text.
-_PYDANTIC_FR: dict[str, str] = {
-    "missing": "obligatoire",
-    "extra_forbidden": "champ inconnu",
-    "greater_than": "doit être supérieur à {gt}",
-    "greater_than_equal": "doit être au moins {ge}",
-    "less_than": "doit être inférieur à {lt}",
-    "less_than_equal": "doit être au plus {le}",
-    "decimal_parsing": "doit être un nombre",
-    "decimal_type": "doit être un nombre",
-    "finite_number": "doit être un nombre fini",
-    "enum": "doit valoir {expected}",
-    "string_type": "doit être un texte",
-    "string_too_short": "ne doit pas être vide",
-    "string_too_long": "trop long ({max_length} caractères au plus)",
-}
-
-
 def invalid_data_error(error: ValidationError) -> PermanentTaskError:
     """A French `PermanentTaskError` listing each invalid field of a pydantic error."""
     parts = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "données"
-        template = _PYDANTIC_FR.get(item["type"])
-        try:
-            reason = template.format(**item.get("ctx", {})) if template else item["msg"]
-        except (KeyError, IndexError):
-            reason = item["msg"]
-        parts.append(f"{field} {reason}")
+        parts.append(f"{field} {french_reason(item)}")
     return PermanentTaskError("Données invalides : " + " ; ".join(parts))

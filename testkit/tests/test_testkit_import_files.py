@@ -11,7 +11,7 @@ import pytest
 
 from import_svc.domain import BBGR_COLUMNS, FileRejectedError, parse_invoic, read_bbgr
 from import_svc.domain.bbgr import normalize_header
-from import_svc.domain.fixtures import (
+from jauge_testkit.import_files import (
     BBGR_HEADERS,
     ean13,
     make_bbgr_csv,

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jauge_shared import configdoc
 from jauge_shared.settings import ServiceSettings
+from jauge_tools import configdoc
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_the_committed_configuration_doc_is_up_to_date() -> None:
-    assert DOC.read_text() == configdoc.render(), (
-        "docs/configuration.md is stale: run "
-        "`.venv/bin/python -m jauge_shared.configdoc > docs/configuration.md`"
-    )
+    assert DOC.read_text() == configdoc.render(), "docs/configuration.md is stale: run `make docs`"
 
 
 def test_every_setting_of_every_service_is_documented() -> None:

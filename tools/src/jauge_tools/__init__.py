@@ -1,0 +1,1 @@
+"""Developer tools of the workspace, in no service image: generators of docs/."""
