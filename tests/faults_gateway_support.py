@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 from faults_support import PrivateRabbit, _port_open
 
-# gateway.errors' French message for a store that is away (gateway.main)
+# gateway.errors' French message for a store that is away (gateway.error_handlers)
 STORE_UNAVAILABLE = (
     "Service momentanément indisponible : la base de données ne répond pas, "
     "réessayez dans un instant."

@@ -44,7 +44,7 @@ def test_each_problem_is_worded_in_french() -> None:
 
 def test_the_services_use_the_shared_table() -> None:
     from colis_svc.domain.errors import invalid_data_error
-    from gateway.routers.colis import invalid_form
+    from gateway.colis_form import invalid_form
 
     with pytest.raises(ValidationError) as raised:
         Form.model_validate({"nom": "", "poids": "200"})
@@ -53,7 +53,7 @@ def test_the_services_use_the_shared_table() -> None:
         "Données invalides : nom ne doit pas être vide ; poids doit être au plus 100"
     )
     form_error = invalid_form(raised.value)
-    assert [p["message"] for p in form_error.problems] == [  # type: ignore[attr-defined]
+    assert [p["message"] for p in form_error.problems] == [
         "ne doit pas être vide",
         "doit être au plus 100",
     ]

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocketDisconnect
 from gateway.body_limit import DISCARD_ANONYMOUS, UploadQuota
 from gateway.hub import Hub
 from gateway.main import create_app
+from gateway.progress_view import ProgressView
 from gateway.routers.auth import MAX_USERNAME, LoginRateLimiter
 from gateway.routers.pages import WEB_DIR, same_site_path
 from gateway.security import (
@@ -56,7 +57,7 @@ class FakeProgress:
     def __init__(self, *docs: dict[str, Any]) -> None:
         self.docs = {d["_id"]: d for d in docs}
 
-    async def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
+    async def find_one(self, query: dict[str, Any], *_: Any) -> dict[str, Any] | None:
         return self.docs.get(query["_id"])
 
 
@@ -69,7 +70,9 @@ def make_app(**overrides: Any) -> tuple[FastAPI, SimpleNamespace]:
         users=users,
         hub=Hub(),
         sessions=SessionWatch(users, 3600),  # type: ignore[arg-type]
-        progress=FakeProgress(),
+        view=ProgressView(FakeProgress()),  # type: ignore[arg-type]
+        rpc=None,  # the routes tried here refuse before asking a service
+        publishers={},
     )
     app.state.gateway = state  # as the lifespan would, without a store or a broker
     return app, state
@@ -460,7 +463,7 @@ async def test_a_session_watch_closes_what_a_logout_disable_or_expiry_ends() -> 
 
 async def test_an_sse_reader_that_takes_nothing_is_dropped_and_costs_no_memory() -> None:
     app, state = make_app(ws_stall_timeout_s=0.3)
-    state.progress = FakeProgress({"_id": "j1", **job_doc(0)})
+    state.view = ProgressView(FakeProgress({"_id": "j1", **job_doc(0)}))  # type: ignore[arg-type]
     sent_bodies = 0
     blocked = asyncio.Event()
 

@@ -50,7 +50,7 @@ def test_every_error_response_has_the_body_the_handlers_send(spec: dict[str, Any
                 wrong.append(f"{method.upper()} {path} {code}: {name or 'no schema'}")
     assert wrong == []
     assert set(schemas["InvalidRequestBody"]["required"]) == {"detail", "errors"}
-    # FastAPI's own 422 shape is not what the gateway answers (see gateway.main)
+    # FastAPI's own 422 shape is not what the gateway answers (see gateway.error_handlers)
     assert "HTTPValidationError" not in schemas
 
 

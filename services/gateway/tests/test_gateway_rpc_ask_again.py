@@ -4,7 +4,6 @@ connection) is asked once more at half its deadline; a change is never asked twi
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,8 +29,8 @@ class LosesTheFirst:
             future.set_result(b'{"ok": true}')
 
 
-def client_losing_the_first_request() -> tuple[RpcClient, LosesTheFirst]:
-    client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc")
+def client_losing_the_first_request(deadline_s: float) -> tuple[RpcClient, LosesTheFirst]:
+    client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc", deadline_s)
     lossy = LosesTheFirst()
     lossy.client = client
     client._session = _Session(lossy, lossy, lossy, "echo")  # type: ignore[arg-type]
@@ -39,11 +38,10 @@ def client_losing_the_first_request() -> tuple[RpcClient, LosesTheFirst]:
 
 
 async def test_a_lost_read_is_asked_again_and_answered_within_its_deadline() -> None:
-    client, lossy = client_losing_the_first_request()
-    state = SimpleNamespace(rpc=client, settings=SimpleNamespace(rpc_timeout_s=0.4))
+    client, lossy = client_losing_the_first_request(0.4)
 
     started = asyncio.get_running_loop().time()
-    raw = await ask_raw(state, "colis.rpc", b"{}", "des colis", read=True)  # type: ignore[arg-type]
+    raw = await ask_raw(client, "colis.rpc", b"{}", "des colis", read=True)
 
     assert raw == b'{"ok": true}'
     assert len(lossy.sent) == 2 and lossy.sent[0] != lossy.sent[1]
@@ -52,11 +50,10 @@ async def test_a_lost_read_is_asked_again_and_answered_within_its_deadline() -> 
 
 
 async def test_a_lost_change_is_not_asked_again_and_times_out() -> None:
-    client, lossy = client_losing_the_first_request()
-    state = SimpleNamespace(rpc=client, settings=SimpleNamespace(rpc_timeout_s=0.3))
+    client, lossy = client_losing_the_first_request(0.3)
 
     with pytest.raises(HTTPException) as refused:
-        await ask_raw(state, "colis.rpc", b"{}", "des colis")  # type: ignore[arg-type]
+        await ask_raw(client, "colis.rpc", b"{}", "des colis")
 
     assert refused.value.status_code == 504
     assert len(lossy.sent) == 1

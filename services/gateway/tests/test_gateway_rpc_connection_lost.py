@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,12 +24,11 @@ class SentNowhere:
 
 
 async def test_a_lost_connection_answers_the_waiting_requests_with_a_503_at_once() -> None:
-    client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc")
+    client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc", 60)
     nowhere = SentNowhere()
     session = _Session(nowhere, nowhere, nowhere, "echo")  # type: ignore[arg-type]
     client._session = session
-    state = SimpleNamespace(rpc=client, settings=SimpleNamespace(rpc_timeout_s=60))
-    asking = asyncio.create_task(ask_raw(state, "colis.rpc", b"{}", "des colis"))  # type: ignore[arg-type]
+    asking = asyncio.create_task(ask_raw(client, "colis.rpc", b"{}", "des colis"))
     await nowhere.sent.wait()
 
     # what aio-pika calls when the connection is reset or heartbeats find it dead
@@ -45,9 +43,8 @@ async def test_a_lost_connection_answers_the_waiting_requests_with_a_503_at_once
 
 
 async def test_no_broker_is_a_503_and_readyz_says_the_path_is_down() -> None:
-    client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc")
-    state = SimpleNamespace(rpc=client, settings=SimpleNamespace(rpc_timeout_s=5))
+    client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc", 5)
     with pytest.raises(HTTPException) as refused:
-        await ask_raw(state, "colis.rpc", b"{}", "des colis")  # type: ignore[arg-type]
+        await ask_raw(client, "colis.rpc", b"{}", "des colis")
     assert refused.value.status_code == 503
     assert await client.round_trip_works(2.0) is False

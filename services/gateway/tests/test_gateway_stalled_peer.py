@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gateway.main import listening_socket
+from gateway.server import listening_socket
 
 pytestmark = pytest.mark.skipif(
     not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's"

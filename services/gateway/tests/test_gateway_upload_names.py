@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi import HTTPException
 
-from gateway.routers.imports import safe_file_name
+from gateway.upload_access import safe_file_name
 
 
 @pytest.mark.parametrize("name", ["factures mars.edi", "Relevé BBGR 03-2024.csv", "a"])

@@ -1,3 +1,3 @@
-from gateway.main import run
+from gateway.server import run
 
 run()

@@ -11,8 +11,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from gateway.rpc import ask_raw, parse_reply
-from gateway.state import GatewayState
+from gateway.rpc import RpcClient, ask_raw, parse_reply
 from jauge_shared.contracts import ColisRpcReply, ColisRpcRequest, Command
 from jauge_shared.topology import RK
 
@@ -20,29 +19,29 @@ SERVICE_LABEL = "des colis"
 
 
 async def _request(
-    state: GatewayState, body: bytes, routing_key: str, *, read: bool = False, **properties: Any
+    rpc: RpcClient, body: bytes, routing_key: str, *, read: bool = False, **properties: Any
 ) -> Any:
-    raw = await ask_raw(state, routing_key, body, SERVICE_LABEL, read=read, **properties)
+    raw = await ask_raw(rpc, routing_key, body, SERVICE_LABEL, read=read, **properties)
     reply = parse_reply(raw, ColisRpcReply, routing_key, SERVICE_LABEL)
     if not reply.ok:
         raise HTTPException(reply.status, detail=reply.detail or "Demande refusée.")
     return reply.result
 
 
-async def call_colis(state: GatewayState, method: str, **params: Any) -> Any:
+async def call_colis(rpc: RpcClient, method: str, **params: Any) -> Any:
     """One read or lot/client change; returns colis-svc's `result`. The request is
     checked as its typed model (`jauge_shared.contracts.colis_rpc`) before it leaves."""
     request = ColisRpcRequest(method=method, params=params)
     request.query()
     return await _request(
-        state, request.model_dump_json().encode(), RK.COLIS_RPC, read=request.is_read
+        rpc, request.model_dump_json().encode(), RK.COLIS_RPC, read=request.is_read
     )
 
 
 _IN_FLIGHT: dict[str, asyncio.Future[Any]] = {}
 
 
-async def read_colis(state: GatewayState, method: str, **params: Any) -> Any:
+async def read_colis(rpc: RpcClient, method: str, **params: Any) -> Any:
     """A read, shared by every caller asking the same thing at the same moment: when
     fifty agents post into one lot at once, colis-svc is asked about the lot once.
     Nothing is cached: a read that starts after the shared one ended asks again."""
@@ -53,7 +52,7 @@ async def read_colis(state: GatewayState, method: str, **params: Any) -> Any:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     _IN_FLIGHT[key] = future
     try:
-        result = await call_colis(state, method, **params)
+        result = await call_colis(rpc, method, **params)
     except BaseException as e:
         future.set_exception(e)
         future.exception()  # the error is the caller's; do not warn if nobody else waits
@@ -65,10 +64,10 @@ async def read_colis(state: GatewayState, method: str, **params: Any) -> Any:
         _IN_FLIGHT.pop(key, None)
 
 
-async def ask_control(state: GatewayState, command: Command) -> Any:
+async def ask_control(rpc: RpcClient, command: Command) -> Any:
     """colis.retry / colis.cancel, sent as a request so the caller learns the outcome."""
     return await _request(
-        state,
+        rpc,
         command.model_dump_json().encode(),
         command.type,
         message_id=str(command.event_id),

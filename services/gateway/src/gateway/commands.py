@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 
 from fastapi import HTTPException, status
+from faststream.rabbit.publisher import RabbitPublisher
 
-from gateway.state import GatewayState
 from jauge_shared.contracts import Command
 from jauge_shared.messaging import publish
 
 logger = logging.getLogger("gateway.commands")
 
+Publishers = dict[str, RabbitPublisher]  # one per message type the gateway sends
 
-async def send_command(state: GatewayState, command: Command) -> None:
+
+async def send_command(publishers: Publishers, command: Command) -> None:
     try:
-        await publish(state.publishers[command.type], command)
+        await publish(publishers[command.type], command)
     except Exception as e:
         logger.warning("command not delivered", extra={"type": command.type, "error": str(e)})
         raise HTTPException(

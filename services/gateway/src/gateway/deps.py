@@ -1,56 +1,51 @@
-"""Dependencies of the routes, as `Annotated` aliases."""
+"""Dependencies of the routes, as narrow `Annotated` aliases: a route names the parts it
+uses (the settings, the progress view, the RPC client...), never the whole state."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Cookie, Depends, HTTPException, Request, status
+from fastapi import Cookie, Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordBearer
-from pymongo.asynchronous.collection import AsyncCollection
+from faststream.rabbit import RabbitBroker
+from pymongo import AsyncMongoClient
 from starlette.datastructures import Headers
-from starlette.requests import cookie_parser
+from starlette.requests import HTTPConnection, cookie_parser
 from starlette.types import Scope
 
-from gateway.durations import RecentDurations
+from gateway.commands import Publishers
+from gateway.hub import Hub
+from gateway.progress_view import ProgressView
+from gateway.rpc import RpcClient
 from gateway.security import ACCESS, InvalidTokenError, TokenClaims, decode_access_token
+from gateway.sessions import SessionWatch
 from gateway.settings import GatewaySettings
-from gateway.state import GatewayState
 from gateway.users import User, UserRepository, still_valid
 
 SESSION_COOKIE = "jauge_session"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
-def get_state(request: Request) -> GatewayState:
-    state: GatewayState = request.app.state.gateway
-    return state
+def _part(name: str) -> Callable[[HTTPConnection], Any]:
+    """A dependency answering one part of what the gateway opened at start-up."""
+
+    def get(connection: HTTPConnection) -> Any:
+        return getattr(connection.app.state.gateway, name)
+
+    get.__name__ = f"get_{name}"
+    return get
 
 
-StateDep = Annotated[GatewayState, Depends(get_state)]
-
-
-def get_settings(state: StateDep) -> GatewaySettings:
-    return state.settings
-
-
-def get_users(state: StateDep) -> UserRepository:
-    return state.users
-
-
-def get_progress(state: StateDep) -> AsyncCollection[dict[str, Any]]:
-    return state.progress
-
-
-SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
-UsersDep = Annotated[UserRepository, Depends(get_users)]
-ProgressDep = Annotated[AsyncCollection[dict[str, Any]], Depends(get_progress)]
-
-
-def get_durations(state: StateDep) -> RecentDurations:
-    return state.durations
-
-
-DurationsDep = Annotated[RecentDurations, Depends(get_durations)]
+SettingsDep = Annotated[GatewaySettings, Depends(_part("settings"))]
+UsersDep = Annotated[UserRepository, Depends(_part("users"))]
+ViewDep = Annotated[ProgressView, Depends(_part("view"))]
+HubDep = Annotated[Hub, Depends(_part("hub"))]
+SessionsDep = Annotated[SessionWatch, Depends(_part("sessions"))]
+RpcDep = Annotated[RpcClient, Depends(_part("rpc"))]
+PublishersDep = Annotated[Publishers, Depends(_part("publishers"))]
+BrokerDep = Annotated[RabbitBroker, Depends(_part("broker"))]
+MongoDep = Annotated[AsyncMongoClient[dict[str, Any]], Depends(_part("mongo"))]
 
 UNAUTHORIZED = HTTPException(
     status_code=status.HTTP_401_UNAUTHORIZED,
@@ -95,8 +90,8 @@ def token_of_scope(scope: Scope) -> str | None:
 
 async def username_of_scope(scope: Scope) -> str | None:
     """Who sends this request, read before its body (the upload routes' middleware)."""
-    state: GatewayState = scope["app"].state.gateway
-    user = await user_from_token(token_of_scope(scope), state.settings, state.users)
+    gateway = scope["app"].state.gateway
+    user = await user_from_token(token_of_scope(scope), gateway.settings, gateway.users)
     return user.username if user else None
 
 

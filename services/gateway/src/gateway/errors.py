@@ -1,7 +1,7 @@
 """The shape of every error the API answers, for the OpenAPI document.
 
 The bodies themselves come from `HTTPException(detail=...)` and the handlers in
-`gateway.main`; this module only says, route by route, which statuses can happen and
+`gateway.error_handlers`; this module only says, route by route, which statuses can happen and
 what they look like, so a client generated from /openapi.json knows them all.
 """
 

@@ -1,4 +1,11 @@
-"""gateway: the FastAPI app, its broker connection and the wiring, in one place."""
+"""gateway: the FastAPI app wired together, and nothing else.
+
+What is where: the routes in `routers/` (one module per resource, none importing
+another), their dependencies in `deps.py`, the progress read model in
+`progress_view.py`, live updates and snapshots in `live.py` and `hub.py`, the
+request/reply to the services in `rpc.py` and `colis_rpc.py`, errors in
+`error_handlers.py`, the process in `server.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +14,25 @@ import logging
 import os
 import re
 import socket
-import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from typing import Any
+from contextlib import asynccontextmanager
 
-import uvicorn
-from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from faststream import AckPolicy
+from faststream.rabbit import RabbitExchange
 from faststream.rabbit.fastapi import RabbitRouter
-from prometheus_client import REGISTRY, Counter
-from pymongo.errors import PyMongoError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
-from starlette.types import Scope
+from faststream.rabbit.publisher import RabbitPublisher
+from prometheus_client import REGISTRY
 
 from gateway.body_limit import BodySizeLimit, UploadQuota, UploadRoute
+from gateway.commands import Publishers
 from gateway.deps import username_of_scope
-from gateway.durations import RecentDurations
-from gateway.errors import STORE_RETRY_AFTER_S, STORE_UNAVAILABLE
+from gateway.error_handlers import install_error_handlers
 from gateway.headers import SecurityHeaders
 from gateway.hub import Hub
-from gateway.jobmetrics import FinishedJobs
-from gateway.recent import RecentJobs
+from gateway.live import LiveUpdates
+from gateway.progress_view import ProgressView
 from gateway.routers import (
     audit,
     auth,
@@ -50,7 +49,6 @@ from gateway.routers import (
     uploads,
     ws,
 )
-from gateway.routers.jobs import to_public
 from gateway.rpc import RpcClient
 from gateway.security import PasswordWorkers
 from gateway.sessions import SessionWatch
@@ -62,6 +60,7 @@ from jauge_shared.broker import amqp_url, broker_options, connect_to_every_node
 from jauge_shared.contracts import (
     ColisStepChanged,
     CreateColis,
+    Message,
     PhotoReady,
     ProgressUpdated,
     RequestImport,
@@ -70,7 +69,7 @@ from jauge_shared.contracts import (
 )
 from jauge_shared.identity import connection_name
 from jauge_shared.logging import configure_logging
-from jauge_shared.mongo import database_name, make_mongo_client, store_unavailable
+from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, gateway_progress_queue
 from jauge_shared.tracing import tracer_provider
 
@@ -78,6 +77,22 @@ logger = logging.getLogger("gateway")
 COMMANDS = (RequestImport, CreateColis, UpdateColis, PhotoReady)
 # the gateway announces a parcel task as pending (seq 0) when it queues it
 EVENTS = (ColisStepChanged,)
+# in this order in the OpenAPI document
+ROUTERS = (
+    auth,
+    imports,
+    invoices,
+    jobs,
+    ws,
+    ops,
+    clients,
+    tariffs,
+    lots,
+    colis,
+    uploads,
+    tasks,
+    audit,
+)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -85,96 +100,27 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     configure_logging(SERVICE, settings.log_level, json=settings.log_json)
     rabbit = RabbitRouter(**broker_options(settings, SERVICE, REGISTRY), include_in_schema=False)
     connect_to_every_node(rabbit.broker, settings)  # every node of JAUGE_AMQP_URL
-    publishers = {
-        message_type(model): rabbit.publisher(
-            message_type(model), exchange=COMMANDS_EXCHANGE, schema=model, title=message_type(model)
-        )
-        for model in COMMANDS
-    } | {
-        message_type(model): rabbit.publisher(
-            message_type(model), exchange=EVENTS_EXCHANGE, schema=model, title=message_type(model)
-        )
-        for model in EVENTS
-    }
-    hub = Hub()
+    publishers = make_publishers(rabbit)
     mongo = make_mongo_client(settings, SERVICE)
-    progress = mongo[database_name(settings, PROGRESS_DB_SUFFIX)]["progress"]
-
-    async def newest_stored(query: dict[str, Any], n: int) -> list[dict[str, Any]]:
-        cursor = progress.find(query).sort("updated_at", -1).limit(n)
-        return [to_public(doc) async for doc in cursor]
-
-    recent = RecentJobs(newest_stored, limit=ws.JOBS_SNAPSHOT_LIMIT)
-    durations = RecentDurations(
-        tasks.KINDS,
-        lambda kind, n: tasks.stored_durations(progress, kind, n),
-        sample=tasks.ETA_SAMPLE,
-    )
-    finished = FinishedJobs()
-    replica = f"{socket.gethostname()}.{os.getpid()}"
-
-    @rabbit.subscriber(
-        gateway_progress_queue(replica),
-        exchange=EVENTS_EXCHANGE,
-        ack_policy=AckPolicy.ACK_FIRST,
-        title="gateway.progress.<replica>",
-        description="Every progress.updated, pushed to this replica's sockets.",
-    )
-    async def on_progress_updated(event: ProgressUpdated) -> None:
-        job = event.job.model_dump(mode="json", by_alias=True)
-        recent.update(job)
-        durations.update(job)
-        finished.update(job)
-        hub.dispatch(job)
-
-    refreshing: set[asyncio.Task[None]] = set()
-
-    async def refresh(app: FastAPI) -> None:
-        """What this replica keeps from progress.updated, read again from the store,
-        and every socket's snapshots sent again (issue 14, 7a)."""
-        recent.forget()
-        durations.forget()
-        try:
-            offered = await ws.resend_snapshots(app.state.gateway)
-        except Exception:
-            logger.exception("snapshots not sent again after the broker came back")
-            return
-        REFRESHES.inc()
-        logger.info("broker back: views rebuilt", extra={"snapshots": offered})
-
-    @rabbit.after_startup
-    async def declare_exchanges(app: FastAPI) -> None:
-        await rabbit.broker.declare_exchange(COMMANDS_EXCHANGE)
-        await rabbit.broker.declare_exchange(EVENTS_EXCHANGE)
-        # this replica's progress.updated queue is exclusive: it is gone while the
-        # connection is, and what was published meanwhile with it. FastStream's
-        # RabbitRouter takes no `on_reconnected`, so the hook goes on the connection.
-        connection = getattr(rabbit.broker, "_connection", None)
-        if connection is None:
-            logger.warning("no broker connection to watch: views not rebuilt on reconnect")
-            return
-
-        def reconnected(_: object) -> None:
-            task = asyncio.create_task(refresh(app))
-            refreshing.add(task)
-            task.add_done_callback(refreshing.discard)
-
-        connection.reconnect_callbacks.add(reconnected)
+    view = ProgressView(mongo[database_name(settings, PROGRESS_DB_SUFFIX)]["progress"])
+    hub = Hub()
+    live = LiveUpdates(hub, view)
+    subscribe_to_progress(rabbit, live)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers = PasswordWorkers(settings.password_hash_concurrency, settings.password_hash_queue)
         users = UserRepository(mongo, database_name(settings, DB_SUFFIX), workers)
         sessions = SessionWatch(users, settings.session_check_s)
-        rpc = RpcClient(amqp_url(settings), connection_name(SERVICE) + "/rpc")
+        rpc = RpcClient(
+            amqp_url(settings), connection_name(SERVICE) + "/rpc", settings.rpc_timeout_s
+        )
         app.state.gateway = GatewayState(
             settings=settings,
             mongo=mongo,
             users=users,
-            progress=progress,
+            view=view,
             hub=hub,
-            recent=recent,
-            durations=durations,
             publishers=publishers,
             broker=rabbit.broker,
             rpc=rpc,
@@ -198,21 +144,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.login_limiter = auth.LoginRateLimiter(settings.login_tracked_keys)
     app.include_router(rabbit)
-    for module in (
-        auth,
-        imports,
-        invoices,
-        jobs,
-        ws,
-        ops,
-        clients,
-        tariffs,
-        lots,
-        colis,
-        uploads,
-        tasks,
-        audit,
-    ):
+    for module in ROUTERS:
         app.include_router(module.router)
     app.include_router(pages.router)  # the web UI
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
@@ -230,6 +162,53 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     return app
 
 
+def make_publishers(rabbit: RabbitRouter) -> Publishers:
+    """One publisher per message the gateway sends, named after its type."""
+
+    def publisher(model: type[Message], exchange: RabbitExchange) -> RabbitPublisher:
+        name = message_type(model)
+        return rabbit.publisher(name, exchange=exchange, schema=model, title=name)
+
+    return {message_type(m): publisher(m, COMMANDS_EXCHANGE) for m in COMMANDS} | {
+        message_type(m): publisher(m, EVENTS_EXCHANGE) for m in EVENTS
+    }
+
+
+def subscribe_to_progress(rabbit: RabbitRouter, live: LiveUpdates) -> None:
+    """This replica's own progress.updated queue, and its views rebuilt when the broker
+    connection comes back (the queue is exclusive: what was published meanwhile is lost)."""
+    replica = f"{socket.gethostname()}.{os.getpid()}"
+
+    @rabbit.subscriber(
+        gateway_progress_queue(replica),
+        exchange=EVENTS_EXCHANGE,
+        ack_policy=AckPolicy.ACK_FIRST,
+        title="gateway.progress.<replica>",
+        description="Every progress.updated, pushed to this replica's sockets.",
+    )
+    async def on_progress_updated(event: ProgressUpdated) -> None:
+        live.receive(event.job.model_dump(mode="json", by_alias=True))
+
+    rebuilding: set[asyncio.Task[None]] = set()
+
+    @rabbit.after_startup
+    async def declare_exchanges(_app: FastAPI) -> None:
+        await rabbit.broker.declare_exchange(COMMANDS_EXCHANGE)
+        await rabbit.broker.declare_exchange(EVENTS_EXCHANGE)
+        # FastStream's RabbitRouter takes no `on_reconnected`: the hook goes on the connection
+        connection = getattr(rabbit.broker, "_connection", None)
+        if connection is None:
+            logger.warning("no broker connection to watch: views not rebuilt on reconnect")
+            return
+
+        def reconnected(_: object) -> None:
+            task = asyncio.create_task(live.rebuild())
+            rebuilding.add(task)
+            task.add_done_callback(rebuilding.discard)
+
+        connection.reconnect_callbacks.add(reconnected)
+
+
 _ITEM_ID = r"[A-Za-z0-9_-]{1,64}"
 FORM_FIELDS_BYTES = 256 * 1024  # a parcel form's fields, next to its photo
 
@@ -242,142 +221,3 @@ def upload_routes(settings: GatewaySettings) -> tuple[UploadRoute, ...]:
         UploadRoute("POST", re.compile(rf"/api/lots/{_ITEM_ID}/colis"), photo),
         UploadRoute("PATCH", re.compile(rf"/api/colis/{_ITEM_ID}"), photo),
     )
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Errors are `{"detail": ...}` with the right status, never a stack trace."""
-
-    @app.exception_handler(RequestValidationError)
-    async def on_invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(p) for p in err["loc"][1:]) or "body", "message": err["msg"]}
-            for err in exc.errors()[:20]
-        ]
-        return JSONResponse(
-            {"detail": "Requête invalide : vérifiez les champs indiqués.", "errors": problems},
-            status_code=422,
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 405:
-            return JSONResponse(
-                {"detail": "Méthode non permise sur cette ressource."},
-                status_code=405,
-                headers={"Allow": ", ".join(allowed_methods(app, request.scope))},
-            )
-        if unreadable_body(exc):
-            return JSONResponse(
-                {
-                    "detail": "Requête invalide : le corps de la requête est illisible.",
-                    "errors": [{"field": "body", "message": "corps illisible"}],
-                },
-                status_code=422,
-            )
-        return await http_exception_handler(request, exc)
-
-    @app.exception_handler(PyMongoError)
-    async def on_store_error(request: Request, exc: PyMongoError) -> JSONResponse:
-        """The store away (killed, unreachable, or holding the connection without an
-        answer until the driver's timeouts) is a 503 the client may retry, from any
-        route and from the authentication that runs before it; not a 500."""
-        if store_unavailable(exc):
-            STORE_ERRORS.labels(type(exc).__name__).inc()
-            logger.warning(
-                "store unavailable", extra={"path": request.url.path, "error": repr(exc)[:300]}
-            )
-            return store_unavailable_response()
-        logger.error("store error", exc_info=exc, extra={"path": request.url.path})
-        return JSONResponse({"detail": INTERNAL_ERROR}, 500)
-
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, HTTPException):
-            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
-        return JSONResponse({"detail": INTERNAL_ERROR}, 500)
-
-
-INTERNAL_ERROR = "Erreur interne : l'incident a été enregistré."
-REFRESHES = Counter(
-    "jauge_gateway_refreshes_total",
-    "Times the broker connection came back and the gateway rebuilt its views from the store.",
-)
-STORE_ERRORS = Counter(
-    "jauge_gateway_store_unavailable_total",
-    "Requests answered 503 because the store was away or too slow, by driver error.",
-    ["error"],
-)
-
-
-def store_unavailable_response() -> JSONResponse:
-    return JSONResponse(
-        {"detail": STORE_UNAVAILABLE},
-        503,
-        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
-    )
-
-
-def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
-    """Every method some route takes at this path: Starlette's 405 names only those of
-    the first route that matched the path (GET /api/lots and POST /api/lots are two).
-    Asked of the routes themselves (`matches`), whatever the way they were included."""
-    allowed = []
-    for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"):
-        probe = {**scope, "method": method}
-        if any(route.matches(probe)[0] is Match.FULL for route in app.router.routes):
-            allowed.append(method)
-    return allowed
-
-
-# What FastAPI raises, in English and as an undocumented 400, when a body cannot even be
-# decoded (bytes that are not UTF-8 under a JSON content type, a broken multipart).
-_FASTAPI_UNREADABLE_BODY = "There was an error parsing the body"
-
-
-def unreadable_body(exc: StarletteHTTPException) -> bool:
-    """A body that cannot be decoded is a 422 like malformed JSON (FastAPI's json_invalid),
-    with the same French shape, rather than FastAPI's English 400 that no route documents."""
-    return exc.status_code == 400 and exc.detail == _FASTAPI_UNREADABLE_BODY
-
-
-def listening_socket(config: uvicorn.Config, stall_timeout_s: float) -> socket.socket:
-    """uvicorn's listening socket, with TCP_USER_TIMEOUT so a peer that stops reading goes.
-
-    A WebSocket client that keeps its connection open but never reads (zero receive
-    window) is otherwise never let go: the hub's 1013 close and uvicorn's keepalive
-    close both wait for the buffered frames to drain first, which never happens, so the
-    socket, megabytes of kernel buffers and the handler stay until the peer goes away.
-    With this option (Linux; accepted sockets inherit it) the kernel resets a
-    connection whose sent data could not be delivered for twice `stall_timeout_s`:
-    twice, so that the hub gives up first and counts the socket as a slow client.
-    """
-    sock = config.bind_socket()
-    if hasattr(socket, "TCP_USER_TIMEOUT"):
-        sock.setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, round(stall_timeout_s * 2000))
-        )
-    return sock
-
-
-def run() -> None:
-    settings = GatewaySettings()
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        # X-Forwarded-For is believed from the trusted proxies only (uvicorn's own
-        # default trusts 127.0.0.1: anyone on the host could pick their address)
-        proxy_headers=bool(settings.trusted_proxies.strip()),
-        forwarded_allow_ips=settings.trusted_proxies.strip() or None,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        timeout_graceful_shutdown=int(settings.graceful_timeout_s) + 1,
-        loop=settings.event_loop,
-    )
-    server = uvicorn.Server(config)
-    with suppress(KeyboardInterrupt):
-        server.run(sockets=[listening_socket(config, settings.ws_stall_timeout_s)])
-    if not server.started:  # as uvicorn.run: a failed startup is a failed exit
-        sys.exit(3)

@@ -14,8 +14,13 @@ the gateway answered 504 until it was restarted (issue 14, A). Here the connecti
 its channel, the reply consumer and the requests waiting on them live and die
 together (`_Session`): nothing half-restored can remain.
 
-No reply within `rpc_timeout_s` is a 504; a broker failure or a reply that cannot be
-read is a 503. Both carry a French message naming the service that did not answer.
+No reply within `deadline_s` (the setting `rpc_timeout_s`) is a 504; a broker failure
+or a reply that cannot be read is a 503. Both carry a French message naming the service
+that did not answer.
+
+Over 300 lines on purpose: the connection's life and the requests waiting on it are one
+piece of state, easier to get right read together; what a route calls is at the end
+(`ask_raw`, `ask`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from fastapi import HTTPException, status
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ValidationError
 
-from gateway.state import GatewayState
 from jauge_shared.broker import connect_to_any_node
 from jauge_shared.topology import COMMANDS_EXCHANGE
 
@@ -103,9 +107,10 @@ class _Session:
 class RpcClient:
     """Concurrent request/reply; connects on demand, again after any loss."""
 
-    def __init__(self, url: str, connection_name: str) -> None:
+    def __init__(self, url: str, connection_name: str, deadline_s: float) -> None:
         self.url = url
         self.connection_name = connection_name
+        self.deadline_s = deadline_s  # every request's, unless answered sooner
         self._lock = asyncio.Lock()
         self._session: _Session | None = None
         self._last_round_trip = -PING_CACHE_S
@@ -296,7 +301,7 @@ async def _close_quietly(connection: aio_pika.abc.AbstractConnection) -> None:
 
 
 async def ask_raw(
-    state: GatewayState,
+    rpc: RpcClient,
     routing_key: str,
     body: bytes,
     service: str,
@@ -306,11 +311,11 @@ async def ask_raw(
 ) -> bytes:
     """The raw reply; `service` names the one asked, for the user ("des imports").
     A `read` changes nothing, so it may be asked twice (see `RpcClient.call`)."""
-    deadline_s = state.settings.rpc_timeout_s
+    deadline_s = rpc.deadline_s
     # a request nobody took in time is dropped instead of answered to no one
     properties.setdefault("expiration", deadline_s)
     try:
-        raw = await state.rpc.call(
+        raw = await rpc.call(
             body,
             routing_key,
             deadline_s,
@@ -367,9 +372,9 @@ def _is_refusal(raw: bytes) -> bool:
 
 
 async def ask(
-    state: GatewayState, routing_key: str, request: BaseModel, reply_model: type[Reply]
+    rpc: RpcClient, routing_key: str, request: BaseModel, reply_model: type[Reply]
 ) -> Reply:
     """A question to import-svc (a read), answered with `reply_model`."""
     service = "des imports"
-    raw = await ask_raw(state, routing_key, request.model_dump_json().encode(), service, read=True)
+    raw = await ask_raw(rpc, routing_key, request.model_dump_json().encode(), service, read=True)
     return parse_reply(raw, reply_model, routing_key, service)

@@ -1,24 +1,21 @@
-"""What the gateway opens at start-up and its routes share."""
+"""What the gateway opens at start-up, held on `app.state.gateway` for `deps.py`: routes
+never take it whole, each asks for the one part it uses (`SettingsDep`, `ViewDep`...)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.publisher import RabbitPublisher
 from pymongo import AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
 
-from gateway.durations import RecentDurations
+from gateway.commands import Publishers
 from gateway.hub import Hub
-from gateway.recent import RecentJobs
+from gateway.progress_view import ProgressView
+from gateway.rpc import RpcClient
 from gateway.sessions import SessionWatch
 from gateway.settings import GatewaySettings
 from gateway.users import UserRepository
-
-if TYPE_CHECKING:  # rpc needs the state, the state only names the client
-    from gateway.rpc import RpcClient
 
 
 @dataclass
@@ -26,11 +23,9 @@ class GatewayState:
     settings: GatewaySettings
     mongo: AsyncMongoClient[dict[str, Any]]
     users: UserRepository
-    progress: AsyncCollection[dict[str, Any]]
+    view: ProgressView
     hub: Hub
-    recent: RecentJobs
-    durations: RecentDurations
-    publishers: dict[str, RabbitPublisher]
+    publishers: Publishers
     broker: RabbitBroker
     rpc: RpcClient
     sessions: SessionWatch

@@ -14,8 +14,8 @@ from gateway.deps import (
     SESSION_COOKIE,
     CurrentSession,
     CurrentUser,
+    SessionsDep,
     SettingsDep,
-    StateDep,
     UsersDep,
     oauth2_scheme,
     session_from_token,
@@ -189,17 +189,19 @@ async def login(
 async def logout(
     request: Request,
     response: Response,
-    state: StateDep,
+    settings: SettingsDep,
+    users: UsersDep,
+    sessions: SessionsDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
     session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
 ) -> None:
     """End the session: its token (bearer or cookie) is refused from now on, the
     WebSockets and streams opened with it are closed, and the cookie is forgotten."""
-    found = await session_from_token(bearer or session, state.settings, state.users)
+    found = await session_from_token(bearer or session, settings, users)
     if found is not None:
         user, claims = found
-        await state.users.revoke(user.username, claims.token_id, claims.expires_at)
-        state.sessions.end(user.username, claims.token_id)
+        await users.revoke(user.username, claims.token_id, claims.expires_at)
+        sessions.end(user.username, claims.token_id)
     response.delete_cookie(SESSION_COOKIE)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from gateway.colis_rpc import call_colis
-from gateway.deps import CurrentUser, StateDep
+from gateway.deps import CurrentUser, RpcDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER
 
 router = APIRouter(
@@ -28,10 +28,10 @@ class NewClient(BaseModel):
 
 
 @router.get("", response_model=list[Client])
-async def list_clients(user: CurrentUser, state: StateDep) -> Any:
-    return await call_colis(state, "list_clients")
+async def list_clients(user: CurrentUser, rpc: RpcDep) -> Any:
+    return await call_colis(rpc, "list_clients")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Client)
-async def create_client(body: NewClient, user: CurrentUser, state: StateDep) -> Any:
-    return await call_colis(state, "create_client", name=body.name, phone=body.phone)
+async def create_client(body: NewClient, user: CurrentUser, rpc: RpcDep) -> Any:
+    return await call_colis(rpc, "create_client", name=body.name, phone=body.phone)

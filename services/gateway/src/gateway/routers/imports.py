@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import unicodedata
 from pathlib import Path
 from typing import Annotated
 from uuid import uuid4
@@ -14,10 +13,10 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from pydantic import BaseModel, Field, StringConstraints
 
 from gateway.commands import send_command
-from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.deps import CurrentUser, PublishersDep, RpcDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
-from gateway.routers.jobs import find_visible
 from gateway.rpc import ask
+from gateway.upload_access import safe_file_name
 from gateway.upload_store import ImportUploadStore, find_upload
 from jauge_shared.contracts import ImportKind, RequestImport
 from jauge_shared.contracts.import_rpc import ImportReport, ImportReportRequest
@@ -27,7 +26,6 @@ router = APIRouter(prefix="/api/imports", tags=["imports"], responses=AUTHENTICA
 
 CHUNK = 1024 * 1024
 MAX_FILES = 10_000
-MAX_NAME = 200
 
 
 class ImportRequestBody(BaseModel):
@@ -45,42 +43,16 @@ class Accepted(BaseModel):
     response_model=Accepted,
     responses=error_responses(503),
 )
-async def start_import(body: ImportRequestBody, user: CurrentUser, state: StateDep) -> Accepted:
+async def start_import(
+    body: ImportRequestBody, user: CurrentUser, publishers: PublishersDep
+) -> Accepted:
     """Import the files waiting in the kind's inbox; follow the job on /ws or /api/jobs."""
     job_id = uuid4().hex
     await send_command(
-        state,
+        publishers,
         RequestImport(producer="gateway", job_id=job_id, kind=body.kind, user_id=user.username),
     )
     return Accepted(job_id=job_id)
-
-
-def safe_file_name(raw: str | None) -> str:
-    """The uploaded name as it will be stored, or a 400: never a path, never hidden.
-
-    A name with a folder in it is refused rather than cut down to its last part, so a
-    client that sends `../../etc/passwd` learns at once that it is wrong.
-    """
-    name = unicodedata.normalize("NFC", (raw or "").strip())
-    if not name:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="Un fichier envoyé n'a pas de nom.")
-    if (
-        "/" in name
-        or "\\" in name
-        or name in {".", ".."}
-        or name.startswith(".")
-        or any(unicodedata.category(c) == "Cc" for c in name)
-    ):
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail=f"Nom de fichier refusé : « {name[:MAX_NAME]} » (ni dossier, ni fichier caché).",
-        )
-    if len(name.encode()) > MAX_NAME:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail=f"Nom de fichier trop long (au plus {MAX_NAME} octets).",
-        )
-    return name
 
 
 async def _save(upload: UploadFile, folder: Path, name: str, max_bytes: int) -> None:
@@ -112,7 +84,8 @@ async def upload_import(
         list[UploadFile], File(description="The files to import, and only them.", min_length=1)
     ],
     user: CurrentUser,
-    state: StateDep,
+    settings: SettingsDep,
+    publishers: PublishersDep,
 ) -> Accepted:
     """Import exactly the uploaded files (not the inbox)."""
     if not files:
@@ -127,14 +100,14 @@ async def upload_import(
             status.HTTP_400_BAD_REQUEST, detail="Plusieurs fichiers envoyés portent le même nom."
         )
     upload_id = uuid4().hex
-    folder = state.settings.data_dir / "uploads" / upload_id
+    folder = settings.data_dir / "uploads" / upload_id
     try:
         folder.mkdir(parents=True)
         for upload, name in zip(files, names, strict=True):
-            await _save(upload, folder, name, state.settings.max_upload_bytes)
+            await _save(upload, folder, name, settings.max_upload_bytes)
         job_id = uuid4().hex
         await send_command(
-            state,
+            publishers,
             RequestImport(
                 producer="gateway",
                 job_id=job_id,
@@ -169,14 +142,14 @@ class AcceptedUploads(Accepted):
     responses=error_responses(400, 503),
 )
 async def import_uploaded(
-    body: UploadedImport, user: CurrentUser, state: StateDep
+    body: UploadedImport, user: CurrentUser, settings: SettingsDep, publishers: PublishersDep
 ) -> AcceptedUploads:
     """Import the files sent with `/api/uploads` (`purpose: import`, one upload each, in
     the background): the import starts with those that have arrived; the others are
     listed in `missing`."""
     arrived, missing = [], []
     for upload_id in dict.fromkeys(body.upload_ids):
-        found = await asyncio.to_thread(find_upload, state.settings.data_dir, upload_id)
+        found = await asyncio.to_thread(find_upload, settings.data_dir, upload_id)
         upload = found[1] if found else None
         if (
             upload is not None
@@ -193,7 +166,7 @@ async def import_uploaded(
         )
     job_id = uuid4().hex
     await send_command(
-        state,
+        publishers,
         RequestImport(
             producer="gateway",
             job_id=job_id,
@@ -203,7 +176,7 @@ async def import_uploaded(
         ),
     )
     # the files are import-svc's now: only their notes, the gateway's own, go
-    store = ImportUploadStore(state.settings.data_dir)
+    store = ImportUploadStore(settings.data_dir)
     for upload_id in arrived:
         await asyncio.to_thread(store.forget, upload_id)
     return AcceptedUploads(job_id=job_id, files=len(arrived), missing=missing)
@@ -214,14 +187,12 @@ async def import_uploaded(
     response_model=ImportReport,
     responses=error_responses(404, 503, 504),
 )
-async def import_report(
-    job_id: str, user: CurrentUser, progress: ProgressDep, state: StateDep
-) -> ImportReport:
+async def import_report(job_id: str, user: CurrentUser, view: ViewDep, rpc: RpcDep) -> ImportReport:
     """Every file's result of one import (the progress document keeps only the latest)."""
-    job = await find_visible(progress, user, job_id)
+    job = await view.job(user, job_id)
     if not str(job.get("kind", "")).startswith("import"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Import introuvable.")
-    report = await ask(state, RK.IMPORT_RPC, ImportReportRequest(job_id=job_id), ImportReport)
+    report = await ask(rpc, RK.IMPORT_RPC, ImportReportRequest(job_id=job_id), ImportReport)
     if not report.found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Import introuvable.")
     return report

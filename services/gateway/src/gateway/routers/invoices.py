@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from gateway.deps import CurrentUser, ProgressDep, StateDep
+from gateway.deps import CurrentUser, RpcDep, ViewDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER
 from gateway.rpc import ask
 from jauge_shared.contracts.import_rpc import MAX_OFFSET, InvoiceList, InvoiceSearchRequest
@@ -20,8 +20,8 @@ router = APIRouter(
 @router.get("", response_model=InvoiceList)
 async def list_invoices(
     user: CurrentUser,
-    progress: ProgressDep,
-    state: StateDep,
+    view: ViewDep,
+    rpc: RpcDep,
     supplier: Annotated[
         str | None, Query(max_length=200, description="Supplier id, or part of its name")
     ] = None,
@@ -34,8 +34,7 @@ async def list_invoices(
     job_ids = None
     if not user.is_admin:
         # the read model knows who started which import; import-svc knows no users
-        cursor = progress.find({"owner": user.username, "kind": "import.edi"}, {"_id": True})
-        job_ids = [doc["_id"] async for doc in cursor]
+        job_ids = await view.import_job_ids(user)
         if not job_ids:
             return InvoiceList(total=0, invoices=[])
     request = InvoiceSearchRequest(
@@ -46,4 +45,4 @@ async def list_invoices(
         limit=limit,
         offset=offset,
     )
-    return await ask(state, RK.IMPORT_RPC, request, InvoiceList)
+    return await ask(rpc, RK.IMPORT_RPC, request, InvoiceList)

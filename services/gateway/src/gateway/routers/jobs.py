@@ -1,4 +1,5 @@
-"""Progress documents: the read model, read directly (read-only)."""
+"""Progress documents: the jobs and tasks the caller may see, from the read model
+(`progress_view`), read-only; one job's updates as Server-Sent Events."""
 
 from __future__ import annotations
 
@@ -9,22 +10,21 @@ from typing import Annotated, Any
 
 import anyio
 import orjson
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator
-from pymongo.asynchronous.collection import AsyncCollection
 from starlette.types import Receive, Scope, Send
 
-from gateway.deps import CurrentSession, CurrentUser, ProgressDep, StateDep
+from gateway.deps import CurrentSession, CurrentUser, HubDep, SessionsDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.hub import JOB_TOPIC_PREFIX, Connection
-from gateway.users import User
+from gateway.live import offer_snapshot
+from gateway.progress_view import NOT_FOUND
 from jauge_shared.contracts import ProgressDocument, ProgressStatus
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
 SSE_HEARTBEAT_S = 15.0
-NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
 
 
 def iso_only(value: Any) -> Any:
@@ -38,39 +38,10 @@ def iso_only(value: Any) -> Any:
 IsoDateTime = Annotated[datetime, BeforeValidator(iso_only)]
 
 
-def to_public(doc: dict[str, Any]) -> dict[str, Any]:
-    return ProgressDocument.model_validate(doc).model_dump(mode="json", by_alias=True)
-
-
-def visible_to(user: User) -> dict[str, Any]:
-    return {} if user.is_admin else {"owner": user.username}
-
-
-async def visible_by_id(
-    progress: AsyncCollection[dict[str, Any]], user: User, job_id: str
-) -> dict[str, Any] | None:
-    """One progress document if the caller may see it.
-
-    Read by `_id` alone and checked here rather than with `owner` in the filter:
-    FerretDB's SQLite backend uses the `_id` index only for a filter on `_id` alone, and
-    scans the collection for any other (every GET of a task or job, and every poll).
-    """
-    doc = await progress.find_one({"_id": job_id})
-    return doc if doc is not None and user.may_see(doc.get("owner")) else None
-
-
-async def find_visible(progress: ProgressDep, user: User, job_id: str) -> dict[str, Any]:
-    """The job if the caller may see it; 404 otherwise, never another agent's data."""
-    doc = await visible_by_id(progress, user, job_id)
-    if doc is None:
-        raise NOT_FOUND
-    return to_public(doc)
-
-
 @router.get("", response_model=list[ProgressDocument], response_model_by_alias=True)
 async def list_jobs(
     user: CurrentUser,
-    progress: ProgressDep,
+    view: ViewDep,
     kind: Annotated[str | None, Query(max_length=40, description="e.g. import.edi")] = None,
     status_: Annotated[ProgressStatus | None, Query(alias="status")] = None,
     since: Annotated[
@@ -79,15 +50,7 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     """The jobs and tasks the caller may see, newest first."""
-    query: dict[str, Any] = visible_to(user)
-    if kind:
-        query["kind"] = kind
-    if status_:
-        query["status"] = status_.value
-    if since:
-        query["updated_at"] = {"$gte": since}
-    cursor = progress.find(query).sort("updated_at", -1).limit(limit)
-    return [to_public(doc) async for doc in cursor]
+    return await view.jobs(user, kind=kind, status_=status_, since=since, limit=limit)
 
 
 @router.get(
@@ -96,8 +59,8 @@ async def list_jobs(
     response_model_by_alias=True,
     responses=error_responses(404),
 )
-async def get_job(job_id: str, user: CurrentUser, progress: ProgressDep) -> dict[str, Any]:
-    return await find_visible(progress, user, job_id)
+async def get_job(job_id: str, user: CurrentUser, view: ViewDep) -> dict[str, Any]:
+    return await view.job(user, job_id)
 
 
 @router.get(
@@ -111,8 +74,10 @@ async def get_job(job_id: str, user: CurrentUser, progress: ProgressDep) -> dict
 async def stream_job(
     job_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
     current: CurrentSession,
-    progress: ProgressDep,
-    state: StateDep,
+    view: ViewDep,
+    hub: HubDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
 ) -> StreamingResponse:
     """Server-Sent Events for clients that cannot open a WebSocket: the same frames.
 
@@ -122,8 +87,7 @@ async def stream_job(
     is dropped. The stream ends with the session it was opened in (`event: close`).
     """
     user, claims = current
-    doc = await progress.find_one({"_id": job_id})
-    if doc is not None and not user.may_see(doc.get("owner")):
+    if await view.hidden_from(user, job_id):
         raise NOT_FOUND
     # one frame at a time: the hub's writer waits for the response to take it, and
     # gives up on a stalled reader after the stall timeout, as for a socket
@@ -131,22 +95,20 @@ async def stream_job(
     connection = Connection(
         user,
         frames.put,
-        limit=state.settings.ws_queue_limit,
-        stall_timeout_s=state.settings.ws_stall_timeout_s,
+        limit=settings.ws_queue_limit,
+        stall_timeout_s=settings.ws_stall_timeout_s,
     )
     topic = JOB_TOPIC_PREFIX + job_id
     connection.subscribe(topic)
-    state.hub.add(connection)
-    state.sessions.add(connection, claims)
+    hub.add(connection)
+    sessions.add(connection, claims)
     try:
-        # read again once subscribed: an update between the first read and now is not lost
-        doc = await progress.find_one({"_id": job_id}) or doc
+        # read once subscribed: an update between the check and now is not lost
+        await offer_snapshot(view, connection, topic)
     except BaseException:  # the store went away meanwhile: a 503, and no socket left behind
-        state.hub.remove(connection)
-        state.sessions.remove(connection)
+        hub.remove(connection)
+        sessions.remove(connection)
         raise
-    snapshot = to_public(doc) if doc is not None else None
-    connection.offer((topic, job_id), {"type": "snapshot", "topic": topic, "job": snapshot}, 0.0)
     connection.snapshot_sent(topic)
 
     async def events() -> AsyncIterator[str]:
@@ -171,8 +133,8 @@ async def stream_job(
                 else:
                     yield ": keep-alive\n\n"
         finally:
-            state.hub.remove(connection)
-            state.sessions.remove(connection)
+            hub.remove(connection)
+            sessions.remove(connection)
             connection.fail(1000, "stream closed")
             for task in (writer, closed, frame):
                 if task is not None:

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel
 
+from gateway.audit_pages import AuditPage, Before, Limit, history
 from gateway.colis_rpc import call_colis
-from gateway.deps import CurrentUser, StateDep
+from gateway.deps import CurrentUser, RpcDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
-from gateway.routers.audit import AuditPage, Before, Limit, history
 from jauge_shared.contracts import TransportType
 
 router = APIRouter(
@@ -35,38 +35,36 @@ class NewLot(BaseModel):
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Lot)
-async def create_lot(body: NewLot, user: CurrentUser, state: StateDep) -> Any:
+async def create_lot(body: NewLot, user: CurrentUser, rpc: RpcDep) -> Any:
     """A new open lot numbered `TYPE-YYYYMMDDNNN` (unique even under concurrency)."""
-    return await call_colis(
-        state, "create_lot", type_lot=body.type_lot.value, user_id=user.username
-    )
+    return await call_colis(rpc, "create_lot", type_lot=body.type_lot.value, user_id=user.username)
 
 
 @router.get("", response_model=list[Lot])
 async def list_lots(
     user: CurrentUser,
-    state: StateDep,
+    rpc: RpcDep,
     statut: Annotated[Literal["ouvert", "ferme", "expedie"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Any:
-    return await call_colis(state, "list_lots", statut=statut, limit=limit)
+    return await call_colis(rpc, "list_lots", statut=statut, limit=limit)
 
 
 @router.get("/{lot_id}", response_model=Lot, responses=error_responses(404))
-async def get_lot(lot_id: LotId, user: CurrentUser, state: StateDep) -> Any:
-    return await call_colis(state, "get_lot", lot_id=lot_id)
+async def get_lot(lot_id: LotId, user: CurrentUser, rpc: RpcDep) -> Any:
+    return await call_colis(rpc, "get_lot", lot_id=lot_id)
 
 
 @router.post("/{lot_id}/close", response_model=Lot, responses=error_responses(404))
-async def close_lot(lot_id: LotId, user: CurrentUser, state: StateDep) -> Any:
+async def close_lot(lot_id: LotId, user: CurrentUser, rpc: RpcDep) -> Any:
     """No parcel can be added to a closed lot. Closing a closed lot changes nothing."""
-    return await call_colis(state, "close_lot", lot_id=lot_id, user_id=user.username)
+    return await call_colis(rpc, "close_lot", lot_id=lot_id, user_id=user.username)
 
 
 @router.get("/{lot_id}/history", response_model=AuditPage, responses=error_responses(404))
 async def lot_history(
-    lot_id: LotId, user: CurrentUser, state: StateDep, limit: Limit = 100, before: Before = None
+    lot_id: LotId, user: CurrentUser, rpc: RpcDep, limit: Limit = 100, before: Before = None
 ) -> Any:
     """Who created and closed the lot, and every change to its parcels, newest first:
     open to every signed-in user (lots and parcels are the agency's shared data)."""
-    return await history(state, "lot_history", limit, before, lot_id=lot_id)
+    return await history(rpc, "lot_history", limit, before, lot_id=lot_id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from gateway.deps import StateDep
+from gateway.deps import BrokerDep, MongoDep, RpcDep
 from jauge_shared.asyncapi import build_document
 from jauge_shared.ops import CHECK_TIMEOUT_S, run_checks, store_is_reachable
 
@@ -25,16 +25,15 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     responses={503: {"description": "Broker, store or the request/reply path unreachable"}},
 )
-async def readyz(state: StateDep) -> JSONResponse:
+async def readyz(broker: BrokerDep, mongo: MongoDep, rpc: RpcDep) -> JSONResponse:
     """Ready when the broker, the store and the path to the services all work: `rpc` is
     a message sent through the broker and back to the gateway's reply consumer, so a
     gateway that could no longer ask colis-svc or import-svc anything says so."""
-    broker = state.broker
     results = await run_checks(
         {
             "broker": lambda: broker.ping(timeout=CHECK_TIMEOUT_S),
-            "store": lambda: store_is_reachable(state.mongo),
-            "rpc": lambda: state.rpc.round_trip_works(CHECK_TIMEOUT_S),
+            "store": lambda: store_is_reachable(mongo),
+            "rpc": lambda: rpc.round_trip_works(CHECK_TIMEOUT_S),
         }
     )
     ready = all(results.values())

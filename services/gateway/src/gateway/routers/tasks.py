@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from gateway.colis_rpc import ask_control
-from gateway.deps import CurrentUser, DurationsDep, ProgressDep, StateDep
-from gateway.durations import Sample
+from gateway.deps import CurrentUser, RpcDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
+from gateway.progress_view import FAILED, TaskState
 from gateway.quantities import DIMENSION_DIGITS, WEIGHT_DIGITS, quantity_pattern
-from gateway.routers.jobs import to_public, visible_by_id, visible_to
-from gateway.routers.uploads import bind_upload
-from gateway.users import User
+from gateway.upload_access import bind_upload
 from jauge_shared.contracts import (
     CancelColisTask,
     Centimetres,
@@ -32,20 +29,11 @@ from jauge_shared.contracts import (
     RetryColisTask,
     TaskStatus,
 )
-from jauge_shared.contracts.colis import ACTIVE_STATUSES, FAILED_STATUSES
 from jauge_shared.contracts.colis import ColisEdits as SharedColisEdits
-from jauge_shared.contracts.colis import can_cancel as shared_can_cancel
-from jauge_shared.contracts.colis import can_retry as shared_can_retry
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=AUTHENTICATED)
 
 TaskId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-KINDS = ["colis.create", "colis.update"]
-# colis-svc's status sets (jauge_shared.contracts.colis), as stored in `step_status`
-ACTIVE = sorted(status.value for status in ACTIVE_STATUSES)
-FAILED = sorted(status.value for status in FAILED_STATUSES)
-ETA_SAMPLE = 20
-NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
 
 
 def text_matching(pattern: str) -> Any:
@@ -117,136 +105,31 @@ class Accepted(BaseModel):
     retry_count: int | None = None
 
 
-def can_retry(doc: dict[str, Any], user: User) -> bool:
-    """What colis-svc said with the task's last step (`colis.step_changed`); colis-svc's
-    rule (jauge_shared.contracts.colis) for a document stored before it said so."""
-    said = doc.get("can_force_retry" if user.is_admin else "can_retry")
-    if said is not None:
-        return bool(said)
-    retries = (doc.get("retry_count") or 0, doc.get("max_retries") or 0)
-    return shared_can_retry(str(doc.get("step_status")), *retries, force=user.is_admin)
-
-
-def can_cancel(doc: dict[str, Any]) -> bool:
-    said = doc.get("can_cancel")
-    return bool(said) if said is not None else shared_can_cancel(str(doc.get("step_status")))
-
-
-async def stored_durations(progress: Any, kind: str, n: int) -> list[Sample]:
-    """The `n` latest completions of `kind` in the store (read once, by RecentDurations)."""
-    cursor = (
-        progress.find(
-            {"kind": kind, "step_status": "completed", "duration_s": {"$ne": None}},
-            {"duration_s": 1, "finished_at": 1},
-        )
-        .sort("finished_at", -1)
-        .limit(n)
-    )
-    return [
-        (str(d["_id"]), d["finished_at"], float(d["duration_s"]))
-        async for d in cursor
-        if d.get("duration_s") and d.get("finished_at")
-    ]
-
-
-def present(
-    doc: dict[str, Any], user: User, averages: dict[str, float], now: datetime
-) -> dict[str, Any]:
-    view = to_public(doc)
-    view["can_retry"] = can_retry(doc, user)
-    view["can_cancel"] = can_cancel(doc)
-    eta = None
-    if doc.get("step_status") in ACTIVE and doc.get("kind") in averages:
-        started = doc.get("started_at") or doc.get("created_at") or now
-        elapsed = (now - started).total_seconds()
-        eta = round(max(averages[doc["kind"]] - elapsed, 0.0), 1)
-    view["eta_s"] = eta
-    view["estimated_completion_at"] = (
-        (now + timedelta(seconds=eta)).isoformat() if eta is not None else None
-    )
-    return view
-
-
-def scope(user: User, owner: str | None) -> dict[str, Any]:
-    query: dict[str, Any] = {"kind": {"$in": KINDS}, **visible_to(user)}
-    if owner and user.is_admin:
-        query["owner"] = owner
-    return query
-
-
 @router.get("")
 async def list_tasks(
     user: CurrentUser,
-    progress: ProgressDep,
-    durations: DurationsDep,
-    state: Annotated[Literal["active", "failed", "completed"], Query()] = "active",
+    view: ViewDep,
+    state: Annotated[TaskState, Query()] = "active",
     owner: Annotated[str | None, Query(max_length=64, description="Admin only")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     """`active`: waiting or running; `failed`: retryable first; `completed`: last 24 h."""
-    now = datetime.now(UTC)
-    query = scope(user, owner)
-    sort: list[tuple[str, int]] = [("updated_at", -1)]
-    if state == "active":
-        query["step_status"] = {"$in": ACTIVE}
-        sort = [("created_at", 1)]
-    elif state == "failed":
-        query["step_status"] = {"$in": FAILED}
-    else:
-        query["step_status"] = TaskStatus.COMPLETED.value
-        query["finished_at"] = {"$gte": now - timedelta(hours=24)}
-        sort = [("finished_at", -1)]
-    averages = await durations.averages()
-    cursor = progress.find(query).sort(sort).limit(limit)
-    tasks = [present(doc, user, averages, now) async for doc in cursor]
-    if state == "failed":  # retryable first, each group newest first (sort is stable)
-        tasks.sort(key=lambda t: not t["can_retry"])
-    return tasks
+    return await view.tasks(user, state, owner, limit)
 
 
 @router.get("/stats")
 async def task_stats(
     user: CurrentUser,
-    progress: ProgressDep,
+    view: ViewDep,
     owner: Annotated[str | None, Query(max_length=64, description="Admin only")] = None,
 ) -> dict[str, Any]:
     """Today's figures (UTC day) for the caller's tasks, or everyone's for an admin."""
-    now = datetime.now(UTC)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    query = {**scope(user, owner), "created_at": {"$gte": midnight}}
-    counts: dict[str, int] = {}
-    async for doc in progress.find(query, {"step_status": 1}):
-        key = str(doc.get("step_status"))
-        counts[key] = counts.get(key, 0) + 1
-    total = sum(counts.values())
-    completed = counts.get(TaskStatus.COMPLETED.value, 0)
-    failed = counts.get(TaskStatus.FAILED.value, 0) + counts.get(TaskStatus.FAILED_FINAL.value, 0)
-    waiting = [*ACTIVE, TaskStatus.FAILED_RETRY.value]
-    active_query = {**scope(user, owner), "step_status": {"$in": waiting}}
-    active = await progress.count_documents(active_query)
-    return {
-        "total_today": total,
-        "completed_today": completed,
-        "failed_today": failed,
-        "active_now": active,
-        "success_rate": round(completed / total * 100, 1) if total else 0.0,
-        "scope": "all" if user.is_admin and not owner else (owner or user.username),
-    }
-
-
-async def find_task(progress: ProgressDep, user: User, task_id: str) -> dict[str, Any]:
-    doc = await visible_by_id(progress, user, task_id)
-    if doc is None or doc.get("kind") not in KINDS:
-        raise NOT_FOUND
-    return doc
+    return await view.task_stats(user, owner)
 
 
 @router.get("/{task_id}", responses=error_responses(404))
-async def get_task(
-    task_id: TaskId, user: CurrentUser, progress: ProgressDep, durations: DurationsDep
-) -> dict[str, Any]:
-    doc = await find_task(progress, user, task_id)
-    return present(doc, user, await durations.averages(), datetime.now(UTC))
+async def get_task(task_id: TaskId, user: CurrentUser, view: ViewDep) -> dict[str, Any]:
+    return await view.task(user, task_id)
 
 
 @router.post(
@@ -258,13 +141,14 @@ async def get_task(
 async def retry_task(
     task_id: TaskId,
     user: CurrentUser,
-    progress: ProgressDep,
-    state: StateDep,
+    view: ViewDep,
+    rpc: RpcDep,
+    settings: SettingsDep,
     body: Annotated[RetryBody | None, Body()] = None,
 ) -> Accepted:
     """Another run of a failed task, with the agent's corrections if any."""
     body = body or RetryBody()
-    doc = await find_task(progress, user, task_id)
+    doc = await view.task_doc(user, task_id)
     if body.force and not user.is_admin:
         raise HTTPException(403, detail="Seul un administrateur peut forcer une relance.")
     if doc.get("step_status") not in FAILED:
@@ -272,7 +156,7 @@ async def retry_task(
     edits = body.colis_data.changes() if body.colis_data else {}
     pending = False
     if body.upload_id:
-        pending = await asyncio.to_thread(bind_upload, state, user, body.upload_id, task_id)
+        pending = await asyncio.to_thread(bind_upload, settings, user, body.upload_id, task_id)
     command = RetryColisTask(
         producer="gateway",
         job_id=task_id,
@@ -283,7 +167,7 @@ async def retry_task(
         upload_id=body.upload_id,
         image_pending=pending,
     )
-    result = await ask_control(state, command)
+    result = await ask_control(rpc, command)
     return Accepted(task_id=task_id, **result)
 
 
@@ -293,12 +177,10 @@ async def retry_task(
     response_model=Accepted,
     responses=error_responses(404, 409, 503, e409="The task has already ended"),
 )
-async def cancel_task(
-    task_id: TaskId, user: CurrentUser, progress: ProgressDep, state: StateDep
-) -> Accepted:
+async def cancel_task(task_id: TaskId, user: CurrentUser, view: ViewDep, rpc: RpcDep) -> Accepted:
     """A waiting task is cancelled at once; a running one stops at its next step
     (`status: cancel_requested`); a completed one cannot be (409)."""
-    doc = await find_task(progress, user, task_id)
+    doc = await view.task_doc(user, task_id)
     if doc.get("step_status") == TaskStatus.COMPLETED.value:
         raise HTTPException(409, detail="Impossible d'annuler une tâche terminée.")
     if doc.get("step_status") == TaskStatus.CANCELLED.value:
@@ -312,5 +194,5 @@ async def cancel_task(
         lot_id=doc.get("lot_id"),
         operation=operation,
     )
-    result = await ask_control(state, command)
+    result = await ask_control(rpc, command)
     return Accepted(task_id=task_id, **result)

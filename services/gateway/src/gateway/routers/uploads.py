@@ -22,20 +22,11 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, Field
 
 from gateway.commands import send_command
-from gateway.deps import CurrentUser, StateDep
+from gateway.deps import CurrentUser, PublishersDep, SettingsDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.photo_stream import PHOTO_TYPES, WRONG_TYPE, is_image
-from gateway.routers.imports import safe_file_name
-from gateway.state import GatewayState
-from gateway.upload_store import (
-    ImportUploadStore,
-    OffsetMismatch,
-    TooLarge,
-    Upload,
-    UploadStore,
-    find_upload,
-)
-from gateway.users import User
+from gateway.upload_access import limit_of, owned_in, safe_file_name, too_large
+from gateway.upload_store import ImportUploadStore, OffsetMismatch, TooLarge, Upload, UploadStore
 from jauge_shared.contracts import PhotoReady
 
 logger = logging.getLogger("gateway.uploads")
@@ -71,10 +62,6 @@ class UploadView(BaseModel):
     task_id: str | None = None
 
 
-def store_of(state: GatewayState) -> UploadStore:
-    return UploadStore(state.settings.data_dir)
-
-
 def view(upload: Upload) -> UploadView:
     return UploadView(
         id=upload.id,
@@ -88,84 +75,43 @@ def view(upload: Upload) -> UploadView:
     )
 
 
-def limit_of(state: GatewayState, purpose: str) -> int:
-    settings = state.settings
-    return settings.max_photo_bytes if purpose == "photo" else settings.max_upload_bytes
-
-
-def _too_large(state: GatewayState, purpose: str = "photo") -> HTTPException:
-    megabytes = limit_of(state, purpose) // 1024 // 1024
-    if purpose == "photo":
-        return HTTPException(413, detail=f"Photo trop lourde : {megabytes} Mo au plus.")
-    return HTTPException(413, detail=f"Fichier trop volumineux : {megabytes} Mo au plus.")
-
-
-def owned_in(
-    state: GatewayState, user: User, upload_id: str, purpose: str | None = None
-) -> tuple[UploadStore, Upload]:
-    """The user's own upload, or a 404 (another agent's upload is not even said to exist)."""
-    found = find_upload(state.settings.data_dir, upload_id)
-    if found is None or found[1].owner != user.username or purpose not in (None, found[1].purpose):
-        raise HTTPException(404, detail="Envoi introuvable : renvoyez le fichier.")
-    return found
-
-
-def owned(state: GatewayState, user: User, upload_id: str) -> Upload:
-    return owned_in(state, user, upload_id, "photo")[1]
-
-
-def bind_upload(state: GatewayState, user: User, upload_id: str, task_id: str) -> bool:
-    """Ties the upload to the task that will wait for it; True while bytes are missing.
-
-    The task is written first and completeness read after, while the last chunk renames
-    first and reads the task after: whichever comes second sees the other, so the task is
-    either queued with its photo complete or told when it is."""
-    upload = owned(state, user, upload_id)
-    if upload.task_id not in (None, task_id):
-        raise HTTPException(409, detail="Cette photo est déjà celle d'une autre tâche.")
-    store = store_of(state)
-    store.bind(upload, task_id)
-    again = store.get(upload_id)
-    return again is None or not again.complete
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadView,
     responses=error_responses(400, 413, 415, e400="An import file's name is refused"),
 )
-async def open_upload(body: OpenUpload, user: CurrentUser, state: StateDep) -> UploadView:
+async def open_upload(body: OpenUpload, user: CurrentUser, settings: SettingsDep) -> UploadView:
     """Opens a resumable upload; send its bytes with PATCH. A photo's `id` is named as
     `upload_id` in the parcel form (before or after the bytes: the task waits)."""
     if body.purpose == "import":
         name = safe_file_name(body.name)
-        if body.size is not None and body.size > state.settings.max_upload_bytes:
-            raise _too_large(state, "import")
-        store = ImportUploadStore(state.settings.data_dir)
+        if body.size is not None and body.size > settings.max_upload_bytes:
+            raise too_large(settings, "import")
+        store = ImportUploadStore(settings.data_dir)
         opened = await asyncio.to_thread(
             store.open, user.username, body.type.lower(), body.size, name
         )
         return view(opened)
     if body.type.lower() not in PHOTO_TYPES:
         raise HTTPException(415, detail=WRONG_TYPE)
-    if body.size is not None and body.size > state.settings.max_photo_bytes:
-        raise _too_large(state)
+    if body.size is not None and body.size > settings.max_photo_bytes:
+        raise too_large(settings)
     upload = await asyncio.to_thread(
-        store_of(state).open, user.username, body.type.lower(), body.size
+        UploadStore(settings.data_dir).open, user.username, body.type.lower(), body.size
     )
     return view(upload)
 
 
 @router.get("/{upload_id}", response_model=UploadView, responses=error_responses(404))
-async def get_upload(upload_id: UploadId, user: CurrentUser, state: StateDep) -> Any:
-    return view(owned_in(state, user, upload_id)[1])
+async def get_upload(upload_id: UploadId, user: CurrentUser, settings: SettingsDep) -> Any:
+    return view(owned_in(settings, user, upload_id)[1])
 
 
 @router.head("/{upload_id}", responses=error_responses(404))
-async def upload_offset(upload_id: UploadId, user: CurrentUser, state: StateDep) -> Response:
+async def upload_offset(upload_id: UploadId, user: CurrentUser, settings: SettingsDep) -> Response:
     """Where the upload stands: `Upload-Offset` (bytes received) and `Upload-Length`."""
-    upload = owned_in(state, user, upload_id)[1]
+    upload = owned_in(settings, user, upload_id)[1]
     headers = {"Upload-Offset": str(upload.offset), **NO_STORE}
     if upload.size is not None:
         headers["Upload-Length"] = str(upload.size)
@@ -193,7 +139,11 @@ def tus_header(request: Request, name: str, *, minimum: int) -> int | None:
     ),
 )
 async def send_chunk(
-    upload_id: UploadId, request: Request, user: CurrentUser, state: StateDep
+    upload_id: UploadId,
+    request: Request,
+    user: CurrentUser,
+    settings: SettingsDep,
+    publishers: PublishersDep,
 ) -> Response:
     """One chunk (the raw body) at the header `Upload-Offset` (required), which must be
     the bytes received so far (else 409 with the right `Upload-Offset`); a chunk sent
@@ -204,12 +154,12 @@ async def send_chunk(
     upload_length = tus_header(request, "Upload-Length", minimum=1)
     if upload_offset is None:
         raise HTTPException(400, detail="En-tête Upload-Offset manquant.")
-    store, upload = owned_in(state, user, upload_id)
-    limit = limit_of(state, upload.purpose)
+    store, upload = owned_in(settings, user, upload_id)
+    limit = limit_of(settings, upload.purpose)
     chunk = await request.body()
     if upload_length is not None:
         if upload_length > limit:
-            raise _too_large(state, upload.purpose)
+            raise too_large(settings, upload.purpose)
         if upload.size is not None and upload.size != upload_length:
             raise HTTPException(409, detail="Taille de l'envoi différente de celle annoncée.")
         store.declare_size(upload, upload_length)
@@ -224,7 +174,7 @@ async def send_chunk(
             headers={"Upload-Offset": str(e.offset), **NO_STORE},
         )
     except TooLarge as e:
-        raise _too_large(state, upload.purpose) from e
+        raise too_large(settings, upload.purpose) from e
     first_bytes_in = before < 16 <= upload.offset or (finished and before < 16)
     # the file's kind, as soon as its first bytes are in: the server still checks (and
     # colis-svc decodes and re-encodes whatever arrives)
@@ -236,7 +186,7 @@ async def send_chunk(
         # also when a finished upload is sent its last chunk again: that client may not
         # have seen the answer of a first try whose notice was not delivered
         await send_command(
-            state,
+            publishers,
             PhotoReady(
                 producer="gateway",
                 job_id=upload.task_id,

@@ -11,21 +11,26 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pymongo.errors import PyMongoError
 
-from gateway.deps import SESSION_COOKIE, session_from_token
+from gateway.deps import (
+    SESSION_COOKIE,
+    HubDep,
+    SessionsDep,
+    SettingsDep,
+    UsersDep,
+    ViewDep,
+    session_from_token,
+)
 from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection
-from gateway.routers.jobs import to_public, visible_by_id
+from gateway.live import CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON, offer_snapshot
+from gateway.progress_view import ProgressView
 from gateway.security import ACCESS, WS_TICKET
-from gateway.state import GatewayState
 from jauge_shared.mongo import store_unavailable
 
 router = APIRouter()
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
-CLOSE_TRY_AGAIN_LATER = 1013
-STORE_AWAY_REASON = "store unavailable, try again later"
 MAX_TOPICS = 1000
-JOBS_SNAPSHOT_LIMIT = 100
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -54,15 +59,21 @@ def origin_allowed(websocket: WebSocket, extra: str) -> bool:
 
 
 @router.websocket("/ws")
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    state: GatewayState = websocket.app.state.gateway
-    if not origin_allowed(websocket, state.settings.allowed_origins):
+async def websocket_endpoint(
+    websocket: WebSocket,
+    settings: SettingsDep,
+    users: UsersDep,
+    view: ViewDep,
+    hub: HubDep,
+    sessions: SessionsDep,
+) -> None:
+    if not origin_allowed(websocket, settings.allowed_origins):
         await websocket.accept()
         await websocket.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
         return
     token, kind = _token_of(websocket)
     try:
-        session = await session_from_token(token, state.settings, state.users, kind)
+        session = await session_from_token(token, settings, users, kind)
     except PyMongoError as e:
         if not store_unavailable(e):
             raise
@@ -78,19 +89,19 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     connection = Connection(
         user,
         websocket.send_text,
-        limit=state.settings.ws_queue_limit,
-        stall_timeout_s=state.settings.ws_stall_timeout_s,
+        limit=settings.ws_queue_limit,
+        stall_timeout_s=settings.ws_stall_timeout_s,
     )
-    state.hub.add(connection)
-    state.sessions.add(connection, claims)
+    hub.add(connection)
+    sessions.add(connection, claims)
     writer = asyncio.create_task(connection.run_writer())
-    reader = asyncio.create_task(_read_frames(websocket, connection, state))
+    reader = asyncio.create_task(_read_frames(websocket, connection, view))
     closed = asyncio.create_task(connection.closed.wait())
     try:
         await asyncio.wait({writer, reader, closed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        state.hub.remove(connection)
-        state.sessions.remove(connection)
+        hub.remove(connection)
+        sessions.remove(connection)
         for task in (writer, reader, closed):
             task.cancel()
         for task in (writer, reader, closed):
@@ -102,7 +113,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 await websocket.close(code, reason)
 
 
-async def _read_frames(websocket: WebSocket, connection: Connection, state: GatewayState) -> None:
+async def _read_frames(websocket: WebSocket, connection: Connection, view: ProgressView) -> None:
     try:
         while True:
             raw = await websocket.receive_text()
@@ -113,12 +124,12 @@ async def _read_frames(websocket: WebSocket, connection: Connection, state: Gate
             except ValueError:
                 _error(connection, "bad_frame", "Message illisible : JSON attendu.")
                 continue
-            await _handle(frame, connection, state)
+            await _handle(frame, connection, view)
     except WebSocketDisconnect:
         connection.closed.set()
 
 
-async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayState) -> None:
+async def _handle(frame: dict[str, Any], connection: Connection, view: ProgressView) -> None:
     op = frame.get("op")
     if op == "ping":
         connection.send_now({"type": "pong"})
@@ -139,7 +150,7 @@ async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayS
     # subscribe first, then read: an update racing the snapshot is kept, not lost
     connection.subscribe(topic)
     try:
-        await _offer_snapshot(state, connection, topic)
+        await offer_snapshot(view, connection, topic)
     except PyMongoError as e:
         if not store_unavailable(e):
             raise
@@ -149,44 +160,6 @@ async def _handle(frame: dict[str, Any], connection: Connection, state: GatewayS
         connection.fail(CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON)
     finally:
         connection.snapshot_sent(topic)
-
-
-async def _offer_snapshot(state: GatewayState, connection: Connection, topic: str) -> None:
-    if topic == JOBS_TOPIC:
-        for job in await state.recent.newest(connection.user):
-            connection.offer(
-                (topic, job["id"]), {"type": "snapshot", "topic": topic, "job": job}, 0.0
-            )
-        return
-    job_id = topic.removeprefix(JOB_TOPIC_PREFIX)
-    found = await visible_by_id(state.progress, connection.user, job_id)
-    snapshot = to_public(found) if found else None
-    connection.offer((topic, job_id), {"type": "snapshot", "topic": topic, "job": snapshot}, 0.0)
-
-
-async def resend_snapshots(state: GatewayState) -> int:
-    """Every subscription of every socket (and SSE stream) offered its snapshot again,
-    read afresh; returns how many. After the broker connection came back: updates
-    published while it was down never reached this replica, and a socket would keep
-    showing a task running that has completed. A state the socket already has is not
-    sent again (`Connection.offer` drops a snapshot not newer than what it sent)."""
-    offered = 0
-    for connection in list(state.hub.connections):
-        for topic in list(connection.topics):
-            if connection.closed.is_set():
-                break
-            try:
-                await _offer_snapshot(state, connection, topic)
-            except PyMongoError as e:
-                if not store_unavailable(e):
-                    raise
-                # the store is away: no more reads; every socket closed with a reason
-                # reconnects and subscribes again, with snapshots, once it is back
-                for every in list(state.hub.connections):
-                    every.fail(CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON)
-                return offered
-            offered += 1
-    return offered
 
 
 def _valid_topic(topic: str) -> bool:

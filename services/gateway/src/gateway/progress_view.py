@@ -1,0 +1,249 @@
+"""The progress read model, as the gateway reads it: the one room that reads the
+`progress` collection (progress-svc writes it) and says who may see which document.
+
+The jobs and tasks routes, the SSE stream, the WebSocket and the live updates all ask
+`ProgressView`; none of them queries the collection or applies the visibility rule
+itself. It also keeps the two in-memory views fed by progress.updated: each caller's
+newest jobs (`RecentJobs`, the `jobs` snapshot) and the latest task durations
+(`RecentDurations`, the tasks' ETA).
+
+Visibility: an agent sees their own jobs and tasks, an admin everyone's; a document the
+caller may not see is answered exactly as one that does not exist (404, or no snapshot).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import HTTPException, status
+from pymongo.asynchronous.collection import AsyncCollection
+
+from gateway.durations import RecentDurations, Sample
+from gateway.recent import RecentJobs
+from gateway.users import User
+from jauge_shared.contracts import ProgressDocument, ProgressStatus, TaskStatus
+from jauge_shared.contracts.colis import ACTIVE_STATUSES, FAILED_STATUSES
+from jauge_shared.contracts.colis import can_cancel as shared_can_cancel
+from jauge_shared.contracts.colis import can_retry as shared_can_retry
+
+Progress = AsyncCollection[dict[str, Any]]
+Doc = dict[str, Any]  # a progress document as stored
+Job = dict[str, Any]  # a progress document as the API and the sockets show it
+TaskState = Literal["active", "failed", "completed"]
+
+NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
+TASK_KINDS = ["colis.create", "colis.update"]
+# colis-svc's status sets (jauge_shared.contracts.colis), as stored in `step_status`
+ACTIVE = sorted(status.value for status in ACTIVE_STATUSES)
+FAILED = sorted(status.value for status in FAILED_STATUSES)
+ETA_SAMPLE = 20  # completed tasks per operation behind an ETA
+JOBS_SNAPSHOT_LIMIT = 100  # jobs in a `jobs` subscription's snapshot
+
+
+def to_public(doc: Doc) -> Job:
+    return ProgressDocument.model_validate(doc).model_dump(mode="json", by_alias=True)
+
+
+def visible_to(user: User) -> dict[str, Any]:
+    """The filter of what the caller may see, for the queries of many documents."""
+    return {} if user.is_admin else {"owner": user.username}
+
+
+def can_retry(doc: Doc, user: User) -> bool:
+    """What colis-svc said with the task's last step (`colis.step_changed`); colis-svc's
+    rule (jauge_shared.contracts.colis) for a document stored before it said so."""
+    said = doc.get("can_force_retry" if user.is_admin else "can_retry")
+    if said is not None:
+        return bool(said)
+    retries = (doc.get("retry_count") or 0, doc.get("max_retries") or 0)
+    return shared_can_retry(str(doc.get("step_status")), *retries, force=user.is_admin)
+
+
+def can_cancel(doc: Doc) -> bool:
+    said = doc.get("can_cancel")
+    return bool(said) if said is not None else shared_can_cancel(str(doc.get("step_status")))
+
+
+def present(doc: Doc, user: User, averages: dict[str, float], now: datetime) -> Job:
+    """A task as the dashboard shows it: what may be done with it and its ETA."""
+    view = to_public(doc)
+    view["can_retry"] = can_retry(doc, user)
+    view["can_cancel"] = can_cancel(doc)
+    eta = None
+    if doc.get("step_status") in ACTIVE and doc.get("kind") in averages:
+        started = doc.get("started_at") or doc.get("created_at") or now
+        elapsed = (now - started).total_seconds()
+        eta = round(max(averages[doc["kind"]] - elapsed, 0.0), 1)
+    view["eta_s"] = eta
+    view["estimated_completion_at"] = (
+        (now + timedelta(seconds=eta)).isoformat() if eta is not None else None
+    )
+    return view
+
+
+def task_scope(user: User, owner: str | None) -> dict[str, Any]:
+    """The caller's parcel tasks; an admin's are everyone's, or one `owner`'s."""
+    query: dict[str, Any] = {"kind": {"$in": TASK_KINDS}, **visible_to(user)}
+    if owner and user.is_admin:
+        query["owner"] = owner
+    return query
+
+
+class ProgressView:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.recent = RecentJobs(self._newest_stored, limit=JOBS_SNAPSHOT_LIMIT)
+        self.durations = RecentDurations(TASK_KINDS, self._stored_durations, sample=ETA_SAMPLE)
+
+    # --- fed by progress.updated -------------------------------------------------------
+
+    def update(self, job: Job) -> None:
+        """A newer state of a job, from this replica's progress.updated queue."""
+        self.recent.update(job)
+        self.durations.update(job)
+
+    def forget(self) -> None:
+        """Read the store again on the next request (after a broker reconnection)."""
+        self.recent.forget()
+        self.durations.forget()
+
+    async def _newest_stored(self, query: dict[str, Any], n: int) -> list[Job]:
+        cursor = self.progress.find(query).sort("updated_at", -1).limit(n)
+        return [to_public(doc) async for doc in cursor]
+
+    async def _stored_durations(self, kind: str, n: int) -> list[Sample]:
+        """The `n` latest completions of `kind` in the store (read once, by RecentDurations)."""
+        cursor = (
+            self.progress.find(
+                {"kind": kind, "step_status": "completed", "duration_s": {"$ne": None}},
+                {"duration_s": 1, "finished_at": 1},
+            )
+            .sort("finished_at", -1)
+            .limit(n)
+        )
+        return [
+            (str(d["_id"]), d["finished_at"], float(d["duration_s"]))
+            async for d in cursor
+            if d.get("duration_s") and d.get("finished_at")
+        ]
+
+    # --- one document ------------------------------------------------------------------
+
+    async def visible(self, user: User, job_id: str) -> Doc | None:
+        """One progress document if the caller may see it.
+
+        Read by `_id` alone and checked here rather than with `owner` in the filter:
+        FerretDB's SQLite backend uses the `_id` index only for a filter on `_id` alone,
+        and scans the collection for any other (every GET of a task or job, every poll).
+        """
+        doc = await self.progress.find_one({"_id": job_id})
+        return doc if doc is not None and user.may_see(doc.get("owner")) else None
+
+    async def hidden_from(self, user: User, job_id: str) -> bool:
+        """The job exists and is someone else's (a job not there yet may be followed)."""
+        doc = await self.progress.find_one({"_id": job_id}, {"owner": 1})
+        return doc is not None and not user.may_see(doc.get("owner"))
+
+    async def snapshot(self, user: User, job_id: str) -> Job | None:
+        found = await self.visible(user, job_id)
+        return to_public(found) if found is not None else None
+
+    async def job(self, user: User, job_id: str) -> Job:
+        """The job if the caller may see it; 404 otherwise, never another agent's data."""
+        doc = await self.visible(user, job_id)
+        if doc is None:
+            raise NOT_FOUND
+        return to_public(doc)
+
+    async def task_doc(self, user: User, task_id: str) -> Doc:
+        """A parcel task as stored, if the caller may see it; 404 otherwise."""
+        doc = await self.visible(user, task_id)
+        if doc is None or doc.get("kind") not in TASK_KINDS:
+            raise NOT_FOUND
+        return doc
+
+    async def task(self, user: User, task_id: str) -> Job:
+        doc = await self.task_doc(user, task_id)
+        return present(doc, user, await self.durations.averages(), datetime.now(UTC))
+
+    # --- lists -------------------------------------------------------------------------
+
+    async def jobs(
+        self,
+        user: User,
+        *,
+        kind: str | None,
+        status_: ProgressStatus | None,
+        since: datetime | None,
+        limit: int,
+    ) -> list[Job]:
+        """The jobs and tasks the caller may see, newest first."""
+        query: dict[str, Any] = visible_to(user)
+        if kind:
+            query["kind"] = kind
+        if status_:
+            query["status"] = status_.value
+        if since:
+            query["updated_at"] = {"$gte": since}
+        cursor = self.progress.find(query).sort("updated_at", -1).limit(limit)
+        return [to_public(doc) async for doc in cursor]
+
+    async def newest_jobs(self, user: User) -> list[Job]:
+        """The `jobs` subscription's snapshot, from memory once loaded."""
+        return await self.recent.newest(user)
+
+    async def import_job_ids(self, user: User) -> list[str]:
+        """The EDI imports the caller started (import-svc knows no users)."""
+        query = {"owner": user.username, "kind": "import.edi"}
+        return [doc["_id"] async for doc in self.progress.find(query, {"_id": True})]
+
+    async def tasks(self, user: User, state: TaskState, owner: str | None, limit: int) -> list[Job]:
+        """`active`: waiting or running, oldest first; `failed`: retryable first;
+        `completed`: the last 24 h, newest first."""
+        now = datetime.now(UTC)
+        query = task_scope(user, owner)
+        sort: list[tuple[str, int]] = [("updated_at", -1)]
+        if state == "active":
+            query["step_status"] = {"$in": ACTIVE}
+            sort = [("created_at", 1)]
+        elif state == "failed":
+            query["step_status"] = {"$in": FAILED}
+        else:
+            query["step_status"] = TaskStatus.COMPLETED.value
+            query["finished_at"] = {"$gte": now - timedelta(hours=24)}
+            sort = [("finished_at", -1)]
+        averages = await self.durations.averages()
+        cursor = self.progress.find(query).sort(sort).limit(limit)
+        tasks = [present(doc, user, averages, now) async for doc in cursor]
+        if state == "failed":  # retryable first, each group newest first (sort is stable)
+            tasks.sort(key=lambda t: not t["can_retry"])
+        return tasks
+
+    async def task_stats(self, user: User, owner: str | None) -> dict[str, Any]:
+        """Today's figures (UTC day) for the caller's tasks, or everyone's for an admin."""
+        now = datetime.now(UTC)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        query = {**task_scope(user, owner), "created_at": {"$gte": midnight}}
+        counts: dict[str, int] = {}
+        async for doc in self.progress.find(query, {"step_status": 1}):
+            key = str(doc.get("step_status"))
+            counts[key] = counts.get(key, 0) + 1
+        total = sum(counts.values())
+        completed = counts.get(TaskStatus.COMPLETED.value, 0)
+        failed = counts.get(TaskStatus.FAILED.value, 0) + counts.get(
+            TaskStatus.FAILED_FINAL.value, 0
+        )
+        active_query = {
+            **task_scope(user, owner),
+            "step_status": {"$in": [*ACTIVE, "failed_retry"]},
+        }
+        active = await self.progress.count_documents(active_query)
+        return {
+            "total_today": total,
+            "completed_today": completed,
+            "failed_today": failed,
+            "active_now": active,
+            "success_rate": round(completed / total * 100, 1) if total else 0.0,
+            "scope": "all" if user.is_admin and not owner else (owner or user.username),
+        }

@@ -1,0 +1,255 @@
+"""In-memory fakes for the router tests: the app as `create_app` builds it, its state
+made of fakes instead of a store and a broker (the lifespan, which would connect them,
+never runs under httpx's ASGITransport).
+
+- `FakeCollection`: the progress collection, with the few query operators the
+  progress view uses ($in, $gte, $ne), sort, limit and projections ignored;
+- `FakeRpc`: the request/reply client; `answer(routing_key, body)` scripts the service,
+  and `asked` keeps every request (routing key, decoded body);
+- `FakePublisher`: what `send_command` publishes, kept in `published`, or refused.
+
+The test modules take the `gw` fixture and import `Gateway` for its type only (their
+module name would not find this conftest at run time under `--import-mode=importlib`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from gateway.hub import Hub
+from gateway.main import COMMANDS, EVENTS, create_app
+from gateway.progress_view import ProgressView
+from gateway.security import create_access_token
+from gateway.sessions import SessionWatch
+from gateway.settings import GatewaySettings
+from gateway.state import GatewayState
+from gateway.users import Role, User
+from jauge_shared.contracts import message_type
+
+SECRET = "router-tests-" + "x" * 40
+
+
+def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
+    for key, wanted in query.items():
+        value = doc.get(key)
+        if isinstance(wanted, dict):
+            for op, arg in wanted.items():
+                if op == "$in" and value not in arg:
+                    return False
+                if op == "$gte" and (value is None or value < arg):
+                    return False
+                if op == "$ne" and value == arg:
+                    return False
+        elif value != wanted:
+            return False
+    return True
+
+
+class FakeCursor:
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.docs = docs
+
+    def sort(self, key: Any, direction: int = 1) -> FakeCursor:
+        keys = key if isinstance(key, list) else [(key, direction)]
+        for name, way in reversed(keys):
+            present = [d for d in self.docs if d.get(name) is not None]
+            absent = [d for d in self.docs if d.get(name) is None]
+            present.sort(key=lambda d: d[name], reverse=way < 0)
+            self.docs = present + absent
+        return self
+
+    def limit(self, n: int) -> FakeCursor:
+        self.docs = self.docs[:n]
+        return self
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        for doc in self.docs:
+            yield dict(doc)
+
+
+class FakeCollection:
+    def __init__(self, *docs: dict[str, Any]) -> None:
+        self.docs: dict[str, dict[str, Any]] = {d["_id"]: d for d in docs}
+        self.queries: list[dict[str, Any]] = []
+
+    def add(self, doc: dict[str, Any]) -> None:
+        self.docs[doc["_id"]] = doc
+
+    def find(self, query: dict[str, Any] | None = None, *_: Any) -> FakeCursor:
+        self.queries.append(query or {})
+        return FakeCursor([d for d in self.docs.values() if _matches(d, query or {})])
+
+    async def find_one(self, query: dict[str, Any], *_: Any) -> dict[str, Any] | None:
+        self.queries.append(query)
+        return next((dict(d) for d in self.docs.values() if _matches(d, query)), None)
+
+    async def count_documents(self, query: dict[str, Any]) -> int:
+        return sum(1 for d in self.docs.values() if _matches(d, query))
+
+
+_ids = itertools.count(1)
+
+
+def progress_doc(owner: str = "alice", **fields: Any) -> dict[str, Any]:
+    """A stored progress document (an import job unless `kind` says otherwise)."""
+    n = next(_ids)
+    now = datetime.now(UTC)
+    return {
+        "_id": f"job{n}",
+        "kind": "import.edi",
+        "owner": owner,
+        "title": f"Import {n}",
+        "status": "running",
+        "created_at": now - timedelta(minutes=10),
+        "updated_at": now - timedelta(seconds=n),
+        "seq": 1,
+        **fields,
+    }
+
+
+def task_doc(
+    owner: str = "alice", step_status: str = "processing", **fields: Any
+) -> dict[str, Any]:
+    status = {"completed": "completed", "cancelled": "cancelled"}.get(step_status, "running")
+    if step_status.startswith("failed"):
+        status = "failed"
+    return progress_doc(
+        owner, kind="colis.create", status=status, step_status=step_status, **fields
+    )
+
+
+class FakeUsers:
+    def __init__(self, *users: User) -> None:
+        self.users = {u.username: u for u in users}
+        self.passwords = {u.username: "secret-" + u.username for u in users}
+        self.revoked: list[tuple[str, str]] = []
+
+    async def get(self, username: str) -> User | None:
+        return self.users.get(username)
+
+    async def authenticate(self, username: str, password: str) -> User | None:
+        user = self.users.get(username)
+        return user if user and self.passwords[username] == password else None
+
+    async def revoke(self, username: str, token_id: str, expires_at: datetime) -> None:
+        self.revoked.append((username, token_id))
+        user = self.users[username]
+        self.users[username] = User(
+            user.username, user.role, revoked_tokens=user.revoked_tokens | {token_id}
+        )
+
+
+Answer = Callable[[str, dict[str, Any]], Any]
+
+
+class FakeRpc:
+    """The services, as the gateway's request/reply client sees them."""
+
+    def __init__(self, deadline_s: float = 2.0) -> None:
+        self.deadline_s = deadline_s
+        self.asked: list[tuple[str, dict[str, Any]]] = []
+        self.answer: Answer = lambda routing_key, body: {"ok": True, "result": None}
+
+    async def call(self, body: bytes, routing_key: str, deadline_s: float, **_: Any) -> bytes:
+        request = orjson.loads(body)
+        self.asked.append((routing_key, request))
+        reply = self.answer(routing_key, request)
+        if isinstance(reply, BaseException):
+            raise reply
+        return orjson.dumps(reply)
+
+    async def round_trip_works(self, timeout_s: float) -> bool:
+        return True
+
+    def asked_about(self, *words: str) -> bool:
+        """Some request mentions every word (a method, an id): loose on purpose, so the
+        test does not fix the request's shape, only what it is about."""
+        return any(
+            all(w in orjson.dumps(request).decode() for w in words) for _, request in self.asked
+        )
+
+
+class FakePublisher:
+    def __init__(self, sent: list[Any], refuse: list[bool]) -> None:
+        self.sent = sent
+        self.refuse = refuse
+
+    async def publish(self, message: Any, **_: Any) -> None:
+        if self.refuse and self.refuse[0]:
+            raise ConnectionError("broker away")
+        self.sent.append(message)
+
+
+@dataclass
+class Gateway:
+    app: FastAPI
+    settings: GatewaySettings
+    progress: FakeCollection
+    users: FakeUsers
+    rpc: FakeRpc
+    hub: Hub
+    sessions: SessionWatch
+    published: list[Any] = field(default_factory=list)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    refuse: list[bool] = field(default_factory=lambda: [False])
+
+    def add_job(self, owner: str = "alice", **fields: Any) -> dict[str, Any]:
+        doc = progress_doc(owner, **fields)
+        self.progress.add(doc)
+        return doc
+
+    def add_task(
+        self, owner: str = "alice", step_status: str = "processing", **fields: Any
+    ) -> dict[str, Any]:
+        doc = task_doc(owner, step_status, **fields)
+        self.progress.add(doc)
+        return doc
+
+    def token(self, username: str = "alice") -> str:
+        user = self.users.users[username]
+        return create_access_token(username, user.role.value, SECRET, 600)
+
+    def auth(self, username: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(username)}"}
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://gateway"
+        )
+
+
+@pytest.fixture
+def gw(tmp_path: Any) -> Gateway:
+    settings = GatewaySettings(jwt_secret=SECRET, data_dir=tmp_path)
+    app = create_app(settings)
+    users = FakeUsers(User("alice", Role.AGENT), User("bob", Role.AGENT), User("root", Role.ADMIN))
+    progress = FakeCollection()
+    rpc = FakeRpc()
+    hub = Hub()
+    sessions = SessionWatch(users, 3600)  # type: ignore[arg-type]
+    gateway = Gateway(app, settings, progress, users, rpc, hub, sessions)
+    publishers = {
+        message_type(m): FakePublisher(gateway.published, gateway.refuse)
+        for m in (*COMMANDS, *EVENTS)
+    }
+    app.state.gateway = GatewayState(
+        settings=settings,
+        mongo=None,  # type: ignore[arg-type]
+        users=users,  # type: ignore[arg-type]
+        view=ProgressView(progress),  # type: ignore[arg-type]
+        hub=hub,
+        publishers=publishers,  # type: ignore[arg-type]
+        broker=None,  # type: ignore[arg-type]
+        rpc=rpc,  # type: ignore[arg-type]
+        sessions=sessions,
+    )
+    return gateway

@@ -1,0 +1,150 @@
+"""routers/colis.py: the parcel form (202 and a command for colis-svc), reads, photos."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+if TYPE_CHECKING:
+    from conftest import Gateway
+
+FORM = {
+    "client_id": "C1",
+    "type_transport": "cargo",
+    "longueur": "40",
+    "largeur": "30",
+    "hauteur": "20",
+    "poids": "7.5",
+}
+
+
+def precheck_ok(key: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "result": {"client_name": "Optique Dupont"}}
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(out, "PNG")
+    return out.getvalue()
+
+
+def commands(gw: Gateway, kind: str) -> list[Any]:
+    return [m for m in gw.published if m.type == kind]
+
+
+async def test_a_valid_form_is_accepted_at_once_and_queued(gw: Gateway) -> None:
+    gw.rpc.answer = precheck_ok
+    async with gw.client() as c:
+        response = await c.post("/api/lots/L1/colis", data=FORM, headers=gw.auth())
+    assert response.status_code == 202, response.text
+    [command] = commands(gw, "colis.create")
+    assert response.json() == {"task_id": command.task_id, "status": "pending"}
+    assert (command.lot_id, command.user_id) == ("L1", "alice")
+    assert str(command.colis_data.poids) == "7.5" and command.upload_id is None
+    assert gw.rpc.asked_about("precheck", "L1", "C1")
+
+
+async def test_an_invalid_form_is_a_french_422_before_asking_anyone(gw: Gateway) -> None:
+    async with gw.client() as c:
+        response = await c.post(
+            "/api/lots/L1/colis", data={**FORM, "poids": "-1"}, headers=gw.auth()
+        )
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"] == "Données invalides : vérifiez les champs indiqués."
+    assert [e["field"] for e in body["errors"]] == ["poids"]
+    assert not gw.rpc.asked and not gw.published
+
+
+async def test_an_unknown_field_is_refused(gw: Gateway) -> None:
+    async with gw.client() as c:
+        response = await c.post("/api/lots/L1/colis", data={**FORM, "prix": "0"}, headers=gw.auth())
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"field": "prix", "message": "champ inconnu"}]
+
+
+async def test_a_closed_lot_is_colis_svcs_409_and_nothing_is_queued(gw: Gateway) -> None:
+    gw.rpc.answer = lambda key, body: {"ok": False, "status": 409, "detail": "Lot fermé."}
+    async with gw.client() as c:
+        response = await c.post("/api/lots/L1/colis", data=FORM, headers=gw.auth())
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Lot fermé."}
+    assert not gw.published
+
+
+async def test_a_photo_is_kept_under_the_tasks_upload_id(gw: Gateway) -> None:
+    gw.rpc.answer = precheck_ok
+    async with gw.client() as c:
+        response = await c.post(
+            "/api/lots/L1/colis",
+            data=FORM,
+            files={"image": ("photo.png", png(), "image/png")},
+            headers=gw.auth(),
+        )
+    assert response.status_code == 202, response.text
+    [command] = commands(gw, "colis.create")
+    assert command.upload_id
+    assert (gw.settings.data_dir / "uploads" / "colis" / command.upload_id).is_file()
+
+
+async def test_a_photo_of_a_refused_command_is_not_left_behind(gw: Gateway) -> None:
+    gw.rpc.answer = precheck_ok
+    gw.refuse[0] = True
+    async with gw.client() as c:
+        response = await c.post(
+            "/api/lots/L1/colis",
+            data=FORM,
+            files={"image": ("photo.png", png(), "image/png")},
+            headers=gw.auth(),
+        )
+    assert response.status_code == 503
+    folder = gw.settings.data_dir / "uploads" / "colis"
+    assert folder.is_dir() and not any(folder.iterdir())  # written as it came, then removed
+
+
+async def test_an_update_changes_only_the_fields_sent(gw: Gateway) -> None:
+    current = {**FORM, "client_name": "Optique Dupont", "poids": "7.5"}
+    gw.rpc.answer = lambda key, body: {
+        "ok": True,
+        "result": {"colis": current, "lot": {"id": "L7"}},
+    }
+    async with gw.client() as c:
+        response = await c.patch("/api/colis/P1", data={"poids": "9"}, headers=gw.auth())
+    assert response.status_code == 202, response.text
+    [command] = commands(gw, "colis.update")
+    assert (command.colis_id, command.lot_id) == ("P1", "L7")
+    assert str(command.colis_data.poids) == "9" and str(command.colis_data.longueur) == "40"
+
+
+async def test_a_parcels_photo_is_served_from_the_file_colis_svc_names(gw: Gateway) -> None:
+    folder = gw.settings.data_dir / "images" / "colis"
+    folder.mkdir(parents=True)
+    (folder / "P1.thumb.jpg").write_bytes(b"\xff\xd8jpeg")
+    gw.rpc.answer = lambda key, body: {"ok": True, "result": {"file": "P1.thumb.jpg"}}
+    async with gw.client() as c:
+        found = await c.get("/api/colis/P1/image", params={"thumbnail": True}, headers=gw.auth())
+    assert found.status_code == 200
+    assert found.content == b"\xff\xd8jpeg" and found.headers["content-type"] == "image/jpeg"
+    assert gw.rpc.asked_about("colis_image", "P1")
+
+
+async def test_a_photo_name_that_is_a_path_is_never_served(gw: Gateway) -> None:
+    (gw.settings.data_dir / "secret.jpg").write_bytes(b"secret")
+    gw.rpc.answer = lambda key, body: {"ok": True, "result": {"file": "../../secret.jpg"}}
+    async with gw.client() as c:
+        response = await c.get("/api/colis/P1/image", headers=gw.auth())
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Photo introuvable."}
+
+
+async def test_a_parcel_and_its_history_are_read_from_colis_svc(gw: Gateway) -> None:
+    gw.rpc.answer = lambda key, body: {"ok": True, "result": {"id": "P1", "poids": "7.5"}}
+    async with gw.client() as c:
+        parcel = await c.get("/api/colis/P1", headers=gw.auth())
+        gw.rpc.answer = lambda key, body: {"ok": True, "result": {"entries": [], "next": None}}
+        history = await c.get("/api/colis/P1/history", headers=gw.auth())
+    assert parcel.json() == {"id": "P1", "poids": "7.5"}
+    assert history.json() == {"entries": [], "next": None}
+    assert gw.rpc.asked_about("colis_history", "P1")
