@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from fastapi import HTTPException
 
-from gateway.rpc import RpcClient, _Session, ask_raw, unavailable
+from gateway.rpc import RpcClient, ask_raw, unavailable
+from gateway.rpc_session import Session
 
 
 class SentNowhere:
@@ -26,7 +27,7 @@ class SentNowhere:
 async def test_a_lost_connection_answers_the_waiting_requests_with_a_503_at_once() -> None:
     client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc", 60)
     nowhere = SentNowhere()
-    session = _Session(nowhere, nowhere, nowhere, "echo")  # type: ignore[arg-type]
+    session = Session(nowhere, nowhere, nowhere, "echo")  # type: ignore[arg-type]
     client._session = session
     asking = asyncio.create_task(ask_raw(client, "colis.rpc", b"{}", "des colis"))
     await nowhere.sent.wait()
@@ -48,3 +49,25 @@ async def test_no_broker_is_a_503_and_readyz_says_the_path_is_down() -> None:
         await ask_raw(client, "colis.rpc", b"{}", "des colis")
     assert refused.value.status_code == 503
     assert await client.round_trip_works(2.0) is False
+
+
+class ConfirmCancelled:
+    """An exchange whose confirm is cancelled, as aiormq does to the confirms still
+    awaited when heartbeats declare the connection dead."""
+
+    is_closed = False
+
+    async def publish(self, message: Any, routing_key: str) -> None:
+        raise asyncio.CancelledError
+
+
+async def test_a_request_whose_confirm_is_cancelled_gets_a_503_not_a_500() -> None:
+    client = RpcClient("amqp://guest:guest@127.0.0.1:1/", "gateway-test/rpc", 5)
+    cancelled = ConfirmCancelled()
+    client._session = Session(cancelled, cancelled, cancelled, "echo")  # type: ignore[arg-type]
+
+    with pytest.raises(HTTPException) as refused:
+        await ask_raw(client, "colis.rpc", b"{}", "des colis")
+
+    assert refused.value.status_code == 503
+    assert refused.value.detail == unavailable("des colis")

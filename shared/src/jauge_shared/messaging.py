@@ -15,7 +15,7 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -79,15 +79,21 @@ async def publish(publisher: RabbitPublisher, message: Message) -> None:
     past every `except Exception` (the gateway answered 500 instead of 503, a handler
     skipped the retry policy). It is raised as the broker failure it is.
     """
+    await confirmed(
+        publisher.publish(message, **message.amqp_properties()), f"{message.type} was confirmed"
+    )
+
+
+async def confirmed(publishing: Awaitable[Any], what: str) -> None:
+    """Await a confirmed publish, a lost connection's cancelled confirm raised as the
+    broker failure it is (`ConnectionError`); the caller's own cancellation stays one."""
     try:
-        await publisher.publish(message, **message.amqp_properties())
+        await publishing
     except asyncio.CancelledError as exc:
         caller = asyncio.current_task()
         if caller is not None and caller.cancelling():
             raise
-        raise ConnectionError(
-            f"the connection to RabbitMQ was lost before {message.type} was confirmed"
-        ) from exc
+        raise ConnectionError(f"the connection to RabbitMQ was lost before {what}") from exc
 
 
 def describe_error(exc: BaseException) -> str:

@@ -12,15 +12,16 @@ restores only the queues and consumers it declared itself, and the pseudo-queue
 back without its reply consumer, every request was published and never answered, and
 the gateway answered 504 until it was restarted (issue 14, A). Here the connection,
 its channel, the reply consumer and the requests waiting on them live and die
-together (`_Session`): nothing half-restored can remain.
+together (`Session`): nothing half-restored can remain.
 
 No reply within `deadline_s` (the setting `rpc_timeout_s`) is a 504; a broker failure
 or a reply that cannot be read is a 503. Both carry a French message naming the service
 that did not answer.
 
 Over 300 lines on purpose: the connection's life and the requests waiting on it are one
-piece of state, easier to get right read together; what a route calls is at the end
-(`ask_raw`, `ask`).
+piece of state, easier to get right read together (the session itself, its echo and
+its series are in gateway/rpc_session.py); what a route calls is at the end (`ask_raw`,
+`ask`). A request the broker refuses is sent again; a read unanswered is asked again.
 """
 
 from __future__ import annotations
@@ -32,10 +33,20 @@ from uuid import uuid4
 
 import aio_pika
 from fastapi import HTTPException, status
-from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ValidationError
 
+from gateway.rpc_session import (
+    RPC_ASKED_AGAIN,
+    RPC_CONNECTED,
+    RPC_CONNECTIONS,
+    RPC_OUTCOMES,
+    RPC_REFUSED,
+    Session,
+    close_quietly,
+    echo,
+)
 from jauge_shared.broker import connect_to_any_node
+from jauge_shared.messaging import confirmed
 from jauge_shared.topology import COMMANDS_EXCHANGE
 
 logger = logging.getLogger("gateway.rpc")
@@ -48,60 +59,10 @@ PING_CACHE_S = 2.0
 CONNECT_TIMEOUT_S = 3.0
 # after a failed attempt, requests are refused this long without trying again
 RETRY_CONNECT_AFTER_S = 1.0
-
-RPC_CONNECTIONS = Counter(
-    "jauge_gateway_rpc_connections_opened_total",
-    "Connections the gateway opened for its requests to the services (1 + reconnections).",
-)
-RPC_CONNECTED = Gauge(
-    "jauge_gateway_rpc_connected",
-    "1 while the gateway's request/reply connection and its reply consumer are up.",
-)
-RPC_OUTCOMES = Counter(
-    "jauge_gateway_rpc_requests_total",
-    "Requests to the services, by outcome (ok, timeout, unavailable).",
-    ["outcome"],
-)
-for _outcome in ("ok", "timeout", "unavailable"):
-    RPC_OUTCOMES.labels(_outcome)
-RPC_ASKED_AGAIN = Counter(
-    "jauge_gateway_rpc_asked_again_total",
-    "Reads asked a second time after half their deadline without a reply.",
-)
-
-
-class _Session:
-    """One connection, its channel, the reply consumer and the requests awaiting it."""
-
-    def __init__(
-        self,
-        connection: aio_pika.abc.AbstractConnection,
-        channel: aio_pika.abc.AbstractChannel,
-        exchange: aio_pika.abc.AbstractExchange,
-        echo_queue: str,
-    ) -> None:
-        self.connection = connection
-        self.channel = channel
-        self.exchange = exchange
-        self.echo_queue = echo_queue
-        self.pending: dict[str, asyncio.Future[bytes]] = {}
-        self.lost: BaseException | None = None
-
-    @property
-    def usable(self) -> bool:
-        return self.lost is None and not self.channel.is_closed and not self.connection.is_closed
-
-    def fail(self, exc: BaseException | None) -> None:
-        """Direct Reply-To answers on the channel that asked: once it is gone no reply
-        can come, so the callers get their 503 now rather than a 504 at the deadline."""
-        if self.lost is None:
-            self.lost = exc or ConnectionError("closed")
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(
-                    ConnectionError(f"connection to RabbitMQ lost before the reply: {exc}")
-                )
-        self.pending.clear()
+# a request the broker refused is sent again this often, until this long before its
+# deadline: then the caller gets the 503, not a 504 for a service that never heard it
+REFUSED_AGAIN_AFTER_S = 0.5
+REFUSED_GIVE_UP_S = 1.0
 
 
 class RpcClient:
@@ -112,7 +73,7 @@ class RpcClient:
         self.connection_name = connection_name
         self.deadline_s = deadline_s  # every request's, unless answered sooner
         self._lock = asyncio.Lock()
-        self._session: _Session | None = None
+        self._session: Session | None = None
         self._last_round_trip = -PING_CACHE_S
         self._failed_at = -RETRY_CONNECT_AFTER_S
         self._closed = False
@@ -121,7 +82,7 @@ class RpcClient:
     def _pending(self) -> dict[str, asyncio.Future[bytes]]:
         return self._session.pending if self._session is not None else {}
 
-    async def _ready(self) -> _Session:
+    async def _ready(self) -> Session:
         session = self._session
         if session is not None and session.usable:
             return session
@@ -134,7 +95,7 @@ class RpcClient:
             self._session = None
             if session is not None:
                 RPC_CONNECTED.set(0)
-                await _close_quietly(session.connection)
+                await close_quietly(session.connection)
             loop = asyncio.get_running_loop()
             if loop.time() - self._failed_at < RETRY_CONNECT_AFTER_S:
                 # the broker refused or ignored us a moment ago: the callers waiting
@@ -150,7 +111,7 @@ class RpcClient:
             RPC_CONNECTED.set(1)
             return self._session
 
-    async def _open(self) -> _Session:
+    async def _open(self) -> Session:
         connection = await connect_to_any_node(
             self.url, client_properties={"connection_name": self.connection_name}
         )
@@ -162,13 +123,13 @@ class RpcClient:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange(COMMANDS_EXCHANGE.name, ensure=False)
             # the health probe's own queue: a round trip that needs no other service
-            echo = await channel.declare_queue("", exclusive=True, auto_delete=True)
-            session = _Session(connection, channel, exchange, echo.name)
+            echo_queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+            session = Session(connection, channel, exchange, echo_queue.name)
             replies = await channel.get_queue(REPLY_TO, ensure=False)
             await replies.consume(lambda m: self._on_reply(session, m), no_ack=True)
-            await echo.consume(lambda m: _echo(channel, m), no_ack=True)
+            await echo_queue.consume(lambda m: echo(channel, m), no_ack=True)
         except BaseException:
-            await _close_quietly(connection)
+            await close_quietly(connection)
             raise
 
         def lost(_: object, exc: BaseException | None = None) -> None:
@@ -187,7 +148,7 @@ class RpcClient:
             self._session.fail(exc)
 
     async def _on_reply(
-        self, session: _Session, message: aio_pika.abc.AbstractIncomingMessage
+        self, session: Session, message: aio_pika.abc.AbstractIncomingMessage
     ) -> None:
         future = session.pending.pop(message.correlation_id or "", None)
         if future is not None and not future.done():
@@ -206,23 +167,42 @@ class RpcClient:
         after that long is asked once more within the same deadline: a request or its
         reply lost with a broker node (the service's connection was on it) is never
         answered, and the service's new connection answers the second at once."""
+        give_up_at = asyncio.get_running_loop().time() + deadline_s - REFUSED_GIVE_UP_S
         async with asyncio.timeout(deadline_s):
             if ask_again_after_s is not None and ask_again_after_s < deadline_s:
                 try:
                     async with asyncio.timeout(ask_again_after_s):
-                        return await self._ask_once(body, routing_key, properties)
+                        return await self._ask_once(body, routing_key, properties, give_up_at)
                 except TimeoutError:
                     RPC_ASKED_AGAIN.inc()
                     logger.info("rpc asked again", extra={"routing_key": routing_key})
-            return await self._ask_once(body, routing_key, properties)
+            return await self._ask_once(body, routing_key, properties, give_up_at)
 
-    async def _ask_once(self, body: bytes, routing_key: str, properties: dict[str, Any]) -> bytes:
-        session = await self._ready()
-        return await self._round_trip(session, session.exchange, body, routing_key, properties)
+    async def _ask_once(
+        self, body: bytes, routing_key: str, properties: dict[str, Any], give_up_at: float
+    ) -> bytes:
+        """One request. One the broker refuses (a nack: on a cluster that lost a node,
+        the queue has no leader until the others elect one) was not enqueued, so it is
+        sent again, on a new channel, every REFUSED_AGAIN_AFTER_S until it is taken, or
+        until `give_up_at`, when the refusal is the caller's 503."""
+        loop = asyncio.get_running_loop()
+        while True:
+            session = await self._ready()
+            try:
+                return await self._round_trip(
+                    session, session.exchange, body, routing_key, properties
+                )
+            except aio_pika.exceptions.DeliveryError as e:
+                # a channel that got a nack may keep its view of the old leader
+                session.fail(e)
+                RPC_REFUSED.inc()
+                if loop.time() + REFUSED_AGAIN_AFTER_S >= give_up_at:
+                    raise ConnectionError(f"RabbitMQ refused the request: {e}") from e
+                await asyncio.sleep(REFUSED_AGAIN_AFTER_S)
 
     async def _round_trip(
         self,
-        session: _Session,
+        session: Session,
         exchange: aio_pika.abc.AbstractExchange,
         body: bytes,
         routing_key: str,
@@ -232,15 +212,20 @@ class RpcClient:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         session.pending[correlation_id] = future
         try:
-            await exchange.publish(
-                aio_pika.Message(
-                    body,
-                    content_type="application/json",
-                    correlation_id=correlation_id,
-                    reply_to=REPLY_TO,
-                    **properties,
+            # confirmed: a connection found dead meanwhile cancels the confirm, which
+            # must be this request's 503, not a 500 (seen behind a silent network)
+            await confirmed(
+                exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        content_type="application/json",
+                        correlation_id=correlation_id,
+                        reply_to=REPLY_TO,
+                        **properties,
+                    ),
+                    routing_key=routing_key,
                 ),
-                routing_key=routing_key,
+                f"the request {routing_key} was confirmed",
             )
             return await future
         finally:
@@ -276,28 +261,8 @@ class RpcClient:
         session, self._session = self._session, None
         if session is not None:
             session.fail(ConnectionError("the gateway is stopping"))
-            await _close_quietly(session.connection)
+            await close_quietly(session.connection)
         RPC_CONNECTED.set(0)
-
-
-async def _echo(
-    channel: aio_pika.abc.AbstractChannel, message: aio_pika.abc.AbstractIncomingMessage
-) -> None:
-    if message.reply_to:
-        await channel.default_exchange.publish(
-            aio_pika.Message(message.body, correlation_id=message.correlation_id),
-            routing_key=message.reply_to,
-            # RabbitMQ returns a mandatory reply to a reply-to address even as it delivers
-            # it, and aio-pika logs every return as an error
-            mandatory=False,
-        )
-
-
-async def _close_quietly(connection: aio_pika.abc.AbstractConnection) -> None:
-    try:
-        await asyncio.wait_for(connection.close(), 2.0)
-    except Exception as e:  # already gone: nothing to release but the object
-        logger.debug("rpc connection close failed", extra={"error": repr(e)})
 
 
 async def ask_raw(
