@@ -75,7 +75,7 @@ async def world(test_env: Any, tmp_path: Path) -> AsyncIterator[Announcer]:
     holder.append(Announcer(service, repo, lock))
     (tmp_path / "inbox" / "edi").mkdir(parents=True)
     yield holder[0]
-    await asyncio.gather(*service._background)
+    await asyncio.gather(*service.background)
     await client.close()
 
 
