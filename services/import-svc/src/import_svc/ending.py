@@ -13,11 +13,12 @@ from typing import Any
 
 from import_svc.context import Workflow
 from import_svc.events import PRODUCER, cleanup_event, finished_event
-from import_svc.repository import FileState, JobState
+from import_svc.repository import STALE_TRANSITION, FileState, JobState
 from jauge_shared.contracts import ImportKind, ImportStatus
 from jauge_shared.metrics import STATE_REANNOUNCED
 
-# what a failed job's end says when the reason was not stored (a crash between the two)
+# what a failed job's end says when the reason was not stored (a crash between the two,
+# found once the expiry is STALE_TRANSITION old)
 UNKNOWN_FAILURE = "Import interrompu : délai dépassé"
 
 
@@ -51,7 +52,7 @@ class JobEnd:
         repo = self.flow.repo
         job = await repo.get_job(job_id)
         names = (job or {}).get("names")
-        if names is None:  # its start has not finished: see jobs.JobFlow.prepare
+        if names is None:  # its start has not finished: see JobFlow._prepare (jobs.py)
             return False
         i = self._announced_upto.get(job_id, 0)
         while i < len(names):
@@ -140,6 +141,13 @@ class JobEnd:
             if job["state"] == JobState.COMPLETED.value
             else ImportStatus.FAILED
         )
+        if status is ImportStatus.FAILED and job.get("error") is None:
+            finished_at = job.get("finished_at")
+            if finished_at is not None and flow.clock() - finished_at < STALE_TRANSITION:
+                # expired a moment ago, its reason not yet stored: the expiry is still
+                # under way and announces the end itself, with its reason. Announced now,
+                # this end said "Import interrompu" and, being first, was the one shown.
+                return
         error = None if status is ImportStatus.COMPLETED else job.get("error") or UNKNOWN_FAILURE
         files = files if files is not None else await flow.repo.file_results(job)
         await flow.emit(finished_event(job, status, error, files).again())
