@@ -23,7 +23,6 @@ import pytest
 
 from colis_svc.domain import TaskState
 from colis_svc.runs import step_event
-from import_svc.service import final_message
 from jauge_shared.contracts import (
     ColisOperation,
     ColisStepChanged,
@@ -37,6 +36,7 @@ from jauge_shared.contracts import (
     TaskStatus,
     stable_event_id,
 )
+from jauge_shared.contracts.imports import final_import_message
 from jauge_shared.topology import EVENTS_EXCHANGE, PROGRESS_EVENTS
 
 pytestmark = pytest.mark.system
@@ -96,7 +96,7 @@ def import_events(job: str) -> list[Event]:
         status=ImportStatus.COMPLETED,
         processed=FILES,
         failed=len(FAILING),
-        message=final_message(FILES, len(FAILING)),
+        message=final_import_message(FILES, len(FAILING)),
         occurred_at=at(FILES + 2),
     )
     return [started, *files, cleanup, finished]

@@ -56,3 +56,17 @@ def test_what_a_publish_raises_while_the_broker_restarts_is_transient() -> None:
     # refusals a retry cannot mend stay errors
     assert not is_transient(amqp.ChannelAccessRefused(403, "ACCESS_REFUSED"))
     assert not is_transient(amqp.ChannelPreconditionFailed(406, "PRECONDITION_FAILED"))
+
+
+def test_a_command_is_published_on_the_commands_exchange_and_an_event_on_the_events_one() -> None:
+    from faststream.rabbit import RabbitBroker
+
+    from jauge_shared.contracts import ImportFile, ImportFinished
+    from jauge_shared.messaging import message_publishers
+    from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
+
+    publishers = message_publishers(RabbitBroker(), (ImportFile, ImportFinished))
+
+    assert set(publishers) == {"import.file", "import.finished"}
+    assert publishers["import.file"].exchange == COMMANDS_EXCHANGE
+    assert publishers["import.finished"].exchange == EVENTS_EXCHANGE

@@ -4,12 +4,13 @@ reconnecting while asyncio.run waited for it to end)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
 import pytest
 
-from jauge_shared.ops import STARTUP_FAILURE, serve
+from jauge_shared.ops import STARTUP_FAILURE, every, in_background, serve
 
 
 def test_a_taken_port_is_a_startup_failure_before_the_app_starts() -> None:
@@ -27,3 +28,35 @@ def test_a_taken_port_is_a_startup_failure_before_the_app_starts() -> None:
 
     assert exited.value.code == STARTUP_FAILURE
     assert started == []
+
+
+async def test_a_periodic_pass_that_fails_is_logged_and_the_next_one_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    passes: list[int] = []
+    again = asyncio.Event()
+
+    async def work() -> None:
+        passes.append(len(passes))
+        if len(passes) == 1:
+            raise ConnectionError("the store is away")
+        again.set()
+
+    async with in_background(every(0.01, work, "sweeper")):
+        await asyncio.wait_for(again.wait(), 10)
+    assert len(passes) >= 2
+    assert "sweeper pass failed" in caplog.text
+
+
+async def test_background_work_is_stopped_when_the_block_ends() -> None:
+    stopped = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()
+
+    async with in_background(forever()):
+        await asyncio.sleep(0)
+    assert stopped.is_set()

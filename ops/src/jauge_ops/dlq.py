@@ -15,6 +15,9 @@ through AMQP on `JAUGE_AMQP_URL`, so it needs no management plugin:
   original routing key), with publisher confirms; the DLQ copy is acked only once
   the broker has confirmed the new one. A crash in between leaves a duplicate, never
   a loss, and the consumers are idempotent on `message_id`.
+
+Over 300 lines on purpose: list, show and replay share the channel discipline above (fetch
+unacked, give back with one nack, ack a copy only once confirmed), so they read together.
 """
 
 from __future__ import annotations

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
+from import_svc.ending import UNKNOWN_FAILURE
 from import_svc.files import FileStore
 from import_svc.lock import ImportLock
 from import_svc.repository import ImportRepository, JobState
@@ -75,7 +76,7 @@ async def world(test_env: Any, tmp_path: Path) -> AsyncIterator[Announcer]:
     holder.append(Announcer(service, repo, lock))
     (tmp_path / "inbox" / "edi").mkdir(parents=True)
     yield holder[0]
-    await asyncio.gather(*service._background)
+    await asyncio.gather(*service.background)
     await client.close()
 
 
@@ -140,3 +141,31 @@ async def test_a_failed_import_is_announced_with_its_stored_reason(world: Announ
     assert isinstance(finished, ImportFinished)
     assert finished.status.value == "failed"
     assert finished.error == "Délai dépassé (10 min) : 1 fichier(s)"
+
+
+async def test_a_file_finding_its_job_expired_a_moment_ago_leaves_the_end_to_the_expiry(
+    world: Announcer,
+) -> None:
+    """The job has just been moved to `failed` by its deadline, and its reason is not
+    stored yet (the expiry is still putting files back): a file's message arriving then
+    announces nothing, or its "Import interrompu" would be the end shown instead of
+    "Délai dépassé (…) : N fichier(s) non traité(s)"."""
+    await world.job("j-expiring", JobState.FAILED, finished_at=datetime.now(UTC))
+    await world.service.import_file(
+        ImportFile(producer="test", job_id="j-expiring", kind=ImportKind.EDI, item="b.edi", index=1)
+    )
+    await world.service.announce("j-expiring", "asked")
+    assert not any(isinstance(m, ImportFinished) for m in world.emitted)
+
+
+async def test_an_expiry_that_died_before_storing_its_reason_is_announced_later(
+    world: Announcer,
+) -> None:
+    expired = datetime.now(UTC) - timedelta(minutes=5)
+    await world.job("j-expired", JobState.FAILED, finished_at=expired)
+    await world.service.import_file(
+        ImportFile(producer="test", job_id="j-expired", kind=ImportKind.EDI, item="b.edi", index=1)
+    )
+    (finished,) = world.emitted
+    assert isinstance(finished, ImportFinished)
+    assert (finished.status.value, finished.error) == ("failed", UNKNOWN_FAILURE)

@@ -65,8 +65,8 @@ async def test_the_last_file_and_a_scheduler_pass_clean_up_and_finish_a_job_once
         assert await repo.count_files(job, FileState.ANNOUNCED) == len(names)
 
         # the handler of the last file, and the scheduler finding the job in `cleaning`
-        await asyncio.gather(service._clean_up_and_finish(job), service.schedule())
-        await asyncio.gather(*service._background)
+        await asyncio.gather(service.end.clean_up_and_finish(job), service.schedule())
+        await asyncio.gather(*service.background)
 
         assert [type(m) for m in emitted] == [ImportCleanupStarted, ImportFinished]
         finished = await repo.get_job(job_id)

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
+from import_svc.events import failed_units, file_result, item_events
 from import_svc.processing import gauge_units, process_file, row_key
 from import_svc.repository import FileState, ImportRepository
-from import_svc.service import _failed_units, _item_events, _result, final_message
 from jauge_shared.contracts import ImportKind
+from jauge_shared.contracts.imports import final_import_message
 from jauge_testkit.import_files import make_bbgr_csv, make_interchange, sample_invoice
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -38,29 +39,31 @@ def test_each_bbgr_row_is_one_gauge_item_with_a_stable_id(tmp_path: Path) -> Non
     outcome = process_file(ImportKind.BBGR_RETOURS, path, LIMIT)
     assert not outcome.ok and outcome.failed_rows == 1
     assert "ligne 4" in (outcome.error or "")
-    file = {"name": "retours.csv", **_result(outcome)}
-    events = _item_events("job-1", file)
+    file = {"name": "retours.csv", **file_result(outcome)}
+    events = item_events("job-1", file)
     assert [e.item for e in events] == [f"retours.csv ligne {n}" for n in range(2, 7)]
     assert [e.ok for e in events] == [True, True, False, True, True]
     assert events[2].error
-    assert [e.event_id for e in _item_events("job-1", file)] == [e.event_id for e in events]
-    assert _failed_units(file) == 1
+    assert [e.event_id for e in item_events("job-1", file)] == [e.event_id for e in events]
+    assert failed_units(file) == 1
     good = outcome.rows[0]
     assert row_key(ImportKind.BBGR_RETOURS, good.values).count("|") == 1
 
 
 def test_an_edi_file_is_one_item() -> None:
     file = {"name": "a.edi", "ok": False, "error": "Fichier vide"}
-    [event] = _item_events("job-1", file)
+    [event] = item_events("job-1", file)
     assert (event.item, event.ok, event.error) == ("a.edi", False, "Fichier vide")
-    assert _failed_units(file) == 1
+    assert failed_units(file) == 1
 
 
 def test_final_messages() -> None:
-    assert final_message(12, 1) == "Import terminé : 12 fichiers traités, 1 en erreur"
-    assert final_message(25, 2, rows=True) == "Import terminé : 25 lignes traitées, 2 en erreur"
-    assert final_message(1, 0) == "Import terminé : 1 fichier traité"
-    assert final_message(0, 0) == "Import terminé : aucun fichier à importer"
+    assert final_import_message(12, 1) == "Import terminé : 12 fichiers traités, 1 en erreur"
+    assert (
+        final_import_message(25, 2, rows=True) == "Import terminé : 25 lignes traitées, 2 en erreur"
+    )
+    assert final_import_message(1, 0) == "Import terminé : 1 fichier traité"
+    assert final_import_message(0, 0) == "Import terminé : aucun fichier à importer"
 
 
 @pytest.fixture

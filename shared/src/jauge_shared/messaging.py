@@ -15,27 +15,30 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
 import aiormq
 from faststream import BaseMiddleware
 from faststream.exceptions import FastStreamException
+from faststream.rabbit import RabbitBroker
 from faststream.rabbit.publisher import RabbitPublisher
 from prometheus_client import Counter
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 
-from jauge_shared.contracts.envelope import Message
+from jauge_shared.contracts import Command, Message, message_type
 from jauge_shared.errors import BROKER_RESTARTING, PoisonMessageError, TransientError
 from jauge_shared.errors import is_transient as is_transient  # its home before errors.py
 from jauge_shared.settings import ServiceSettings
 from jauge_shared.topology import (
+    COMMANDS_EXCHANGE,
     DEAD_LETTER_QUEUE_HEADER,
     DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_ROUTING_KEY_HEADER,
     DLQ_SUFFIX,
+    EVENTS_EXCHANGE,
 )
 
 logger = logging.getLogger("jauge.messaging")
@@ -69,6 +72,24 @@ RETRIED = Counter(
     "Messages requeued after a transient failure, by queue.",
     ["queue"],
 )
+
+
+def message_publishers(
+    broker: RabbitBroker, models: Iterable[type[Message]]
+) -> dict[str, RabbitPublisher]:
+    """One publisher per message a service sends, by its type: a command on
+    `jauge.commands`, an event on `jauge.events`, described in the service's AsyncAPI page
+    by its model (schema, and the first line of its docstring)."""
+    return {
+        message_type(model): broker.publisher(
+            message_type(model),
+            exchange=COMMANDS_EXCHANGE if issubclass(model, Command) else EVENTS_EXCHANGE,
+            schema=model,
+            title=message_type(model),
+            description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None,
+        )
+        for model in models
+    }
 
 
 async def publish(publisher: RabbitPublisher, message: Message) -> None:

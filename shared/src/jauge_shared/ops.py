@@ -1,4 +1,5 @@
-"""/healthz, /readyz and /metrics for the FastStream services, and how they are served."""
+"""/healthz, /readyz and /metrics for the FastStream services, how they are served, and
+the periodic passes their lifespans run beside the broker."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import uvicorn
@@ -141,3 +142,29 @@ def run_service(app: Any, settings: _Runnable) -> None:
         graceful_timeout_s=settings.graceful_timeout_s,
         event_loop=settings.event_loop,
     )
+
+
+async def every(interval_s: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """`work` every `interval_s` seconds, for ever: a failed pass (the broker or the store
+    away) is logged with its traceback, and the next pass tries again."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await work()
+        except Exception:
+            logger.exception("%s pass failed", what)
+
+
+@contextlib.asynccontextmanager
+async def in_background(*work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run coroutines as tasks while the block lasts (a lifespan's `yield`), then cancel
+    them and wait until they have stopped, so nothing they do outlives the app."""
+    tasks = [asyncio.create_task(coroutine) for coroutine in work]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

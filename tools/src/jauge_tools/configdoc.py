@@ -75,21 +75,24 @@ def type_name(annotation: Any) -> str:
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
+# how each bound reads in the table: its annotated_types class, the attribute that holds
+# the bound, and the words around it (the first class that matches wins)
+BOUNDS: tuple[tuple[type[Any], str, str], ...] = (
+    (annotated_types.Gt, "gt", "> {}"),
+    (annotated_types.Ge, "ge", "≥ {}"),
+    (annotated_types.Lt, "lt", "< {}"),
+    (annotated_types.Le, "le", "≤ {}"),
+    (annotated_types.MinLen, "min_length", "{}+ characters"),
+    (annotated_types.MaxLen, "max_length", "at most {} characters"),
+)
+
+
 def constraints(field: FieldInfo) -> list[str]:
     found: list[str] = []
     for item in field.metadata:
-        if isinstance(item, annotated_types.Gt):
-            found.append(f"> {item.gt}")
-        elif isinstance(item, annotated_types.Ge):
-            found.append(f"≥ {item.ge}")
-        elif isinstance(item, annotated_types.Lt):
-            found.append(f"< {item.lt}")
-        elif isinstance(item, annotated_types.Le):
-            found.append(f"≤ {item.le}")
-        elif isinstance(item, annotated_types.MinLen):
-            found.append(f"{item.min_length}+ characters")
-        elif isinstance(item, annotated_types.MaxLen):
-            found.append(f"at most {item.max_length} characters")
+        bound = next((b for b in BOUNDS if isinstance(item, b[0])), None)
+        if bound is not None:
+            found.append(bound[2].format(getattr(item, bound[1])))
         elif getattr(item, "pattern", None):
             found.append(f"matches `{item.pattern}`")
     return found

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,14 +28,13 @@ from jauge_shared.contracts import (
     Message,
     NotificationRequested,
     UpdateColis,
-    message_type,
 )
 from jauge_shared.logging import configure_logging
-from jauge_shared.messaging import publish
+from jauge_shared.messaging import message_publishers, publish
 from jauge_shared.metrics import expose_reannounce_metrics
 from jauge_shared.mongo import database_name, make_mongo_client
-from jauge_shared.ops import ops_routes, serve, store_is_reachable
-from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, QUEUES_BY_SERVICE
+from jauge_shared.ops import every, in_background, run_service, worker_app
+from jauge_shared.topology import QUEUES_BY_SERVICE
 
 logger = logging.getLogger("colis_svc")
 COMMANDS = (CreateColis, UpdateColis)
@@ -73,16 +70,7 @@ def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
     settings = settings or ColisSettings()
     configure_logging(SERVICE, settings.log_level, json=settings.log_json)
     broker = make_broker(settings, SERVICE, REGISTRY)
-    publishers = {
-        message_type(model): broker.publisher(
-            message_type(model),
-            exchange=COMMANDS_EXCHANGE if model in COMMANDS else EVENTS_EXCHANGE,
-            schema=model,
-            title=message_type(model),
-            description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None,
-        )
-        for model in (*COMMANDS, *EVENTS)
-    }
+    publishers = message_publishers(broker, (*COMMANDS, *EVENTS))
 
     async def emit(message: Message) -> None:
         await publish(publishers[message.type], message)
@@ -95,14 +83,6 @@ def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
     sweeper = Sweeper(repository, service.tasks, service.control, settings, emit, emit)
     handlers.register(broker, settings, service, emit)
 
-    async def sweep_forever() -> None:
-        while True:
-            await asyncio.sleep(settings.sweeper_interval_s)
-            try:
-                await sweeper.sweep()
-            except Exception:
-                logger.exception("sweeper pass failed")
-
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         files.ensure_layout()
@@ -110,30 +90,15 @@ def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
         await repository.list_open_tasks()
         await repository.seed_demo_data(utc_now())
         await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
-        task = asyncio.create_task(sweep_forever())
         try:
-            yield
+            async with in_background(every(settings.sweeper_interval_s, sweeper.sweep, "sweeper")):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await mongo.close()
 
-    return AsgiFastStream(
-        broker,
-        lifespan=lifespan,
-        asgi_routes=ops_routes(
-            {"broker": lambda: broker.ping(timeout=2.0), "store": lambda: store_is_reachable(mongo)}
-        ),
-        asyncapi_path="/asyncapi",
-    )
+    return worker_app(broker, mongo, lifespan)
 
 
 def run() -> None:
     settings = ColisSettings()
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        graceful_timeout_s=settings.graceful_timeout_s,
-    )
+    run_service(create_app(settings), settings)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,14 +25,13 @@ from jauge_shared.contracts import (
     ImportQueued,
     ImportStarted,
     Message,
-    message_type,
 )
 from jauge_shared.faults import fault_points
 from jauge_shared.logging import configure_logging
-from jauge_shared.messaging import publish
+from jauge_shared.messaging import message_publishers, publish
 from jauge_shared.mongo import database_name, make_mongo_client
-from jauge_shared.ops import ops_routes, serve, store_is_reachable
-from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, QUEUES_BY_SERVICE
+from jauge_shared.ops import every, in_background, run_service, worker_app
+from jauge_shared.topology import QUEUES_BY_SERVICE
 
 logger = logging.getLogger("import_svc")
 
@@ -43,23 +40,17 @@ def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
     settings = settings or ImportSettings()
     configure_logging(SERVICE, settings.log_level, json=settings.log_json)
     broker = make_broker(settings, SERVICE, REGISTRY)
-    publishers = {
-        message_type(model): broker.publisher(
-            message_type(model),
-            exchange=COMMANDS_EXCHANGE if model is ImportFile else EVENTS_EXCHANGE,
-            schema=model,
-            title=message_type(model),
-            description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None,
-        )
-        for model in (
+    publishers = message_publishers(
+        broker,
+        (
             ImportFile,
             ImportQueued,
             ImportStarted,
             ImportCleanupStarted,
             FileImported,
             ImportFinished,
-        )
-    }
+        ),
+    )
 
     async def emit(message: Message) -> None:
         await publish(publishers[message.type], message)
@@ -82,44 +73,23 @@ def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
     )
     handlers.register(broker, settings, service, ImportQueries(repository))
 
-    async def scheduler() -> None:
-        while True:
-            await asyncio.sleep(settings.scheduler_interval_s)
-            try:
-                await service.schedule()
-            except Exception:
-                logger.exception("scheduler pass failed")
-
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         files.ensure_layout()
         await repository.ensure_indexes()
         await lock.ensure_indexes()
         await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
-        task = asyncio.create_task(scheduler())
         try:
-            yield
+            async with in_background(
+                every(settings.scheduler_interval_s, service.schedule, "scheduler")
+            ):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await mongo.close()
 
-    return AsgiFastStream(
-        broker,
-        lifespan=lifespan,
-        asgi_routes=ops_routes(
-            {"broker": lambda: broker.ping(timeout=2.0), "store": lambda: store_is_reachable(mongo)}
-        ),
-        asyncapi_path="/asyncapi",
-    )
+    return worker_app(broker, mongo, lifespan)
 
 
 def run() -> None:
     settings = ImportSettings()
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        graceful_timeout_s=settings.graceful_timeout_s,
-    )
+    run_service(create_app(settings), settings)

@@ -17,8 +17,8 @@ import pytest
 
 from import_svc import processing
 from import_svc.domain import FileRejectedError, bbgr, edifact, parse_invoic, read_bbgr
+from import_svc.events import file_result
 from import_svc.processing import FileOutcome, RowResult, gauge_units, process_file
-from import_svc.service import _result
 from jauge_shared.contracts import ImportKind
 from jauge_testkit.import_files import make_bbgr_csv, make_interchange, sample_invoice
 
@@ -162,7 +162,7 @@ def test_the_worst_result_of_a_file_fits_one_stored_document() -> None:
     reason = "😀" * (bbgr.MAX_ROW_ERROR_BYTES // 4)  # four bytes each in UTF-8
     rows = [RowResult(line_no=n + 2, error=reason) for n in range(bbgr.MAX_ROWS)]
     outcome = FileOutcome(ok=False, error="x" * 20_000, rows=rows)
-    document = {"_id": "j" * 64 + "/" + "f" * 255, **_result(outcome)}
+    document = {"_id": "j" * 64 + "/" + "f" * 255, **file_result(outcome)}
     assert len(bson.encode(document)) < 16 * 1024 * 1024 - 64 * 1024
 
 

@@ -17,6 +17,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+# an id of colis-svc's (lot, parcel, client) and the username of who asks: bounded once
+Ref = Annotated[str, Field(max_length=64)]
+Actor = Annotated[str, Field(max_length=64)]
+
 
 class _Query(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,7 +56,7 @@ class CreateLot(_Query):
     CHANGES: ClassVar[bool] = True
     method: Literal["create_lot"] = "create_lot"
     type_lot: str = Field(max_length=64)
-    user_id: str = Field(default="", max_length=64)
+    user_id: Actor = ""
 
 
 class ListLots(_Query):
@@ -63,30 +67,30 @@ class ListLots(_Query):
 
 class GetLot(_Query):
     method: Literal["get_lot"] = "get_lot"
-    lot_id: str = Field(max_length=64)
+    lot_id: Ref
 
 
 class CloseLot(_Query):
     CHANGES: ClassVar[bool] = True
     method: Literal["close_lot"] = "close_lot"
-    lot_id: str = Field(max_length=64)
-    user_id: str = Field(default="", max_length=64)
+    lot_id: Ref
+    user_id: Actor = ""
 
 
 class GetColis(_Query):
     method: Literal["get_colis"] = "get_colis"
-    colis_id: str = Field(max_length=64)
+    colis_id: Ref
 
 
 class ColisImage(_Query):
     method: Literal["colis_image"] = "colis_image"
-    colis_id: str = Field(max_length=64)
+    colis_id: Ref
     thumbnail: bool = False
 
 
 class ListLotColis(_Query):
     method: Literal["list_lot_colis"] = "list_lot_colis"
-    lot_id: str = Field(max_length=64)
+    lot_id: Ref
     limit: int = 1000
 
 
@@ -95,23 +99,23 @@ class Precheck(_Query):
     The client's name is for the task's title."""
 
     method: Literal["precheck"] = "precheck"
-    lot_id: str = Field(max_length=64)
-    client_id: str | None = Field(default=None, max_length=64)
+    lot_id: Ref
+    client_id: Ref | None = None
 
 
 class PrecheckUpdate(_Query):
     method: Literal["precheck_update"] = "precheck_update"
-    colis_id: str = Field(max_length=64)
+    colis_id: Ref
 
 
 class ColisHistory(_Page):
     method: Literal["colis_history"] = "colis_history"
-    colis_id: str = Field(max_length=64)
+    colis_id: Ref
 
 
 class LotHistory(_Page):
     method: Literal["lot_history"] = "lot_history"
-    lot_id: str = Field(max_length=64)
+    lot_id: Ref
 
 
 class AuditPage(_Page):

@@ -87,26 +87,29 @@ async def login_page(
     return render(request, "login.html", None, next_url=next_url)
 
 
-@router.get("/", response_class=HTMLResponse)
-async def imports_page(request: Request, user: PageUser) -> Response:
-    return render(request, "imports.html", user, kinds=IMPORT_KINDS)
+# the signed-in pages: their path, their template, and what the template is given besides
+# the user and the path's own parameters (`job_id`, `lot_id`)
+PAGES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("/", "imports.html", {"kinds": IMPORT_KINDS}),
+    ("/imports/{job_id}", "import_report.html", {"kinds": IMPORT_KINDS}),
+    ("/lots", "lots.html", {"lot_types": LOT_TYPES}),
+    ("/lots/{lot_id}", "lot.html", {"lot_types": LOT_TYPES}),
+    ("/taches", "taches.html", {"lot_types": LOT_TYPES}),
+)
 
 
-@router.get("/imports/{job_id}", response_class=HTMLResponse)
-async def import_report_page(request: Request, job_id: str, user: PageUser) -> Response:
-    return render(request, "import_report.html", user, job_id=job_id, kinds=IMPORT_KINDS)
+def page(template: str, context: dict[str, Any]) -> Any:
+    async def show(request: Request, user: PageUser) -> Response:
+        return render(request, template, user, **context, **request.path_params)
+
+    return show
 
 
-@router.get("/lots", response_class=HTMLResponse)
-async def lots_page(request: Request, user: PageUser) -> Response:
-    return render(request, "lots.html", user, lot_types=LOT_TYPES)
-
-
-@router.get("/lots/{lot_id}", response_class=HTMLResponse)
-async def lot_page(request: Request, lot_id: str, user: PageUser) -> Response:
-    return render(request, "lot.html", user, lot_id=lot_id, lot_types=LOT_TYPES)
-
-
-@router.get("/taches", response_class=HTMLResponse)
-async def tasks_page(request: Request, user: PageUser) -> Response:
-    return render(request, "taches.html", user, lot_types=LOT_TYPES)
+for path, template, context in PAGES:
+    router.add_api_route(
+        path,
+        page(template, context),
+        methods=["GET"],
+        response_class=HTMLResponse,
+        name=template.removesuffix(".html"),
+    )

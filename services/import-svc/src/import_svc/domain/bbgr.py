@@ -5,6 +5,9 @@ cannot change a figure (column order, case and accents of the header, extra colu
 blank lines, UTF-8 or Windows-1252) and strict where it could (amounts, dates,
 quantities). A bad row is reported with its line number and does not stop the others;
 only a file that cannot be read as a table at all is rejected.
+
+Over 300 lines on purpose: the four kinds' columns, their cell readers and their row
+checks are one table read top to bottom; apart, what a BBGR column means would be scattered.
 """
 
 from __future__ import annotations

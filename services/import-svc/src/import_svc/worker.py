@@ -1,0 +1,110 @@
+"""The file worker: one `import.file` command in, the file read, its results stored,
+the file moved to the archive or the errors folder, its gauge items announced.
+
+Replicas share the files of the running import; each file is read once (its state
+moves from pending to done to announced), and a redelivered command announces again
+what is stored rather than reading the file twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from import_svc.context import ENDED, Workflow
+from import_svc.ending import JobEnd
+from import_svc.events import PRODUCER, file_result, item_events
+from import_svc.processing import FileOutcome, process_file, row_key
+from import_svc.repository import FileState, JobState
+from jauge_shared.contracts import ImportFile, ImportKind
+from jauge_shared.identity import connection_name
+
+logger = logging.getLogger("import_svc")
+
+
+class FileWorker:
+    def __init__(self, flow: Workflow, end: JobEnd) -> None:
+        self.flow = flow
+        self.end = end
+
+    async def import_file(self, command: ImportFile) -> None:
+        flow = self.flow
+        job = await flow.repo.get_job(command.job_id)
+        file = await flow.repo.get_file(command.job_id, command.item)
+        if job is None or file is None:
+            logger.warning("file of an unknown job", extra={"job_id": command.job_id})
+            return
+        if job["state"] in ENDED:
+            # this file's handler may be the one that ended the job and died before
+            # announcing the end: announce it again (a duplicate if it was)
+            await self.end.announce_end(job, "redelivered")
+            return
+        if job["state"] != JobState.RUNNING.value:
+            return
+        await flow.lock.renew(job["_id"], flow.clock())
+        if file["state"] == FileState.PENDING.value:
+            path = flow.files.work(job["_id"]) / command.item
+            outcome = await asyncio.to_thread(process_file, command.kind, path, flow.max_file_bytes)
+            sources = await self._save_invoices(job["_id"], command.item, outcome)
+            await self._save_rows(command.kind, job["_id"], command.item, outcome)
+            # which replica did the work: shows in the report that replicas share files
+            result = {
+                **file_result(outcome),
+                "worker": connection_name(PRODUCER),
+                "finished_at": flow.clock(),
+                **sources,
+            }
+            await flow.repo.finish_file(job["_id"], command.item, result)
+            flow.faults.hit("import.file_stored")
+            file = await flow.repo.get_file(command.job_id, command.item)
+            assert file is not None
+            current = await flow.repo.get_job(command.job_id)
+            if current is None or current["state"] != JobState.RUNNING.value:
+                # the job ran out of time while this file was read: it went back to the
+                # inbox with the others and was counted as not processed, so say nothing
+                return
+        self._settle(command.kind, job["_id"], file)
+        for event in item_events(job["_id"], file):
+            await flow.emit(event)
+        await flow.repo.mark_announced(job["_id"], command.item)
+        await self.end.check_completion(job["_id"])
+
+    async def _save_invoices(self, job_id: str, name: str, outcome: FileOutcome) -> dict[str, Any]:
+        """Store the file's invoices; note per supplier what the clean-up must do."""
+        repo = self.flow.repo
+        by_supplier: dict[str, list[str]] = {}
+        for invoice in outcome.invoices:
+            key = await repo.save_invoice({**invoice, "job_id": job_id, "source_file": name})
+            by_supplier.setdefault(invoice["supplier_id"], []).append(key)
+        sources = []
+        for supplier, keys in sorted(by_supplier.items()):
+            previous = await repo.previous_keys(job_id, name, supplier, keys)
+            sources.append({"supplier": supplier, "keys": keys, **previous})
+        return {"sources": sources} if sources else {}
+
+    async def _save_rows(
+        self, kind: ImportKind, job_id: str, name: str, outcome: FileOutcome
+    ) -> None:
+        now = self.flow.clock()
+        docs = [
+            {
+                "_id": row_key(kind, row.values),
+                **row.values,
+                "source_file": name,
+                "line_no": row.line_no,
+                "job_id": job_id,
+                "imported_at": now,
+            }
+            for row in outcome.rows
+            if row.error is None
+        ]
+        await self.flow.repo.save_bbgr_rows(kind.value, docs)
+
+    def _settle(self, kind: ImportKind, job_id: str, file: dict[str, Any]) -> None:
+        """Move the file to where its result says, if an earlier try did not already."""
+        files, clock = self.flow.files, self.flow.clock
+        if file["ok"]:
+            files.archive_file(kind, job_id, file["name"], clock())
+        else:
+            files.reject_file(kind, job_id, file["name"], file.get("error") or "")
