@@ -22,7 +22,10 @@ import yaml
 
 SERVICES = ("import-svc", "colis-svc", "progress-svc", "gateway")
 SCALED = ("import-svc", "colis-svc", "gateway")
-SHARES_DATA = ("import-svc", "colis-svc", "gateway")
+# the one handover still on a volume: import files the gateway leaves in uploads/<id>/
+# for import-svc (docs/decisions.md, "Floor plan: files"); colis-svc's photos go through
+# GridFS, so it must mount no data volume at all
+SHARES_DATA = ("import-svc", "gateway")
 WORKERS = ("import-svc", "colis-svc")
 
 # every metric a panel or rule may name: what the services and RabbitMQ export
@@ -143,6 +146,10 @@ def check_compose(path: Path) -> None:
             str(v).startswith("jauge-data:/data") for v in service.get("volumes", [])
         ):
             fail(f"{where}: must mount the shared jauge-data volume on /data")
+        if name not in SHARES_DATA and any(
+            "jauge-data" in str(v) for v in service.get("volumes", [])
+        ):
+            fail(f"{where}: must not mount jauge-data (its files go through GridFS)")
     if "rs.initiate" not in json.dumps(services["mongo"]["healthcheck"]):
         fail("compose: mongo's health check must initiate the replica set")
     mongo = services["mongo"]
@@ -231,6 +238,8 @@ def check_k8s(path: Path) -> None:
         }
         if name in SHARES_DATA and "jauge-data" not in claims:
             fail(f"{where}: must mount the shared jauge-data claim")
+        if name not in SHARES_DATA and "jauge-data" in claims:
+            fail(f"{where}: must not mount the jauge-data claim (its files go through GridFS)")
         if name not in by_kind.get("Service", {}):
             fail(f"{path.name}: no Service {name}")
         if not any(
