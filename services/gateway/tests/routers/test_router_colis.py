@@ -41,6 +41,8 @@ async def test_a_valid_form_is_accepted_at_once_and_queued(gw: Gateway) -> None:
     assert response.status_code == 202, response.text
     [command] = commands(gw, "colis.create")
     assert response.json() == {"task_id": command.task_id, "status": "pending"}
+    # the command only: colis-svc alone announces the task (its seq 0 included)
+    assert [m.type for m in gw.published] == ["colis.create"]
     assert (command.lot_id, command.user_id) == ("L1", "alice")
     assert str(command.colis_data.poids) == "7.5" and command.upload_id is None
     assert gw.rpc.asked_about("precheck", "L1", "C1")
