@@ -13,11 +13,15 @@ from jauge_shared.blobs import BLOB_ID, checked
 class MemoryBlobs:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
+        self.names: dict[str, str] = {}
 
     async def put(self, blob_id: str, data: bytes, **metadata: Any) -> None:
         self.blobs.setdefault(checked(blob_id), data)
 
-    async def put_file(self, blob_id: str, path: Path, **metadata: Any) -> None:
+    async def put_file(
+        self, blob_id: str, path: Path, filename: str | None = None, **metadata: Any
+    ) -> None:
+        self.names[blob_id] = filename or blob_id
         self.blobs.setdefault(checked(blob_id), await asyncio.to_thread(path.read_bytes))
 
     async def exists(self, blob_id: str) -> bool:
@@ -31,7 +35,7 @@ class MemoryBlobs:
 
 
 def memory_buckets() -> Any:
-    """A `gateway.handover.ColisBuckets` of two in-memory buckets."""
-    from gateway.handover import ColisBuckets
+    """A `gateway.handover.Buckets` of in-memory buckets."""
+    from gateway.handover import Buckets
 
-    return ColisBuckets(MemoryBlobs(), MemoryBlobs())  # type: ignore[arg-type]
+    return Buckets(MemoryBlobs(), MemoryBlobs(), MemoryBlobs())  # type: ignore[arg-type]

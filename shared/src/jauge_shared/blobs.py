@@ -59,15 +59,36 @@ class Blobs:
                 blob_id, blob_id, data, metadata=metadata or None
             )
 
-    async def put_file(self, blob_id: str, path: Path, **metadata: Any) -> None:
-        """A file of the caller's own folder, read in the driver's chunks."""
+    async def put_file(
+        self, blob_id: str, path: Path, filename: str | None = None, **metadata: Any
+    ) -> None:
+        """A file of the caller's own folder, read in the driver's chunks (never whole)."""
         checked(blob_id)
         if await self.exists(blob_id):
             return
         with path.open("rb") as source, contextlib.suppress(FileExists, DuplicateKeyError):
             await self.bucket.upload_from_stream_with_id(
-                blob_id, blob_id, source, metadata=metadata or None
+                blob_id, filename or blob_id, source, metadata=metadata or None
             )
+
+    async def find(self, **metadata: str) -> list[tuple[str, str]]:
+        """(id, filename) of the blobs put with this metadata, by id."""
+        query = {f"metadata.{key}": value for key, value in metadata.items()}
+        cursor = self.files.find(query, {"_id": 1, "filename": 1}).sort("_id", 1)
+        return [(str(doc["_id"]), str(doc["filename"])) async for doc in cursor]
+
+    async def save_to(self, blob_id: str, path: Path) -> bool:
+        """The blob written to `path` (a hidden temporary file, then one rename): False if
+        there is no such blob."""
+        tmp = path.with_name(f".{path.name}.{checked(blob_id)}.tmp")
+        try:
+            with tmp.open("wb") as out:
+                await self.bucket.download_to_stream(blob_id, out)
+        except NoFile:
+            tmp.unlink(missing_ok=True)
+            return False
+        tmp.replace(path)
+        return True
 
     async def exists(self, blob_id: str) -> bool:
         if not BLOB_ID.fullmatch(blob_id):
@@ -97,8 +118,11 @@ class Blobs:
         return [str(doc["_id"]) async for doc in cursor]
 
 
-# The buckets, by owner (docs/decisions.md, "Floor plan: files"). Both are in colis-svc's
-# database: the gateway puts photo uploads in the first and reads the second by the ids
-# colis-svc's `colis_image` answers with.
+# The buckets, by owner (docs/decisions.md, "Floor plan: files"). The first two are in
+# colis-svc's database: the gateway puts photo uploads in the first and reads the second
+# by the ids colis-svc's `colis_image` answers with.
 PHOTO_UPLOADS = "photo_uploads"
 PHOTOS = "photos"
+# import-svc's database: files of the import page, put by the gateway (metadata
+# `upload_id`, the file's name as its filename), taken by import-svc into its own folder
+IMPORT_UPLOADS = "import_uploads"

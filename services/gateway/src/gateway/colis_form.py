@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from gateway.handover import ColisBuckets, hand_over_file
+from gateway.handover import Buckets, hand_over_file
 from gateway.photo_stream import ParcelFormParser, PhotoSink
 from gateway.quantities import DIMENSION_DIGITS, WEIGHT_DIGITS, quantity_pattern
 from gateway.settings import GatewaySettings
@@ -152,7 +152,7 @@ def discard(photo: PhotoSink | str | None) -> None:
 
 async def keep_photo(
     settings: GatewaySettings,
-    buckets: ColisBuckets,
+    buckets: Buckets,
     user: User,
     photo: PhotoSink | str | None,
     task_id: str,

@@ -29,7 +29,7 @@ from gateway.body_limit import BodySizeLimit, UploadQuota, UploadRoute
 from gateway.commands import Publishers
 from gateway.deps import username_of_scope
 from gateway.error_handlers import install_error_handlers
-from gateway.handover import ColisBuckets
+from gateway.handover import Buckets
 from gateway.headers import SecurityHeaders
 from gateway.hub import Hub
 from gateway.live import LiveUpdates
@@ -125,7 +125,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             broker=rabbit.broker,
             rpc=rpc,
             sessions=sessions,
-            buckets=ColisBuckets.open(mongo, settings),
+            buckets=Buckets.open(mongo, settings),
         )
         watch = asyncio.create_task(sessions.run(), name="session-watch")
         try:

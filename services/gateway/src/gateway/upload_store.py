@@ -238,23 +238,28 @@ class UploadStore:
 
 
 class ImportUploadStore(UploadStore):
-    """Files to import, one folder each: finished, `uploads/<id>/<name>`, the folder
-    import-svc takes an uploaded import's files from (`upload_ids` of `import.request`,
-    which skips the hidden part and notes beside the file)."""
+    """Files to import, one folder each in the gateway's folder: finished,
+    `uploads/imports/<id>/<name>` until handed over to import-svc's `import_uploads`
+    bucket."""
 
     purpose = "import"
 
     def _dir(self, upload_id: str) -> Path:
-        return self.data_dir / "uploads" / upload_id
+        return import_folder(self.data_dir, upload_id)
 
     def final(self, upload: Upload) -> Path:
         return self._dir(upload.id) / (upload.name or upload.id)
 
-    def handed_over(self, upload: Upload) -> None:
-        """An import's file stays where import-svc takes it (the inbox handover of
-        `import.request`, not moved yet: docs/decisions.md, "Floor plan: files")."""
-        upload.done = True
-        self._save(upload)
+    def forget(self, upload_id: str) -> None:
+        """The notes, and the upload's own folder once empty."""
+        super().forget(upload_id)
+        with contextlib.suppress(OSError):
+            self._dir(upload_id).rmdir()
+
+
+def import_folder(data_dir: Path, upload_id: str) -> Path:
+    """The gateway's folder of one upload of files to import (resumable or multipart)."""
+    return data_dir / "uploads" / "imports" / upload_id
 
 
 def find_upload(data_dir: Path, upload_id: str) -> tuple[UploadStore, Upload] | None:

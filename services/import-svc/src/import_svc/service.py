@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from import_svc.files import FileStore
+from import_svc.files import FileStore, receive_uploads
 from import_svc.lock import ImportLock
 from import_svc.processing import FileOutcome, gauge_units, process_file, row_key
 from import_svc.repository import STALE_TRANSITION, FileState, ImportRepository, JobState
+from jauge_shared.blobs import Blobs
 from jauge_shared.contracts import (
     FileImported,
     ImportCleanupStarted,
@@ -71,8 +72,10 @@ class ImportService:
         max_file_bytes: int,
         clock: Callable[[], datetime] = utc_now,
         faults: FaultPoints | None = None,
+        uploads: Blobs | None = None,
     ) -> None:
         self.repo = repository
+        self.uploads = uploads  # the import page's files, from the gateway (files.py)
         self.lock = lock
         self.files = files
         self.emit = emit
@@ -155,6 +158,8 @@ class ImportService:
         """
         kind = ImportKind(job["kind"])
         if job["upload_ids"]:
+            if self.uploads is not None:
+                await receive_uploads(self.files, self.uploads, job["upload_ids"])
             self.files.claim_uploads(job["upload_ids"], job["_id"])
         else:
             self.files.claim_inbox(kind, job["_id"])

@@ -33,7 +33,7 @@ from gateway.colis_rpc import call_colis, read_colis
 from gateway.commands import Publishers, send_command
 from gateway.deps import BucketsDep, CurrentUser, PublishersDep, RpcDep, SettingsDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
-from gateway.handover import ColisBuckets
+from gateway.handover import Buckets
 from gateway.photo_stream import PhotoSink
 from jauge_shared.contracts import (
     ColisData,
@@ -56,7 +56,7 @@ class Accepted(BaseModel):
 
 async def queue_task(
     publishers: Publishers,
-    buckets: ColisBuckets,
+    buckets: Buckets,
     command: CreateColis | UpdateColis,
     photo: PhotoSink | str | None,
 ) -> None:
