@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.upload_store import OffsetMismatch, TooLarge, UploadStore
+from gateway.upload_store import ImportUploadStore, OffsetMismatch, TooLarge, UploadStore
 
 LIMIT = 1000
 
@@ -52,8 +52,16 @@ def test_old_leftovers_of_the_gateways_own_folder_are_swept(tmp_path: Path) -> N
     for path in store.folder.iterdir():
         os.utime(path, (past, past))
     fresh = store.open("alice", "image/jpeg", 10)
-    assert store.sweep(3600) == 2  # the old upload's note and part
+    imports = ImportUploadStore(tmp_path)
+    old_import = imports.open("alice", "application/edifact", 10, "a.edi")
+    for path in imports.final(old_import).parent.iterdir():
+        os.utime(path, (past, past))
+    fresh_import = imports.open("alice", "application/edifact", 10, "b.edi")
+    # the old uploads' notes and parts, photo and import alike
+    assert store.sweep(3600) == 4
     assert store.get(old.id) is None and store.get(fresh.id) is not None
+    assert imports.get(old_import.id) is None and imports.get(fresh_import.id) is not None
+    assert not imports.final(old_import).parent.exists()
 
 
 def test_the_size_may_come_later_and_is_bounded(tmp_path: Path) -> None:

@@ -93,8 +93,8 @@ class GatewaySettings(ServiceSettings):
     )
     photo_upload_age_s: PositiveFloat = Field(
         default=86400.0,
-        description="The gateway's own leftovers of photo uploads (parts, notes, photos "
-        "never handed over) are removed after this.",
+        description="The gateway's own leftovers of uploads, photos and import files "
+        "(parts, notes, files never handed over), are removed after this.",
     )
     max_photo_pixels: PositiveInt = Field(
         default=40_000_000,

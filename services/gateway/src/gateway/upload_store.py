@@ -215,18 +215,23 @@ class UploadStore:
         return self.sweep(max_age_s)
 
     def sweep(self, max_age_s: float) -> int:
-        """The gateway's own leftovers of photo uploads (notes, parts, files not handed
-        over) older than `max_age_s`: an upload abandoned by its phone. The bucket's
-        blobs are colis-svc's to remove."""
-        if not self.folder.is_dir():
-            return 0
+        """The gateway's own leftovers (notes, parts, files not handed over) older than
+        `max_age_s`: uploads abandoned by their phone or browser, photos and import files
+        alike; an import upload's folder goes once empty. The buckets' blobs are their
+        owners' to remove."""
         cutoff = time.time() - max_age_s
+        imports = self.data_dir / "uploads" / "imports"
+        folders = [self.folder, *(imports.iterdir() if imports.is_dir() else [])]
         removed = 0
-        for path in self.folder.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                if path.is_file() and path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
+        for folder in folders:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                for path in folder.iterdir():
+                    if path.is_file() and path.stat().st_mtime < cutoff:
+                        path.unlink(missing_ok=True)
+                        removed += 1
+            if folder.parent == imports:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # refused while a file is still there
         return removed
 
     def discard(self, upload_id: str) -> None:
