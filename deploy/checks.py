@@ -22,7 +22,9 @@ import yaml
 
 SERVICES = ("import-svc", "colis-svc", "progress-svc", "gateway")
 SCALED = ("import-svc", "colis-svc", "gateway")
-SHARES_DATA = ("import-svc", "colis-svc", "gateway")
+# each service's own data volume (docs/decisions.md, "Floor plan: files"): no volume is
+# mounted by two services, files cross through GridFS; colis-svc mounts none
+OWN_DATA = {"import-svc": "jauge-data", "gateway": "gateway-data"}
 WORKERS = ("import-svc", "colis-svc")
 
 # every metric a panel or rule may name: what the services and RabbitMQ export
@@ -109,6 +111,7 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
 def check_compose(path: Path) -> None:
     compose = yaml.safe_load(path.read_text())
     services = compose["services"]
+    volume_users: dict[str, list[str]] = {}
     for name in SERVICES:
         service = services.get(name)
         if service is None:
@@ -139,10 +142,17 @@ def check_compose(path: Path) -> None:
                 fail(f"{where}: container_name prevents --scale")
             if service.get("ports"):
                 fail(f"{where}: a published host port prevents --scale")
-        if name in SHARES_DATA and not any(
-            str(v).startswith("jauge-data:/data") for v in service.get("volumes", [])
+        named = {str(v).split(":", 1)[0] for v in service.get("volumes", []) if ":" in str(v)}
+        own = OWN_DATA.get(name)
+        if own is not None and not any(
+            str(v).startswith(f"{own}:/data") for v in service.get("volumes", [])
         ):
-            fail(f"{where}: must mount the shared jauge-data volume on /data")
+            fail(f"{where}: must mount its own {own} volume on /data")
+        for volume in named & set(compose.get("volumes") or {}):
+            users = volume_users.setdefault(volume, [])
+            users.append(name)
+            if len(users) > 1:
+                fail(f"compose: volume {volume} is shared by {', '.join(users)}")
     if "rs.initiate" not in json.dumps(services["mongo"]["healthcheck"]):
         fail("compose: mongo's health check must initiate the replica set")
     mongo = services["mongo"]
@@ -200,6 +210,7 @@ def check_k8s(path: Path) -> None:
     for doc in docs:
         by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
     deployments = by_kind.get("Deployment", {})
+    claim_users: dict[str, list[str]] = {}
     for name in SERVICES:
         where = f"{path.name}: Deployment {name}"
         deployment = deployments.get(name)
@@ -229,8 +240,14 @@ def check_k8s(path: Path) -> None:
         claims = {
             v.get("persistentVolumeClaim", {}).get("claimName") for v in pod.get("volumes", [])
         }
-        if name in SHARES_DATA and "jauge-data" not in claims:
-            fail(f"{where}: must mount the shared jauge-data claim")
+        own = OWN_DATA.get(name)
+        if own is not None and own not in claims:
+            fail(f"{where}: must mount its own {own} claim")
+        for claim_name in claims - {None}:
+            users = claim_users.setdefault(str(claim_name), [])
+            users.append(name)
+            if len(users) > 1:
+                fail(f"{path.name}: claim {claim_name} is mounted by {', '.join(users)}")
         if name not in by_kind.get("Service", {}):
             fail(f"{path.name}: no Service {name}")
         if not any(
@@ -252,11 +269,12 @@ def check_k8s(path: Path) -> None:
     for secret in by_kind.get("Secret", {}).values():
         if secret["metadata"]["name"].startswith("jauge-secrets"):
             fail(f"{path.name}: jauge-secrets must not be in git (created outside it)")
-    claim = by_kind.get("PersistentVolumeClaim", {}).get("jauge-data")
-    if claim is None:
-        fail(f"{path.name}: no jauge-data PersistentVolumeClaim")
-    elif path.stem == "production" and claim["spec"]["accessModes"] != ["ReadWriteMany"]:
-        fail(f"{path.name}: jauge-data must be ReadWriteMany")
+    for own in OWN_DATA.values():
+        claim = by_kind.get("PersistentVolumeClaim", {}).get(own)
+        if claim is None:
+            fail(f"{path.name}: no {own} PersistentVolumeClaim")
+        elif path.stem == "production" and claim["spec"]["accessModes"] != ["ReadWriteMany"]:
+            fail(f"{path.name}: {own} must be ReadWriteMany (its service has replicas)")
 
 
 def metric_names(expr: str) -> set[str]:

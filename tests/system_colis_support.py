@@ -16,6 +16,8 @@ from PIL import Image
 from stack import Stack, add_user
 from system_client import login
 
+from jauge_shared.blobs import PHOTO_UPLOADS, PHOTOS
+
 FAST = {
     "JAUGE_TASK_RETRY_BASE_S": "0.05",
     "JAUGE_TASK_RETRY_MAX_S": "0.2",
@@ -112,16 +114,28 @@ class Api:
         raise AssertionError(f"task {task_id} never got there; last seen: {last}")
 
 
-def stored_images(data_dir: Path) -> list[Path]:
-    folder = data_dir / "images" / "colis"
-    return sorted(folder.iterdir()) if folder.is_dir() else []
+def blob_ids(env: dict[str, str], bucket: str) -> list[str]:
+    """The files of one of colis-svc's GridFS buckets (jauge_shared.blobs)."""
+    from pymongo import MongoClient
+
+    with MongoClient(env["JAUGE_MONGO_URL"]) as client:
+        db = client[f"{env['JAUGE_DB_PREFIX']}_colis"]
+        return sorted(str(doc["_id"]) for doc in db[f"{bucket}.files"].find({}, {"_id": 1}))
 
 
-def uploads(data_dir: Path) -> list[Path]:
-    folder = data_dir / "uploads" / "colis"
-    return (
-        sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+def stored_images(env: dict[str, str]) -> list[str]:
+    """colis-svc's processed photos (`<task>.jpg`, `<task>.thumb.jpg`)."""
+    return blob_ids(env, PHOTOS)
+
+
+def uploads(env: dict[str, str]) -> list[str]:
+    """Photos not yet taken over: blobs handed to colis-svc, and finished files left in the
+    gateway's own folder (its notes, hidden, aside)."""
+    folder = Path(env["JAUGE_DATA_DIR"]) / "uploads" / "colis"
+    left = (
+        [p.name for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
     )
+    return sorted([*blob_ids(env, PHOTO_UPLOADS), *left])
 
 
 @dataclass

@@ -134,8 +134,9 @@ async def test_a_batch_on_two_replicas_is_counted_and_stored_exactly(make_stack,
         refused = await bob.upload("edi", {"gros.edi": b"x" * (1024 * 1024 + 1)})
         assert refused.status_code == 413 and "volumineux" in refused.json()["detail"]
         assert not (data.parent / "evil.edi").exists()
-        uploads = data / "uploads"
-        assert not uploads.exists() or not any(uploads.iterdir())
+        uploads = data / "uploads"  # the gateway's folder: no file left, no blob either
+        assert not uploads.exists() or not [p for p in uploads.rglob("*") if p.is_file()]
+        assert db["import_uploads.files"].count_documents({}) == 0
 
         # re-import by upload: a supplier sends file 0002 again with only its first
         # invoice, amended; it is updated, the two it no longer holds are removed

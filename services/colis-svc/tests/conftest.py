@@ -15,6 +15,7 @@ from colis_svc.repository import ColisRepository
 from colis_svc.service import ColisService
 from colis_svc.settings import ColisSettings
 from colis_svc.sweeper import Sweeper
+from jauge_shared.blobs import PHOTO_UPLOADS, PHOTOS, Blobs
 from jauge_shared.contracts import (
     ColisData,
     ColisRpcRequest,
@@ -101,8 +102,8 @@ async def world(test_env, tmp_path: Path):
     repo = ColisRepository(client, f"{test_env.db_prefix}_colis")
     await repo.ensure_indexes()
     await repo.seed_demo_data(datetime.now(UTC))
-    files = FileStore(tmp_path)
-    files.ensure_layout()
+    db = client[f"{test_env.db_prefix}_colis"]
+    files = FileStore(Blobs(db, PHOTO_UPLOADS), Blobs(db, PHOTOS))
     holder: list[World] = []
 
     async def emit(message: Message) -> None:

@@ -14,7 +14,14 @@ from jauge_shared.contracts import (
     ColisRpcRequest,
     ColisStepChanged,
 )
-from jauge_shared.topology import COLIS_CONTROL, COLIS_RPC, COLIS_TASKS, RK
+from jauge_shared.topology import (
+    COLIS_ACCEPTED,
+    COLIS_CONTROL,
+    COLIS_RPC,
+    COLIS_TASKS,
+    QUEUES_BY_SERVICE,
+    RK,
+)
 
 if TYPE_CHECKING:  # the world of conftest.py
     from conftest import World
@@ -53,6 +60,35 @@ async def test_a_creation_command_on_the_tasks_queue_runs_the_pipeline(world: Wo
     assert (first.can_cancel, first.can_retry) == (True, False)
     assert first.summary["poids"] == "7,5 kg"
     assert "colis.created" in [e.type for e in world.events]
+
+
+async def test_the_task_is_announced_on_receipt_by_colis_svc_alone(world: World) -> None:
+    """colis-svc alone produces colis.step_changed: the first frame (seq 0, pending) is
+    published as the command arrives on `colis-svc.accepted`, before a worker runs it,
+    with the summary and actions of every later frame (the gateway published it before,
+    as a second producer of the event)."""
+    assert COLIS_ACCEPTED in QUEUES_BY_SERVICE["colis-svc"]
+    assert set(COLIS_ACCEPTED.routing_keys) == set(COLIS_TASKS.routing_keys)
+    lot_id = await world.lot()
+    command = world.create("t-h0", lot_id)
+    await world.service.pipeline.accept(command)
+    await world.service.pipeline.accept(command)  # delivered again: the same frame
+    first, again = [e for e in world.events if isinstance(e, ColisStepChanged)]
+    assert (first.seq, first.status, first.percent, first.producer) == (
+        0,
+        "pending",
+        0,
+        "colis-svc",
+    )
+    assert first.summary["poids"] == "7,5 kg"
+    assert (first.can_cancel, first.can_retry) == (True, False)
+    assert again.event_id == first.event_id  # progress-svc sees a duplicate
+
+    await world.service.pipeline.run_task(command)  # the worker: seq 1 onwards
+    assert [e.seq for e in world.events if isinstance(e, ColisStepChanged)][2] == 1
+    before = len(world.events)
+    await world.service.pipeline.accept(command)  # late: the task has moved on
+    assert len(world.events) == before
 
 
 async def test_rpc_requests_are_answered_by_their_typed_model(world: World) -> None:

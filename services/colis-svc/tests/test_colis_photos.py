@@ -56,7 +56,7 @@ async def test_a_task_waits_for_its_photo_without_a_worker_then_runs_on(world: W
     await photos.photo_ready(world.service.tasks, ready("t-wait", "d" * 32), world.republish)
     assert world.commands == []
 
-    (world.service.tasks.files.uploads / upload_id).write_bytes(jpeg())
+    await world.service.tasks.files.uploads.put(upload_id, jpeg())
     await photos.photo_ready(world.service.tasks, ready("t-wait", upload_id), world.republish)
     await photos.photo_ready(world.service.tasks, ready("t-wait", upload_id), world.republish)
     assert len(world.commands) == 1  # a repeated notice resumes it once
@@ -66,8 +66,9 @@ async def test_a_task_waits_for_its_photo_without_a_worker_then_runs_on(world: W
     await world.service.pipeline.run_task(resumed)
     task = await world.repo.get_task("t-wait")
     assert task is not None and task["status"] == "completed" and task["image"] == "t-wait"
-    jpeg_path, _ = world.service.tasks.files.image_paths("t-wait")
-    with Image.open(jpeg_path) as image:
+    stored = await world.service.tasks.files.images.read("t-wait.jpg")
+    assert stored is not None
+    with Image.open(io.BytesIO(stored)) as image:
         assert max(image.size) == 1600
     steps = world.steps("t-wait")
     assert steps.count("image_uploading") == 2  # the wait, announced once, then the work
@@ -90,7 +91,7 @@ async def test_past_its_deadline_the_task_fails_and_is_retried_with_a_new_photo(
     assert world.steps("t-late").count("failed_final") == 1
 
     new_upload = "f" * 32
-    (world.service.tasks.files.uploads / new_upload).write_bytes(jpeg())
+    await world.service.tasks.files.uploads.put(new_upload, jpeg())
     retry = RetryColisTask(
         producer="test", job_id="t-late", task_id="t-late", user_id="alice", upload_id=new_upload
     )
@@ -105,7 +106,7 @@ async def test_past_its_deadline_the_task_fails_and_is_retried_with_a_new_photo(
 async def test_the_sweeper_resumes_a_task_whose_notice_was_lost(world: World) -> None:
     upload_id = "1" * 32
     await waiting_task(world, "t-lost", upload_id)
-    (world.service.tasks.files.uploads / upload_id).write_bytes(jpeg())
+    await world.service.tasks.files.uploads.put(upload_id, jpeg())
     await world.sweeper.sweep()
     assert world.commands == []  # the notice may still be on its way
     before = world.service.tasks.clock() - timedelta(minutes=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -147,19 +146,21 @@ async def test_the_photo_is_processed_and_its_upload_deleted(world: World) -> No
     buffer = io.BytesIO()
     Image.new("RGB", (3200, 2000), "red").save(buffer, "JPEG")
     upload_id = "a" * 32
-    (world.service.tasks.files.uploads / upload_id).write_bytes(buffer.getvalue())
+    await world.service.tasks.files.uploads.put(upload_id, buffer.getvalue())
     await world.service.pipeline.run_task(world.create("t-photo", lot_id, upload_id=upload_id))
-    jpeg, thumb = world.service.tasks.files.image_paths("t-photo")
-    with Image.open(jpeg) as image:
+    images = world.service.tasks.files.images
+    stored = await images.read("t-photo.jpg")
+    assert stored is not None
+    with Image.open(io.BytesIO(stored)) as image:
         assert max(image.size) == 1600 and image.format == "JPEG"
-    assert thumb.exists()
-    assert not (world.service.tasks.files.uploads / upload_id).exists()
+    assert await images.exists("t-photo.thumb.jpg")
+    assert not await world.service.tasks.files.uploads.exists(upload_id)
 
 
 async def test_an_unreadable_photo_fails_for_good_at_once(world: World) -> None:
     lot_id = await world.lot()
     upload_id = "b" * 32
-    (world.service.tasks.files.uploads / upload_id).write_bytes(b"\xff\xd8\xffnot really a jpeg")
+    await world.service.tasks.files.uploads.put(upload_id, b"\xff\xd8\xffnot really a jpeg")
     await world.service.pipeline.run_task(world.create("t-bad", lot_id, upload_id=upload_id))
     task = await world.repo.get_task("t-bad")
     assert task is not None and task["status"] == "failed_final"
@@ -256,14 +257,16 @@ async def test_the_sweeper_retries_due_tasks_requeues_stalled_ones_and_cleans_up
     await world.repo.tasks.update_one(
         {"_id": "t-stuck"}, {"$set": {"finished_at": long_ago - timedelta(days=60)}}
     )
-    orphan = world.service.tasks.files.uploads / ("c" * 32)
-    orphan.write_bytes(b"x")
-    old = datetime.now(UTC).timestamp() - 2 * 86400
-    os.utime(orphan, (old, old))
+    uploads = world.service.tasks.files.uploads
+    orphan = "c" * 32
+    await uploads.put(orphan, b"x")
+    await uploads.files.update_one(
+        {"_id": orphan}, {"$set": {"uploadDate": datetime.now(UTC) - timedelta(days=2)}}
+    )
     assert await world.sweeper.remove_old_tasks() == 1
     assert await world.repo.markers.count_documents({"task_id": "t-stuck"}) == 0
     assert await world.sweeper.remove_orphan_uploads() == 1
-    assert not orphan.exists()
+    assert not await uploads.exists(orphan)
     assert await world.repo.get_colis("t-stuck") is not None  # a completed parcel stays
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from blobs_support import memory_buckets
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -73,6 +74,7 @@ def make_app(**overrides: Any) -> tuple[FastAPI, SimpleNamespace]:
         view=ProgressView(FakeProgress()),  # type: ignore[arg-type]
         rpc=None,  # the routes tried here refuse before asking a service
         publishers={},
+        buckets=memory_buckets(),
     )
     app.state.gateway = state  # as the lifespan would, without a store or a broker
     return app, state

@@ -135,6 +135,11 @@ IMPORT_FILES = QueueSpec("import-svc.files", COMMANDS_EXCHANGE, (RK.IMPORT_FILE,
 # reads the gateway asks of import-svc (report, invoices): request/reply, any replica
 IMPORT_RPC = QueueSpec("import-svc.rpc", COMMANDS_EXCHANGE, (RK.IMPORT_RPC,))
 COLIS_TASKS = QueueSpec("colis-svc.tasks", COMMANDS_EXCHANGE, (RK.COLIS_CREATE, RK.COLIS_UPDATE))
+# the same commands, for the task's first gauge (seq 0) at once: a quick handler that
+# stores the task and announces it, never behind the pipeline's busy workers
+COLIS_ACCEPTED = QueueSpec(
+    "colis-svc.accepted", COMMANDS_EXCHANGE, (RK.COLIS_CREATE, RK.COLIS_UPDATE)
+)
 COLIS_CONTROL = QueueSpec(
     "colis-svc.control",
     COMMANDS_EXCHANGE,
@@ -195,7 +200,7 @@ def queues_of(service: str, progress_partitions_count: int) -> tuple[QueueSpec, 
 
 QUEUES_BY_SERVICE: dict[str, tuple[QueueSpec, ...]] = {
     "import-svc": (IMPORT_REQUESTS, IMPORT_FILES, IMPORT_RPC),
-    "colis-svc": (COLIS_TASKS, COLIS_CONTROL, COLIS_RPC),
+    "colis-svc": (COLIS_TASKS, COLIS_ACCEPTED, COLIS_CONTROL, COLIS_RPC),
     "progress-svc": progress_partitions(DEFAULT_PROGRESS_PARTITIONS),
     "gateway": (),
 }

@@ -99,8 +99,8 @@ class Control:
         if command.upload_id and command.upload_id != doc.get("upload_id"):
             photo = photos.new_photo(command.upload_id, command.image_pending)
             await self.repo.set_task_fields(command.task_id, **photo)
-            self.files.remove_upload(doc.get("upload_id"))
-            self.files.remove_images(command.task_id)
+            await self.files.remove_upload(doc.get("upload_id"))
+            await self.files.remove_images(command.task_id)
             doc = {**doc, **photo}
         relaunch = self._relaunch(doc, state, data, republish, force=command.force)
         return await self.audit.task_retried(command, doc, data, relaunch)
@@ -155,4 +155,4 @@ class Control:
         if failed and doc["operation"] == ColisOperation.CREATE.value:
             await self.tasks.undo(doc)
         else:
-            self.files.remove_upload(doc.get("upload_id"))
+            await self.files.remove_upload(doc.get("upload_id"))

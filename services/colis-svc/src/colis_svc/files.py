@@ -1,59 +1,61 @@
-"""colis-svc's files under JAUGE_DATA_DIR: uploads waiting for their task, processed photos.
+"""colis-svc's files, in two GridFS buckets of its own database (jauge_shared.blobs):
 
-Paths are built here only, from ids checked here, so no name from a message reaches the
-file system unchecked.
+- `photo_uploads`: photos handed over by the gateway, named by the `upload_id` of the
+  task's command. The gateway puts them; colis-svc reads them and deletes them once the
+  photo is stored (or the task is gone), and its sweeper removes those no live task
+  refers to;
+- `photos`: the processed JPEG and thumbnail of each parcel (`<name>.jpg`,
+  `<name>.thumb.jpg`), which the gateway reads by the name `colis_image` answers with.
+
+No folder is shared with another service (docs/decisions.md, "Floor plan: files"). Ids
+are checked here, so no name from a message reaches the store unchecked.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
-from uuid import uuid4
 
 from colis_svc.domain import PermanentTaskError
+from jauge_shared.blobs import Blobs
 
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+def image_names(name: str) -> tuple[str, str]:
+    return f"{name}.jpg", f"{name}.thumb.jpg"
+
+
 class FileStore:
-    """Uploads waiting for their task, and the processed photos, under JAUGE_DATA_DIR."""
+    """Photos waiting for their task, and the processed photos."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.uploads = data_dir / "uploads" / "colis"
-        self.images = data_dir / "images" / "colis"
-
-    def ensure_layout(self) -> None:
-        self.uploads.mkdir(parents=True, exist_ok=True)
-        self.images.mkdir(parents=True, exist_ok=True)
-
-    def upload_path(self, upload_id: str) -> Path:
-        if not UPLOAD_ID.fullmatch(upload_id):
-            raise PermanentTaskError("Photo introuvable : identifiant d'envoi invalide.")
-        return self.uploads / upload_id
-
-    def image_paths(self, name: str) -> tuple[Path, Path]:
-        return self.images / f"{name}.jpg", self.images / f"{name}.thumb.jpg"
-
-    def has_images(self, name: str) -> bool:
-        return all(path.exists() for path in self.image_paths(name))
-
-    def write_images(self, name: str, jpeg: bytes, thumbnail: bytes) -> None:
-        self.images.mkdir(parents=True, exist_ok=True)
-        jpeg_path, thumb_path = self.image_paths(name)
-        self.write_atomic(jpeg_path, jpeg)
-        self.write_atomic(thumb_path, thumbnail)
+    def __init__(self, uploads: Blobs, images: Blobs) -> None:
+        self.uploads = uploads
+        self.images = images
 
     @staticmethod
-    def write_atomic(path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+    def checked_upload(upload_id: str) -> str:
+        if not UPLOAD_ID.fullmatch(upload_id):
+            raise PermanentTaskError("Photo introuvable : identifiant d'envoi invalide.")
+        return upload_id
 
-    def remove_upload(self, upload_id: str | None) -> None:
+    async def has_upload(self, upload_id: str) -> bool:
+        return await self.uploads.exists(self.checked_upload(upload_id))
+
+    async def read_upload(self, upload_id: str) -> bytes | None:
+        return await self.uploads.read(self.checked_upload(upload_id))
+
+    async def has_images(self, name: str) -> bool:
+        return all([await self.images.exists(n) for n in image_names(name)])
+
+    async def write_images(self, name: str, jpeg: bytes, thumbnail: bytes) -> None:
+        jpeg_name, thumb_name = image_names(name)
+        await self.images.put(jpeg_name, jpeg)
+        await self.images.put(thumb_name, thumbnail)
+
+    async def remove_upload(self, upload_id: str | None) -> None:
         if upload_id and UPLOAD_ID.fullmatch(upload_id):
-            (self.uploads / upload_id).unlink(missing_ok=True)
+            await self.uploads.delete(upload_id)
 
-    def remove_images(self, name: str) -> None:
-        for path in self.image_paths(name):
-            path.unlink(missing_ok=True)
+    async def remove_images(self, name: str) -> None:
+        for blob in image_names(name):
+            await self.images.delete(blob)

@@ -23,7 +23,7 @@ from jauge_shared.contracts import (
 )
 from jauge_shared.mongo import within_caller_deadline
 from jauge_shared.settings import ServiceSettings
-from jauge_shared.topology import COLIS_CONTROL, COLIS_RPC, COLIS_TASKS
+from jauge_shared.topology import COLIS_ACCEPTED, COLIS_CONTROL, COLIS_RPC, COLIS_TASKS
 
 TASK_COMMAND: TypeAdapter[CreateColis | UpdateColis] = TypeAdapter(
     Annotated[CreateColis | UpdateColis, Field(discriminator="type")]
@@ -51,6 +51,21 @@ def register(
     async def on_task(body: dict[str, Any]) -> None:
         # a body that is no task command raises ValidationError: to the DLQ with the reason
         await service.pipeline.run_task(TASK_COMMAND.validate_python(body))
+
+    @broker.subscriber(
+        COLIS_ACCEPTED.queue(settings.queue_type, settings.delivery_limit),
+        exchange=COLIS_ACCEPTED.exchange,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=COLIS_ACCEPTED.name,
+        description=(
+            "colis.create and colis.update, again: the task is stored and its first "
+            "colis.step_changed (seq 0, pending) announced at once, so the dashboard "
+            "shows it while the workers are busy."
+        ),
+    )
+    async def on_accepted(body: dict[str, Any]) -> None:
+        async with store_errors_are_transient():
+            await service.pipeline.accept(TASK_COMMAND.validate_python(body))
 
     @broker.subscriber(
         COLIS_CONTROL.queue(settings.queue_type, settings.delivery_limit),

@@ -16,6 +16,7 @@ from colis_svc.runs import TASK_RUNS, utc_now
 from colis_svc.service import ColisService
 from colis_svc.settings import DB_SUFFIX, SERVICE, ColisSettings
 from colis_svc.sweeper import Sweeper
+from jauge_shared.blobs import PHOTO_UPLOADS, PHOTOS, Blobs
 from jauge_shared.broker import declare_topology, make_broker
 from jauge_shared.contracts import (
     ColisCreated,
@@ -77,15 +78,15 @@ def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
 
     expose_metrics()
     mongo = make_mongo_client(settings, SERVICE)
-    repository = ColisRepository(mongo, database_name(settings, DB_SUFFIX))
-    files = FileStore(settings.data_dir)
+    db_name = database_name(settings, DB_SUFFIX)
+    repository = ColisRepository(mongo, db_name)
+    files = FileStore(Blobs(mongo[db_name], PHOTO_UPLOADS), Blobs(mongo[db_name], PHOTOS))
     service = ColisService.build(repository, files, emit, settings)
     sweeper = Sweeper(repository, service.tasks, service.control, settings, emit, emit)
     handlers.register(broker, settings, service, emit)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        files.ensure_layout()
         await repository.ensure_indexes()
         await repository.list_open_tasks()
         await repository.seed_demo_data(utc_now())

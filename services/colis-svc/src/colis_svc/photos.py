@@ -77,7 +77,7 @@ async def wait(tasks: Tasks, run: Run, upload_id: str) -> None:
         PHOTO_WAITS.labels("waiting").inc()
     # looked at again once the wait is stored: a notice sent before that found no task
     # waiting and did nothing, so the photo may be here now
-    if tasks.files.upload_path(upload_id).exists() and await tasks.repo.stop_photo_wait(
+    if await tasks.files.has_upload(upload_id) and await tasks.repo.stop_photo_wait(
         run.task_id, tasks.clock()
     ):
         run.doc["photo_waiting"] = False
@@ -115,7 +115,7 @@ async def sweep(tasks: Tasks, republish: Emit) -> int:
         if not is_waiting(doc):
             continue
         upload_id = doc.get("upload_id")
-        arrived = upload_id and tasks.files.upload_path(upload_id).exists()
+        arrived = upload_id and await tasks.files.has_upload(upload_id)
         since = doc.get("photo_waiting_since") or now
         if arrived and now - since >= timedelta(seconds=LOST_NOTICE_AFTER_S):
             acted += await resume(tasks, doc, republish)

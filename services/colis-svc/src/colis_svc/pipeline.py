@@ -49,6 +49,7 @@ from colis_svc.runs import (
     TaskCommand,
     Tasks,
     is_transient,
+    step_event,
     store_errors_are_transient,
 )
 from colis_svc.settings import SERVICE
@@ -157,6 +158,16 @@ class Pipeline:
         else:
             TASK_RUNS.labels(op, "completed").inc()
 
+    async def accept(self, command: TaskCommand) -> None:
+        """The task's first gauge, as soon as its command is in (its own queue, no worker
+        slot): stored, then announced as pending at seq 0. colis-svc is the one producer
+        of `colis.step_changed`; the gateway's 202 does not wait for this. A task the
+        pipeline has already begun is left alone: its own steps say where it is."""
+        doc = await self.load_or_create(command)
+        state = state_from_doc(doc)
+        if state.seq == 0 and state.status is TaskStatus.PENDING:
+            await self.tasks.emit(step_event(doc, state))
+
     async def load_or_create(self, command: TaskCommand) -> Doc:
         doc = await self.repo.get_task(command.task_id)
         if doc is not None:
@@ -256,18 +267,18 @@ class Pipeline:
         if not upload_id or run.doc.get("image"):
             return
         name = run.task_id
-        upload = self.files.upload_path(upload_id)
-        if not upload.exists() and run.doc.get("image_pending"):
-            if not self.files.has_images(name):
+        arrived = await self.files.has_upload(upload_id)
+        if not arrived and run.doc.get("image_pending"):
+            if not await self.files.has_images(name):
                 await photos.wait(self.tasks, run, upload_id)  # ends the run, unless it came
         elif run.doc.get("photo_waiting"):  # arrived: resumed by the sweeper, say
             await self.repo.stop_photo_wait(run.task_id, self.clock())
-        if not upload.exists():
-            if self.files.has_images(name):  # processed before a crash
+        data = await self.files.read_upload(upload_id)
+        if data is None:
+            if await self.files.has_images(name):  # processed before a crash
                 run.changes["image"] = name
                 return
             raise PermanentTaskError("Photo introuvable : l'envoi a expiré, renvoyez-la.")
-        data = await asyncio.to_thread(upload.read_bytes)
         async with self.image_slots:
             photo = await asyncio.to_thread(
                 process_photo,
@@ -275,10 +286,10 @@ class Pipeline:
                 max_side=self.settings.image_max_side,
                 thumb_side=self.settings.thumbnail_side,
             )
-        await asyncio.to_thread(self.files.write_images, name, photo.jpeg, photo.thumbnail)
+        await self.files.write_images(name, photo.jpeg, photo.thumbnail)
         await self.repo.set_task_fields(run.task_id, image=name)
         run.doc["image"] = name
-        self.files.remove_upload(upload_id)
+        await self.files.remove_upload(upload_id)
 
     async def _step_creation(self, run: Run) -> None:
         assert run.data is not None and run.lot is not None

@@ -19,7 +19,7 @@ from pydantic_core import to_jsonable_python
 from colis_svc import audit
 from colis_svc.documents import public_client, public_colis, public_lot
 from colis_svc.domain import LotStatut, LotType, can_change_lot_statut
-from colis_svc.files import FileStore
+from colis_svc.files import FileStore, image_names
 from colis_svc.repository import ColisRepository, Doc
 from colis_svc.runs import Emit, is_transient, utc_now
 from colis_svc.settings import SERVICE
@@ -175,8 +175,9 @@ class ColisQueries:
         doc = await self.repo.get_colis(query.colis_id)
         if doc is None or not doc.get("image"):
             raise RpcError(404, "Photo introuvable.")
-        jpeg, thumb = self.files.image_paths(doc["image"])
-        return {"file": (thumb if query.thumbnail else jpeg).name}
+        jpeg, thumb = image_names(doc["image"])
+        # the gateway reads it from colis-svc's `photos` bucket by this name
+        return {"file": thumb if query.thumbnail else jpeg}
 
     async def precheck(self, query: Precheck) -> Doc:
         """The lot exists and is open; the client's name is for the task's title."""

@@ -178,8 +178,8 @@ class Tasks:
             await self.repo.delete_colis(doc["colis_id"])
         elif doc.get("previous"):
             await self.repo.replace_colis(doc["previous"])
-        self.files.remove_images(doc["_id"])
-        self.files.remove_upload(doc.get("upload_id"))
+        await self.files.remove_images(doc["_id"])
+        await self.files.remove_upload(doc.get("upload_id"))
 
     def command_for(self, doc: Doc, data: ColisData) -> TaskCommand:
         """The task's command, to publish again (a retry, a photo that came)."""

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
+from jauge_shared.contracts.colis import COLIS_DB_SUFFIX
 from jauge_shared.settings import ServiceSettings
 
 SERVICE = "colis-svc"
-DB_SUFFIX = "colis"
+DB_SUFFIX = COLIS_DB_SUFFIX
 
 
 class ColisSettings(ServiceSettings):

@@ -136,19 +136,16 @@ class Sweeper:
 
     async def remove_orphan_uploads(self) -> int:
         uploads = self.tasks.files.uploads
-        if not uploads.is_dir():
-            return 0
-        cutoff = time.time() - self.settings.orphan_upload_age_s
-        old = [p for p in uploads.iterdir() if p.is_file() and p.stat().st_mtime < cutoff]
+        old = await uploads.older_than(self.settings.orphan_upload_age_s)
         if not old:
             return 0
         # a failed_final task may still be retried by hand: its upload is live too
         live_statuses = [s.value for s in TaskStatus if s not in CLOSED_STATUSES]
         live = await self.repo.live_upload_ids(live_statuses)
         removed = 0
-        for path in old:
-            if path.name not in live:
-                path.unlink(missing_ok=True)
+        for upload_id in old:
+            if upload_id not in live:
+                await uploads.delete(upload_id)
                 removed += 1
         CLEANED.labels("uploads").inc(removed)
         return removed

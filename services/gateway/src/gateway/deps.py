@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection, cookie_parser
 from starlette.types import Scope
 
 from gateway.commands import Publishers
+from gateway.handover import Buckets
 from gateway.hub import Hub
 from gateway.progress_view import ProgressView
 from gateway.rpc import RpcClient
@@ -45,6 +46,7 @@ SessionsDep = Annotated[SessionWatch, Depends(_part("sessions"))]
 RpcDep = Annotated[RpcClient, Depends(_part("rpc"))]
 PublishersDep = Annotated[Publishers, Depends(_part("publishers"))]
 BrokerDep = Annotated[RabbitBroker, Depends(_part("broker"))]
+BucketsDep = Annotated[Buckets, Depends(_part("buckets"))]
 MongoDep = Annotated[AsyncMongoClient[dict[str, Any]], Depends(_part("mongo"))]
 
 UNAUTHORIZED = HTTPException(

@@ -29,6 +29,7 @@ from gateway.body_limit import BodySizeLimit, UploadQuota, UploadRoute
 from gateway.commands import Publishers
 from gateway.deps import username_of_scope
 from gateway.error_handlers import install_error_handlers
+from gateway.handover import Buckets
 from gateway.headers import SecurityHeaders
 from gateway.hub import Hub
 from gateway.live import LiveUpdates
@@ -58,7 +59,6 @@ from gateway.tracing import HttpTracingMiddleware
 from gateway.users import UserRepository
 from jauge_shared.broker import amqp_url, broker_options, connect_to_every_node
 from jauge_shared.contracts import (
-    ColisStepChanged,
     CreateColis,
     Message,
     PhotoReady,
@@ -74,9 +74,9 @@ from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, gateway_pr
 from jauge_shared.tracing import tracer_provider
 
 logger = logging.getLogger("gateway")
+# commands only: the gateway produces no event (colis-svc alone announces a parcel task,
+# its first colis.step_changed included; docs/decisions.md, "Floor plan: files")
 COMMANDS = (RequestImport, CreateColis, UpdateColis, PhotoReady)
-# the gateway announces a parcel task as pending (seq 0) when it queues it
-EVENTS = (ColisStepChanged,)
 # in this order in the OpenAPI document
 ROUTERS = (
     auth,
@@ -125,6 +125,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             broker=rabbit.broker,
             rpc=rpc,
             sessions=sessions,
+            buckets=Buckets.open(mongo, settings),
         )
         watch = asyncio.create_task(sessions.run(), name="session-watch")
         try:
@@ -169,9 +170,7 @@ def make_publishers(rabbit: RabbitRouter) -> Publishers:
         name = message_type(model)
         return rabbit.publisher(name, exchange=exchange, schema=model, title=name)
 
-    return {message_type(m): publisher(m, COMMANDS_EXCHANGE) for m in COMMANDS} | {
-        message_type(m): publisher(m, EVENTS_EXCHANGE) for m in EVENTS
-    }
+    return {message_type(m): publisher(m, COMMANDS_EXCHANGE) for m in COMMANDS}
 
 
 def subscribe_to_progress(rabbit: RabbitRouter, live: LiveUpdates) -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt, SecretStr
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
 
 from jauge_shared.contracts.progress import PROGRESS_DB_SUFFIX as PROGRESS_DB_SUFFIX
 from jauge_shared.settings import ServiceSettings
@@ -90,6 +90,11 @@ class GatewaySettings(ServiceSettings):
     )
     max_photo_bytes: PositiveInt = Field(
         default=15 * 1024 * 1024, description="Largest parcel photo accepted by the form."
+    )
+    photo_upload_age_s: PositiveFloat = Field(
+        default=86400.0,
+        description="The gateway's own leftovers of uploads, photos and import files "
+        "(parts, notes, files never handed over), are removed after this.",
     )
     max_photo_pixels: PositiveInt = Field(
         default=40_000_000,

@@ -10,6 +10,7 @@ from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
 from gateway.commands import Publishers
+from gateway.handover import Buckets
 from gateway.hub import Hub
 from gateway.progress_view import ProgressView
 from gateway.rpc import RpcClient
@@ -29,3 +30,4 @@ class GatewayState:
     broker: RabbitBroker
     rpc: RpcClient
     sessions: SessionWatch
+    buckets: Buckets

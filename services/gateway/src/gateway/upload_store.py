@@ -1,21 +1,21 @@
-"""Resumable uploads, in chunks at known offsets, kept where colis-svc takes photos over.
+"""Resumable uploads, in chunks at known offsets, in the gateway's own folder.
 
-One upload is three files in `<JAUGE_DATA_DIR>/uploads/colis/`, named by an id of our
-own (never from the user):
+One upload is three files in `<JAUGE_DATA_DIR>/uploads/colis/` (the gateway's folder:
+no other service reads it), named by an id of our own (never from the user):
 
-- `.<id>.json`: who opened it, its type, its size once known;
+- `.<id>.json`: who opened it, its type, its size once known, whether it was handed over;
 - `.<id>.task`: the task that waits for it (a file of its own, so that binding the task
   and finishing the upload, which may happen at the same moment, never overwrite each
   other's note);
 - `.<id>.part`: the bytes received so far; a chunk is written only at the offset equal
   to the part's current size (a chunk sent again after a lost answer changes nothing);
 - `<id>`: the finished upload, renamed from the part in one step when the last byte is
-  in. This is the name colis-svc's `FileStore.upload_path` reads: the handover between
-  the gateway and colis-svc stays what it was for the multipart form.
+  in, until it is handed over.
 
-Everything about where uploads live is behind this class, so the handover can move (to
-the store's GridFS, say) by swapping it. colis-svc's sweeper removes uploads that no live
-task refers to once they are old (`orphan_upload_age_s`), the parts and notes included.
+A finished photo is handed over to colis-svc as one blob of its `photo_uploads` bucket
+(`handover.py`, jauge_shared.blobs), then the local file goes; only then is the upload
+`done` (complete). colis-svc's sweeper removes handed-over photos no live task refers
+to; `sweep` here removes the gateway's own notes and parts once they are old.
 
 A chunk is checked and written without an `await` in between: within one gateway the
 offset check and the write cannot interleave with another request's. Two replicas
@@ -25,15 +25,18 @@ chunk at a time, and a chunk repeated after a failure is harmless.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+SWEEP_EVERY_S = 60.0
 
 
 @dataclass
@@ -46,12 +49,12 @@ class Upload:
     purpose: str = "photo"  # or "import": an EDI or BBGR file for import-svc
     name: str | None = None  # an import file's name
     task_id: str | None = None
-    done: bool = False  # kept: colis-svc removes the file once it has taken the photo
+    done: bool = False  # every byte in and handed over (`UploadStore.handed_over`)
     offset: int = 0
 
     @property
     def complete(self) -> bool:
-        return self.done or (self.size is not None and self.offset == self.size)
+        return self.done
 
 
 class OffsetMismatch(Exception):
@@ -67,9 +70,10 @@ class TooLarge(Exception):
 
 
 class UploadStore:
-    """Parcel photos: finished, `uploads/colis/<id>` (colis-svc's `FileStore`)."""
+    """Parcel photos: finished, `uploads/colis/<id>` until handed over to colis-svc."""
 
     purpose = "photo"
+    _last_sweep = float("-inf")
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -172,15 +176,25 @@ class UploadStore:
                 out.truncate(end)
             upload.offset = end
         if upload.size is not None and upload.offset == upload.size:
-            os.replace(self._part(upload.id), self.final(upload))
-            upload.done = True
-            self._save(upload)
+            # also when the last chunk comes again before the handover was done: the
+            # caller hands it over (again; a handover is idempotent)
+            part = self._part(upload.id)
+            if part.exists():
+                os.replace(part, self.final(upload))
             return True
         return False
 
+    def handed_over(self, upload: Upload) -> None:
+        """The finished file is where its receiver reads it: the upload is complete, and
+        a photo's local copy goes (colis-svc has its blob)."""
+        upload.done = True
+        self._save(upload)
+        self.final(upload).unlink(missing_ok=True)
+
     def head(self, upload: Upload) -> bytes:
         """The first bytes received, to check the file's kind."""
-        source = self.final(upload) if upload.complete else self._part(upload.id)
+        final = self.final(upload)
+        source = final if final.exists() else self._part(upload.id)
         try:
             with source.open("rb") as f:
                 return f.read(16)
@@ -192,6 +206,34 @@ class UploadStore:
         for path in (self._part(upload_id), self._note(upload_id), self._task(upload_id)):
             path.unlink(missing_ok=True)
 
+    def sweep_now_and_then(self, max_age_s: float) -> int:
+        """`sweep`, at most once a minute per process (called as an upload is opened)."""
+        now = time.monotonic()
+        if now - UploadStore._last_sweep < SWEEP_EVERY_S:
+            return 0
+        UploadStore._last_sweep = now
+        return self.sweep(max_age_s)
+
+    def sweep(self, max_age_s: float) -> int:
+        """The gateway's own leftovers (notes, parts, files not handed over) older than
+        `max_age_s`: uploads abandoned by their phone or browser, photos and import files
+        alike; an import upload's folder goes once empty. The buckets' blobs are their
+        owners' to remove."""
+        cutoff = time.time() - max_age_s
+        imports = self.data_dir / "uploads" / "imports"
+        folders = [self.folder, *(imports.iterdir() if imports.is_dir() else [])]
+        removed = 0
+        for folder in folders:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                for path in folder.iterdir():
+                    if path.is_file() and path.stat().st_mtime < cutoff:
+                        path.unlink(missing_ok=True)
+                        removed += 1
+            if folder.parent == imports:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # refused while a file is still there
+        return removed
+
     def discard(self, upload_id: str) -> None:
         upload = self.get(upload_id)
         if upload is not None:
@@ -201,17 +243,28 @@ class UploadStore:
 
 
 class ImportUploadStore(UploadStore):
-    """Files to import, one folder each: finished, `uploads/<id>/<name>`, the folder
-    import-svc takes an uploaded import's files from (`upload_ids` of `import.request`,
-    which skips the hidden part and notes beside the file)."""
+    """Files to import, one folder each in the gateway's folder: finished,
+    `uploads/imports/<id>/<name>` until handed over to import-svc's `import_uploads`
+    bucket."""
 
     purpose = "import"
 
     def _dir(self, upload_id: str) -> Path:
-        return self.data_dir / "uploads" / upload_id
+        return import_folder(self.data_dir, upload_id)
 
     def final(self, upload: Upload) -> Path:
         return self._dir(upload.id) / (upload.name or upload.id)
+
+    def forget(self, upload_id: str) -> None:
+        """The notes, and the upload's own folder once empty."""
+        super().forget(upload_id)
+        with contextlib.suppress(OSError):
+            self._dir(upload_id).rmdir()
+
+
+def import_folder(data_dir: Path, upload_id: str) -> Path:
+    """The gateway's folder of one upload of files to import (resumable or multipart)."""
+    return data_dir / "uploads" / "imports" / upload_id
 
 
 def find_upload(data_dir: Path, upload_id: str) -> tuple[UploadStore, Upload] | None:

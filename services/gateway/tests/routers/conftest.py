@@ -23,10 +23,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from blobs_support import memory_buckets
 from fastapi import FastAPI
 
 from gateway.hub import Hub
-from gateway.main import COMMANDS, EVENTS, create_app
+from gateway.main import COMMANDS, create_app
 from gateway.progress_view import ProgressView
 from gateway.security import create_access_token
 from gateway.sessions import SessionWatch
@@ -201,6 +202,7 @@ class Gateway:
     published: list[Any] = field(default_factory=list)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     refuse: list[bool] = field(default_factory=lambda: [False])
+    buckets: Any = field(default_factory=memory_buckets)  # colis-svc's, in memory
 
     def add_job(self, owner: str = "alice", **fields: Any) -> dict[str, Any]:
         doc = progress_doc(owner, **fields)
@@ -238,8 +240,7 @@ def gw(tmp_path: Any) -> Gateway:
     sessions = SessionWatch(users, 3600)  # type: ignore[arg-type]
     gateway = Gateway(app, settings, progress, users, rpc, hub, sessions)
     publishers = {
-        message_type(m): FakePublisher(gateway.published, gateway.refuse)
-        for m in (*COMMANDS, *EVENTS)
+        message_type(m): FakePublisher(gateway.published, gateway.refuse) for m in COMMANDS
     }
     app.state.gateway = GatewayState(
         settings=settings,
@@ -251,5 +252,6 @@ def gw(tmp_path: Any) -> Gateway:
         broker=None,  # type: ignore[arg-type]
         rpc=rpc,  # type: ignore[arg-type]
         sessions=sessions,
+        buckets=gateway.buckets,
     )
     return gateway

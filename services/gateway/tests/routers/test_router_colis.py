@@ -41,6 +41,8 @@ async def test_a_valid_form_is_accepted_at_once_and_queued(gw: Gateway) -> None:
     assert response.status_code == 202, response.text
     [command] = commands(gw, "colis.create")
     assert response.json() == {"task_id": command.task_id, "status": "pending"}
+    # the command only: colis-svc alone announces the task (its seq 0 included)
+    assert [m.type for m in gw.published] == ["colis.create"]
     assert (command.lot_id, command.user_id) == ("L1", "alice")
     assert str(command.colis_data.poids) == "7.5" and command.upload_id is None
     assert gw.rpc.asked_about("precheck", "L1", "C1")
@@ -86,7 +88,10 @@ async def test_a_photo_is_kept_under_the_tasks_upload_id(gw: Gateway) -> None:
     assert response.status_code == 202, response.text
     [command] = commands(gw, "colis.create")
     assert command.upload_id
-    assert (gw.settings.data_dir / "uploads" / "colis" / command.upload_id).is_file()
+    # handed over to colis-svc's bucket; nothing left in the gateway's folder
+    assert gw.buckets.uploads.blobs[command.upload_id] == png()
+    folder = gw.settings.data_dir / "uploads" / "colis"
+    assert not [p for p in folder.iterdir() if p.is_file()]
 
 
 async def test_a_photo_of_a_refused_command_is_not_left_behind(gw: Gateway) -> None:
@@ -102,6 +107,7 @@ async def test_a_photo_of_a_refused_command_is_not_left_behind(gw: Gateway) -> N
     assert response.status_code == 503
     folder = gw.settings.data_dir / "uploads" / "colis"
     assert folder.is_dir() and not any(folder.iterdir())  # written as it came, then removed
+    assert gw.buckets.uploads.blobs == {}  # handed over, then taken back
 
 
 async def test_an_update_changes_only_the_fields_sent(gw: Gateway) -> None:
@@ -118,10 +124,8 @@ async def test_an_update_changes_only_the_fields_sent(gw: Gateway) -> None:
     assert str(command.colis_data.poids) == "9" and str(command.colis_data.longueur) == "40"
 
 
-async def test_a_parcels_photo_is_served_from_the_file_colis_svc_names(gw: Gateway) -> None:
-    folder = gw.settings.data_dir / "images" / "colis"
-    folder.mkdir(parents=True)
-    (folder / "P1.thumb.jpg").write_bytes(b"\xff\xd8jpeg")
+async def test_a_parcels_photo_is_served_from_the_blob_colis_svc_names(gw: Gateway) -> None:
+    await gw.buckets.photos.put("P1.thumb.jpg", b"\xff\xd8jpeg")
     gw.rpc.answer = lambda key, body: {"ok": True, "result": {"file": "P1.thumb.jpg"}}
     async with gw.client() as c:
         found = await c.get("/api/colis/P1/image", params={"thumbnail": True}, headers=gw.auth())
@@ -131,7 +135,7 @@ async def test_a_parcels_photo_is_served_from_the_file_colis_svc_names(gw: Gatew
 
 
 async def test_a_photo_name_that_is_a_path_is_never_served(gw: Gateway) -> None:
-    (gw.settings.data_dir / "secret.jpg").write_bytes(b"secret")
+    await gw.buckets.photos.put("secret.jpg", b"secret")
     gw.rpc.answer = lambda key, body: {"ok": True, "result": {"file": "../../secret.jpg"}}
     async with gw.client() as c:
         response = await c.get("/api/colis/P1/image", headers=gw.auth())

@@ -26,7 +26,7 @@ async def test_a_broker_that_refuses_the_command_is_a_french_503(gw: Gateway) ->
     assert response.json()["detail"].startswith("Service momentanément indisponible")
 
 
-async def test_uploaded_files_are_kept_under_their_names_and_imported(gw: Gateway) -> None:
+async def test_uploaded_files_are_handed_to_import_svc_under_their_names(gw: Gateway) -> None:
     files = [("files", ("a.edi", b"UNA:+.? '")), ("files", ("b.edi", b"UNB+UNOC'"))]
     async with gw.client() as c:
         response = await c.post(
@@ -35,9 +35,23 @@ async def test_uploaded_files_are_kept_under_their_names_and_imported(gw: Gatewa
     assert response.status_code == 202, response.text
     [command] = gw.published
     [upload_id] = command.upload_ids
-    folder = gw.settings.data_dir / "uploads" / upload_id
-    assert sorted(p.name for p in folder.iterdir()) == ["a.edi", "b.edi"]
-    assert (folder / "b.edi").read_bytes() == b"UNB+UNOC'"
+    # one blob each in import-svc's bucket, named for import-svc; none left in our folder
+    imports = gw.buckets.imports
+    assert imports.names == {f"{upload_id}.0": "a.edi", f"{upload_id}.1": "b.edi"}
+    assert imports.blobs[f"{upload_id}.1"] == b"UNB+UNOC'"
+    assert not [p for p in (gw.settings.data_dir / "uploads").rglob("*") if p.is_file()]
+
+
+async def test_files_of_a_refused_import_are_taken_back(gw: Gateway) -> None:
+    gw.refuse[0] = True
+    files = [("files", ("a.edi", b"UNA:+.? '"))]
+    async with gw.client() as c:
+        response = await c.post(
+            "/api/imports/upload", data={"kind": "edi"}, files=files, headers=gw.auth()
+        )
+    assert response.status_code == 503
+    assert gw.buckets.imports.blobs == {}
+    assert not [p for p in (gw.settings.data_dir / "uploads").rglob("*") if p.is_file()]
 
 
 async def test_a_file_named_as_a_path_is_refused_and_nothing_is_kept(gw: Gateway) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from import_svc.files import FileStore
 from import_svc.lock import ImportLock
 from import_svc.repository import ImportRepository, JobState
+from jauge_shared.blobs import Blobs
 from jauge_shared.contracts import Message, utc_now
 from jauge_shared.faults import FaultPoints
 
@@ -27,3 +28,4 @@ class Workflow:
     max_file_bytes: int
     clock: Callable[[], datetime] = utc_now
     faults: FaultPoints = field(default_factory=lambda: FaultPoints("", Path(".")))
+    uploads: Blobs | None = None  # the import page's files, from the gateway (files.py)

@@ -3,6 +3,11 @@
 inbox/<kind>/ → work/<job_id>/ (claimed by one job) → archive/<kind>/YYYY/MM/ or
 errors/<kind>/ with a `.error.txt` beside it. Every move is a rename on one file system,
 which is atomic: a file is in exactly one of these places at any instant.
+
+Files of the import page come from the gateway through import-svc's `import_uploads`
+GridFS bucket (jauge_shared.blobs): `receive_uploads` takes them into uploads/<id>/,
+import-svc's own folder, before the job claims them as it claims the inbox's. No other
+service reads or writes a folder of import-svc's (docs/decisions.md, "Floor plan: files").
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from jauge_shared.blobs import Blobs
 from jauge_shared.contracts import ImportKind, is_file_item
 
 logger = logging.getLogger("import_svc")
@@ -106,6 +112,27 @@ class FileStore:
         work = self.work(job_id)
         if work.is_dir() and not any(work.iterdir()):
             work.rmdir()
+
+
+async def receive_uploads(files: FileStore, bucket: Blobs, upload_ids: list[str]) -> None:
+    """The uploads' blobs written into uploads/<id>/ (a file already there is kept: a
+    redone job), then deleted from the bucket. Deleted only once every file is written,
+    and before the claim moves them: a redo after a crash never receives a file twice."""
+    for upload_id in upload_ids:
+        blobs = await bucket.find(upload_id=upload_id)
+        if not blobs:
+            continue
+        folder = files.uploads(upload_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        for blob_id, name in blobs:
+            if not is_file_item(name):
+                logger.warning("uploaded file name refused", extra={"file": repr(name)})
+                continue
+            target = folder / _one_name(name)
+            if not target.exists():
+                await bucket.save_to(blob_id, target)
+        for blob_id, _ in blobs:
+            await bucket.delete(blob_id)
 
 
 def _one_name(name: str) -> str:

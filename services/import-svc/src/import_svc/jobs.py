@@ -23,6 +23,7 @@ from import_svc.events import (
     queued_event,
     started_event,
 )
+from import_svc.files import receive_uploads
 from import_svc.processing import gauge_units
 from import_svc.repository import STALE_TRANSITION, FileState, JobState
 from jauge_shared.contracts import ImportKind, ImportStatus, RequestImport
@@ -110,6 +111,8 @@ class JobFlow:
         flow = self.flow
         kind = ImportKind(job["kind"])
         if job["upload_ids"]:
+            if flow.uploads is not None:
+                await receive_uploads(flow.files, flow.uploads, job["upload_ids"])
             flow.files.claim_uploads(job["upload_ids"], job["_id"])
         else:
             flow.files.claim_inbox(kind, job["_id"])

@@ -16,6 +16,7 @@ from import_svc.queries import ImportQueries
 from import_svc.repository import ImportRepository
 from import_svc.service import ImportService
 from import_svc.settings import DB_SUFFIX, SERVICE, ImportSettings
+from jauge_shared.blobs import IMPORT_UPLOADS, Blobs
 from jauge_shared.broker import declare_topology, make_broker
 from jauge_shared.contracts import (
     FileImported,
@@ -59,7 +60,8 @@ def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
     metrics.expose(SERVICE)
 
     mongo = make_mongo_client(settings, SERVICE)
-    repository = ImportRepository(mongo, database_name(settings, DB_SUFFIX))
+    db_name = database_name(settings, DB_SUFFIX)
+    repository = ImportRepository(mongo, db_name)
     files = FileStore(settings.data_dir)
     lock = ImportLock(repository.lock, settings.lock_lease_s)
     service = ImportService(
@@ -70,6 +72,7 @@ def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
         deadline_s=settings.job_deadline_s,
         max_file_bytes=settings.max_file_bytes,
         faults=fault_points(settings.fault_points, settings.data_dir),
+        uploads=Blobs(mongo[db_name], IMPORT_UPLOADS),
     )
     handlers.register(broker, settings, service, ImportQueries(repository))
 

@@ -23,6 +23,7 @@ from import_svc.jobs import JobFlow
 from import_svc.lock import ImportLock
 from import_svc.repository import ImportRepository
 from import_svc.worker import FileWorker
+from jauge_shared.blobs import Blobs
 from jauge_shared.contracts import ImportFile, RequestImport, utc_now
 from jauge_shared.faults import FaultPoints
 
@@ -39,6 +40,7 @@ class ImportService:
         max_file_bytes: int,
         clock: Callable[[], datetime] = utc_now,
         faults: FaultPoints | None = None,
+        uploads: Blobs | None = None,
     ) -> None:
         flow = Workflow(
             repo=repository,
@@ -49,6 +51,7 @@ class ImportService:
             max_file_bytes=max_file_bytes,
             clock=clock,
             faults=faults or FaultPoints("", Path(".")),
+            uploads=uploads,
         )
         self.end = JobEnd(flow, on_released=self._schedule_soon)
         self.jobs = JobFlow(flow, self.end)

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from jauge_shared.contracts.imports import IMPORT_DB_SUFFIX
 from jauge_shared.settings import ServiceSettings
 
 SERVICE = "import-svc"
-DB_SUFFIX = "import"
+DB_SUFFIX = IMPORT_DB_SUFFIX
 
 
 class ImportSettings(ServiceSettings):

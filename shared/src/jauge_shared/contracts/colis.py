@@ -60,6 +60,10 @@ PIPELINE_STATUSES: tuple[TaskStatus, ...] = (
     TaskStatus.PRICE_CALCULATING,
     TaskStatus.NOTIFICATION_SENDING,
 )
+# colis-svc's database (`<db_prefix>_colis`): the gateway names it only to reach the two
+# buckets of photos colis-svc shares with it (jauge_shared.blobs)
+COLIS_DB_SUFFIX = "colis"
+
 ACTIVE_STATUSES = frozenset(PIPELINE_STATUSES)
 # Held by a worker: cancelling has to wait for the worker to stop at a step boundary.
 RUNNING_STATUSES = ACTIVE_STATUSES - {TaskStatus.PENDING}

@@ -10,6 +10,10 @@ from pydantic import Field, NonNegativeInt
 from jauge_shared.contracts.envelope import Command, Event
 from jauge_shared.contracts.fields import FileItem, UploadId
 
+# import-svc's database (`<db_prefix>_import`): the gateway names it only to put the
+# import page's files in its `import_uploads` bucket (jauge_shared.blobs)
+IMPORT_DB_SUFFIX = "import"
+
 
 class ImportKind(StrEnum):
     EDI = "edi"

@@ -1,22 +1,21 @@
 """Parcels: the form answers at once (202 + task id), colis-svc does the work.
 
 Only what is cheap is checked here: the form's fields, sizes and types, the photo's size
-and kind, and (one RPC) that the lot exists and is open. The photo is stored under
-`<JAUGE_DATA_DIR>/uploads/colis/<upload_id>`, a name of our own (never from the user),
-and colis-svc turns it into the stored JPEG and thumbnail.
+and kind, and (one RPC) that the lot exists and is open. The photo streams to the
+gateway's own folder under a name of our own (never from the user), then is handed over
+to colis-svc as a blob of its `photo_uploads` bucket (handover.py); colis-svc turns it
+into the stored JPEG and thumbnail, which are served from its `photos` bucket.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from pathlib import Path as FsPath
 from typing import Annotated, Any
 from uuid import uuid4
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from gateway.audit_pages import AuditPage, Before, Limit, history
@@ -32,19 +31,16 @@ from gateway.colis_form import (
 )
 from gateway.colis_rpc import call_colis, read_colis
 from gateway.commands import Publishers, send_command
-from gateway.deps import CurrentUser, PublishersDep, RpcDep, SettingsDep
+from gateway.deps import BucketsDep, CurrentUser, PublishersDep, RpcDep, SettingsDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
+from gateway.handover import Buckets
 from gateway.photo_stream import PhotoSink
-from gateway.settings import GatewaySettings
 from jauge_shared.contracts import (
     ColisData,
-    ColisOperation,
-    ColisStepChanged,
     CreateColis,
     TaskStatus,
     UpdateColis,
 )
-from jauge_shared.contracts.colis import allowed_actions, summarize
 
 logger = logging.getLogger("gateway.colis")
 router = APIRouter(tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER})
@@ -58,55 +54,23 @@ class Accepted(BaseModel):
     status: str = TaskStatus.PENDING.value
 
 
-def pending_event(
-    task_id: str,
-    user_id: str,
-    lot_id: str,
-    operation: ColisOperation,
-    data: ColisData,
-    client_name: str | None,
-) -> ColisStepChanged:
-    """Seq 0 of the task, so the dashboard shows it at once, even while colis-svc is busy
-    or away; colis-svc's own steps start at seq 1."""
-    return ColisStepChanged(
-        producer="gateway",
-        job_id=task_id,
-        task_id=task_id,
-        user_id=user_id,
-        lot_id=lot_id,
-        operation=operation,
-        status=TaskStatus.PENDING,
-        step="En attente",
-        percent=0,
-        seq=0,
-        # colis-svc's own summary and rules: this first frame reads as its later ones
-        summary=summarize(data, client_name),
-        **allowed_actions(TaskStatus.PENDING, 0, 0),
-    )
-
-
 async def queue_task(
     publishers: Publishers,
-    settings: GatewaySettings,
+    buckets: Buckets,
     command: CreateColis | UpdateColis,
-    event: ColisStepChanged,
     photo: PhotoSink | str | None,
 ) -> None:
-    """The command first, then the task's first gauge: a gauge announced for a command
-    the broker then refused would show a task that does not exist, waiting for good. The
-    gauge itself may be lost (the broker gone in between): colis-svc's own steps open it.
-    A photo of this request goes if the command is refused; a resumable upload stays
-    (the browser submits the form again with it)."""
+    """The command, confirmed by the broker (or a 503). colis-svc alone announces the task:
+    its `colis-svc.accepted` queue stores it and publishes its first `colis.step_changed`
+    (seq 0, pending) at once, so the dashboard shows it without waiting for a worker. A
+    photo of this request goes if the command is refused; a resumable upload stays (the
+    browser submits the form again with it)."""
     try:
         await send_command(publishers, command)
     except HTTPException:
         if isinstance(photo, PhotoSink) and command.upload_id:
-            (settings.data_dir / "uploads" / "colis" / command.upload_id).unlink(missing_ok=True)
+            await buckets.uploads.delete(command.upload_id)  # no task will ever read it
         raise
-    try:
-        await send_command(publishers, event)  # type: ignore[arg-type]
-    except HTTPException:
-        logger.warning("first gauge of a task not announced", extra={"task_id": command.task_id})
 
 
 @router.post(
@@ -125,6 +89,7 @@ async def create_colis(
     rpc: RpcDep,
     settings: SettingsDep,
     publishers: PublishersDep,
+    buckets: BucketsDep,
 ) -> Any:
     """Multipart: the parcel form's fields and an optional `image`, or instead the
     `upload_id` of a resumable upload (`/api/uploads`) still on its way: the answer does
@@ -139,9 +104,10 @@ async def create_colis(
         except ValidationError as e:
             discard(photo)
             return invalid_response(invalid_form(e))
-        check = await read_colis(rpc, "precheck", lot_id=lot_id, client_id=data.client_id)
+        # the lot exists and is open (a 404 or 409 now, rather than a failed task)
+        await read_colis(rpc, "precheck", lot_id=lot_id, client_id=data.client_id)
         task_id = uuid4().hex
-        upload_id, pending = await keep_photo(settings, user, photo, task_id)
+        upload_id, pending = await keep_photo(settings, buckets, user, photo, task_id)
     except BaseException:
         discard(photo)
         raise
@@ -155,10 +121,7 @@ async def create_colis(
         upload_id=upload_id,
         image_pending=pending,
     )
-    event = pending_event(
-        task_id, user.username, lot_id, ColisOperation.CREATE, data, check.get("client_name")
-    )
-    await queue_task(publishers, settings, command, event, photo)
+    await queue_task(publishers, buckets, command, photo)
     return Accepted(task_id=task_id)
 
 
@@ -178,6 +141,7 @@ async def update_colis(
     rpc: RpcDep,
     settings: SettingsDep,
     publishers: PublishersDep,
+    buckets: BucketsDep,
 ) -> Any:
     """Multipart: only the fields to change, and optionally a new `image` (or the
     `upload_id` of a resumable upload, as for the creation)."""
@@ -195,7 +159,7 @@ async def update_colis(
             discard(photo)
             return invalid_response(invalid_form(e))
         task_id = uuid4().hex
-        upload_id, pending = await keep_photo(settings, user, photo, task_id)
+        upload_id, pending = await keep_photo(settings, buckets, user, photo, task_id)
     except BaseException:
         discard(photo)
         raise
@@ -211,10 +175,7 @@ async def update_colis(
         upload_id=upload_id,
         image_pending=pending,
     )
-    event = pending_event(
-        task_id, user.username, lot_id, ColisOperation.UPDATE, data, current.get("client_name")
-    )
-    await queue_task(publishers, settings, command, event, photo)
+    await queue_task(publishers, buckets, command, photo)
     return Accepted(task_id=task_id)
 
 
@@ -247,19 +208,21 @@ async def list_lot_colis(
 
 @router.get(
     "/api/colis/{colis_id}/image",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404)},
 )
 async def get_colis_image(
     colis_id: ItemId,
     user: CurrentUser,
     rpc: RpcDep,
-    settings: SettingsDep,
+    buckets: BucketsDep,
     thumbnail: bool = False,
 ) -> Any:
+    """The parcel's photo, read from colis-svc's `photos` bucket by the name colis-svc
+    answers (a stored photo is at most `image_max_side` pixels: a few hundred KB)."""
     found = await call_colis(rpc, "colis_image", colis_id=colis_id, thumbnail=thumbnail)
     name = str(found.get("file", ""))
-    path: FsPath = settings.data_dir / "images" / "colis" / name
-    if not _IMAGE_FILE.fullmatch(name) or not await asyncio.to_thread(path.is_file):
+    data = await buckets.photos.read(name) if _IMAGE_FILE.fullmatch(name) else None
+    if data is None:
         raise HTTPException(404, detail="Photo introuvable.")
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private"})
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private"})

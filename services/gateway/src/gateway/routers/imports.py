@@ -13,11 +13,12 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from pydantic import BaseModel, Field, StringConstraints
 
 from gateway.commands import send_command
-from gateway.deps import CurrentUser, PublishersDep, RpcDep, SettingsDep, ViewDep
+from gateway.deps import BucketsDep, CurrentUser, PublishersDep, RpcDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
+from gateway.handover import hand_over_import, take_back_import
 from gateway.rpc import ask
 from gateway.upload_access import safe_file_name
-from gateway.upload_store import ImportUploadStore, find_upload
+from gateway.upload_store import ImportUploadStore, find_upload, import_folder
 from jauge_shared.contracts import ImportKind, RequestImport
 from jauge_shared.contracts.import_rpc import ImportReport, ImportReportRequest
 from jauge_shared.topology import RK
@@ -86,6 +87,7 @@ async def upload_import(
     user: CurrentUser,
     settings: SettingsDep,
     publishers: PublishersDep,
+    buckets: BucketsDep,
 ) -> Accepted:
     """Import exactly the uploaded files (not the inbox)."""
     if not files:
@@ -100,11 +102,15 @@ async def upload_import(
             status.HTTP_400_BAD_REQUEST, detail="Plusieurs fichiers envoyés portent le même nom."
         )
     upload_id = uuid4().hex
-    folder = settings.data_dir / "uploads" / upload_id
+    folder = import_folder(settings.data_dir, upload_id)  # the gateway's own
+    handed_over = False
     try:
         folder.mkdir(parents=True)
         for upload, name in zip(files, names, strict=True):
             await _save(upload, folder, name, settings.max_upload_bytes)
+        paths = [folder / name for name in names]
+        handed_over = True
+        await hand_over_import(buckets, upload_id, paths, list(names))
         job_id = uuid4().hex
         await send_command(
             publishers,
@@ -118,8 +124,11 @@ async def upload_import(
         )
     except BaseException:
         # nothing was accepted: leave no orphaned upload behind
-        await asyncio.to_thread(shutil.rmtree, folder, True)
+        if handed_over:
+            await take_back_import(buckets, upload_id, len(names))
         raise
+    finally:
+        await asyncio.to_thread(shutil.rmtree, folder, True)  # import-svc has its blobs
     return Accepted(job_id=job_id)
 
 
@@ -175,7 +184,7 @@ async def import_uploaded(
             upload_ids=arrived,
         ),
     )
-    # the files are import-svc's now: only their notes, the gateway's own, go
+    # the files are import-svc's (its bucket) since they arrived: the notes, ours, go
     store = ImportUploadStore(settings.data_dir)
     for upload_id in arrived:
         await asyncio.to_thread(store.forget, upload_id)

@@ -22,8 +22,9 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, Field
 
 from gateway.commands import send_command
-from gateway.deps import CurrentUser, PublishersDep, SettingsDep
+from gateway.deps import BucketsDep, CurrentUser, PublishersDep, SettingsDep
 from gateway.errors import AUTHENTICATED, error_responses
+from gateway.handover import hand_over_upload
 from gateway.photo_stream import PHOTO_TYPES, WRONG_TYPE, is_image
 from gateway.upload_access import limit_of, owned_in, safe_file_name, too_large
 from gateway.upload_store import ImportUploadStore, OffsetMismatch, TooLarge, Upload, UploadStore
@@ -97,9 +98,9 @@ async def open_upload(body: OpenUpload, user: CurrentUser, settings: SettingsDep
         raise HTTPException(415, detail=WRONG_TYPE)
     if body.size is not None and body.size > settings.max_photo_bytes:
         raise too_large(settings)
-    upload = await asyncio.to_thread(
-        UploadStore(settings.data_dir).open, user.username, body.type.lower(), body.size
-    )
+    photos = UploadStore(settings.data_dir)
+    await asyncio.to_thread(photos.sweep_now_and_then, settings.photo_upload_age_s)
+    upload = await asyncio.to_thread(photos.open, user.username, body.type.lower(), body.size)
     return view(upload)
 
 
@@ -144,6 +145,7 @@ async def send_chunk(
     user: CurrentUser,
     settings: SettingsDep,
     publishers: PublishersDep,
+    buckets: BucketsDep,
 ) -> Response:
     """One chunk (the raw body) at the header `Upload-Offset` (required), which must be
     the bytes received so far (else 409 with the right `Upload-Offset`); a chunk sent
@@ -182,6 +184,11 @@ async def send_chunk(
     if photo and first_bytes_in and not is_image(store.head(upload)):
         store.discard(upload_id)
         raise HTTPException(415, detail="Photo refusée : le fichier n'est pas une image reconnue.")
+    if finished:
+        # the photo to colis-svc's bucket, then complete; the task read after that, so a
+        # task bound meanwhile is told here or finds the photo there (bind_upload)
+        await hand_over_upload(buckets, store, upload)
+        upload.task_id = (await asyncio.to_thread(store.get, upload_id) or upload).task_id
     if photo and upload.complete and upload.task_id:
         # also when a finished upload is sent its last chunk again: that client may not
         # have seen the answer of a first try whose notice was not delivered

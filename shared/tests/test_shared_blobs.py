@@ -1,0 +1,44 @@
+"""The handover bucket on the real store: a put repeated after a lost answer changes
+nothing, a name that is a path is never used, and the owner's sweeper finds old blobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from jauge_shared.blobs import BadBlobId, Blobs
+
+
+async def test_a_blob_is_put_once_read_by_its_id_and_deleted(test_env: Any, tmp_path: Path) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(test_env.mongo_url, tz_aware=True)
+    try:
+        blobs = Blobs(client[f"{test_env.db_prefix}_colis"], "photo_uploads")
+        data = bytes(range(256)) * 2000  # 512 KB: more than one GridFS chunk
+        await blobs.put("a" * 32, data)
+        await blobs.put("a" * 32, b"another try")  # a handover repeated: the first stays
+        assert await blobs.read("a" * 32) == data
+        source = tmp_path / "photo"
+        source.write_bytes(b"\xff\xd8\xff photo")
+        await blobs.put_file("b" * 32, source)
+        assert await blobs.exists("b" * 32) and await blobs.read("b" * 32) == source.read_bytes()
+
+        assert await blobs.read("../../etc/passwd") is None
+        assert not await blobs.exists("../x")
+        with pytest.raises(BadBlobId):
+            await blobs.put("../x", b"x")
+        with pytest.raises(BadBlobId):
+            await blobs.put(".hidden", b"x")
+
+        await blobs.files.update_one(
+            {"_id": "a" * 32}, {"$set": {"uploadDate": datetime.now(UTC) - timedelta(days=2)}}
+        )
+        assert await blobs.older_than(86400) == ["a" * 32]
+        await blobs.delete("a" * 32)
+        await blobs.delete("a" * 32)  # already gone: nothing to do
+        assert await blobs.read("a" * 32) is None and await blobs.older_than(0) == ["b" * 32]
+    finally:
+        await client.close()
