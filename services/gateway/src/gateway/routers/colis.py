@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import uuid4
 
@@ -35,6 +37,8 @@ from gateway.deps import BucketsDep, CurrentUser, PublishersDep, RpcDep, Setting
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
 from gateway.handover import Buckets
 from gateway.photo_stream import PhotoSink
+from gateway.settings import GatewaySettings
+from gateway.users import User
 from jauge_shared.contracts import (
     ColisData,
     CreateColis,
@@ -73,6 +77,57 @@ async def queue_task(
         raise
 
 
+@dataclass(frozen=True)
+class TakenForm:
+    """A parcel form read and validated, its photo kept for the task."""
+
+    data: ColisData
+    task_id: str
+    upload_id: str | None
+    pending: bool
+    photo: PhotoSink | str | None
+
+    def command_fields(self, user_id: str, lot_id: str) -> dict[str, Any]:
+        return {
+            "producer": "gateway",
+            "job_id": self.task_id,
+            "task_id": self.task_id,
+            "user_id": user_id,
+            "lot_id": lot_id,
+            "colis_data": self.data,
+            "upload_id": self.upload_id,
+            "image_pending": self.pending,
+        }
+
+
+async def take_form(
+    request: Request,
+    settings: GatewaySettings,
+    buckets: Buckets,
+    user: User,
+    validate: Callable[[dict[str, Any]], Awaitable[ColisData]],
+) -> TakenForm | Response:
+    """The form read, `validate`d (its own checks with colis-svc may raise their HTTP
+    error) and its photo kept under a new task id; a 400 answer for an invalid form. The
+    photo is discarded on any failure before the task exists."""
+    try:
+        fields, photo = await read_form(request, settings)
+    except InvalidForm as e:
+        return invalid_response(e)
+    try:
+        try:
+            data = await validate(fields)
+        except ValidationError as e:
+            discard(photo)
+            return invalid_response(invalid_form(e))
+        task_id = uuid4().hex
+        upload_id, pending = await keep_photo(settings, buckets, user, photo, task_id)
+    except BaseException:
+        discard(photo)
+        raise
+    return TakenForm(data, task_id, upload_id, pending, photo)
+
+
 @router.post(
     "/api/lots/{lot_id}/colis",
     status_code=status.HTTP_202_ACCEPTED,
@@ -94,35 +149,19 @@ async def create_colis(
     """Multipart: the parcel form's fields and an optional `image`, or instead the
     `upload_id` of a resumable upload (`/api/uploads`) still on its way: the answer does
     not wait for the photo. Follow the task on `/ws` or `/api/tasks/{task_id}`."""
-    try:
-        fields, photo = await read_form(request, settings)
-    except InvalidForm as e:
-        return invalid_response(e)
-    try:
-        try:
-            data = ColisData.model_validate(fields)
-        except ValidationError as e:
-            discard(photo)
-            return invalid_response(invalid_form(e))
+
+    async def validated(fields: dict[str, Any]) -> ColisData:
+        data = ColisData.model_validate(fields)
         # the lot exists and is open (a 404 or 409 now, rather than a failed task)
         await read_colis(rpc, "precheck", lot_id=lot_id, client_id=data.client_id)
-        task_id = uuid4().hex
-        upload_id, pending = await keep_photo(settings, buckets, user, photo, task_id)
-    except BaseException:
-        discard(photo)
-        raise
-    command = CreateColis(
-        producer="gateway",
-        job_id=task_id,
-        task_id=task_id,
-        user_id=user.username,
-        lot_id=lot_id,
-        colis_data=data,
-        upload_id=upload_id,
-        image_pending=pending,
-    )
-    await queue_task(publishers, buckets, command, photo)
-    return Accepted(task_id=task_id)
+        return data
+
+    taken = await take_form(request, settings, buckets, user, validated)
+    if isinstance(taken, Response):
+        return taken
+    command = CreateColis(**taken.command_fields(user.username, lot_id))
+    await queue_task(publishers, buckets, command, taken.photo)
+    return Accepted(task_id=taken.task_id)
 
 
 @router.patch(
@@ -145,38 +184,21 @@ async def update_colis(
 ) -> Any:
     """Multipart: only the fields to change, and optionally a new `image` (or the
     `upload_id` of a resumable upload, as for the creation)."""
-    try:
-        fields, photo = await read_form(request, settings)
-    except InvalidForm as e:
-        return invalid_response(e)
-    try:
+    lots: list[str] = []
+
+    async def merged(fields: dict[str, Any]) -> ColisData:
         check = await call_colis(rpc, "precheck_update", colis_id=colis_id)
+        lots.append(check["lot"]["id"])
         current = check["colis"]
-        merged = {k: current[k] for k in FORM_FIELDS if current.get(k) not in (None, "")}
-        try:
-            data = ColisData.model_validate({**merged, **fields})
-        except ValidationError as e:
-            discard(photo)
-            return invalid_response(invalid_form(e))
-        task_id = uuid4().hex
-        upload_id, pending = await keep_photo(settings, buckets, user, photo, task_id)
-    except BaseException:
-        discard(photo)
-        raise
-    lot_id = check["lot"]["id"]
-    command = UpdateColis(
-        producer="gateway",
-        job_id=task_id,
-        task_id=task_id,
-        user_id=user.username,
-        lot_id=lot_id,
-        colis_id=colis_id,
-        colis_data=data,
-        upload_id=upload_id,
-        image_pending=pending,
-    )
-    await queue_task(publishers, buckets, command, photo)
-    return Accepted(task_id=task_id)
+        stored = {k: current[k] for k in FORM_FIELDS if current.get(k) not in (None, "")}
+        return ColisData.model_validate({**stored, **fields})
+
+    taken = await take_form(request, settings, buckets, user, merged)
+    if isinstance(taken, Response):
+        return taken
+    command = UpdateColis(**taken.command_fields(user.username, lots[0]), colis_id=colis_id)
+    await queue_task(publishers, buckets, command, taken.photo)
+    return Accepted(task_id=taken.task_id)
 
 
 @router.get("/api/colis/{colis_id}", responses=error_responses(404))

@@ -12,7 +12,7 @@ from uuid import uuid4
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from pydantic import BaseModel, Field, StringConstraints
 
-from gateway.commands import send_command
+from gateway.commands import Publishers, send_command
 from gateway.deps import BucketsDep, CurrentUser, PublishersDep, RpcDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.handover import hand_over_import, take_back_import
@@ -48,12 +48,19 @@ async def start_import(
     body: ImportRequestBody, user: CurrentUser, publishers: PublishersDep
 ) -> Accepted:
     """Import the files waiting in the kind's inbox; follow the job on /ws or /api/jobs."""
+    return Accepted(job_id=await request_import(publishers, body.kind, user.username))
+
+
+async def request_import(
+    publishers: Publishers, kind: ImportKind, user_id: str, upload_ids: list[str] | None = None
+) -> str:
+    """import.request sent and confirmed (or the 503); the new job's id."""
     job_id = uuid4().hex
-    await send_command(
-        publishers,
-        RequestImport(producer="gateway", job_id=job_id, kind=body.kind, user_id=user.username),
+    command = RequestImport(
+        producer="gateway", job_id=job_id, kind=kind, user_id=user_id, upload_ids=upload_ids or []
     )
-    return Accepted(job_id=job_id)
+    await send_command(publishers, command)
+    return job_id
 
 
 async def _save(upload: UploadFile, folder: Path, name: str, max_bytes: int) -> None:
@@ -111,17 +118,7 @@ async def upload_import(
         paths = [folder / name for name in names]
         handed_over = True
         await hand_over_import(buckets, upload_id, paths, list(names))
-        job_id = uuid4().hex
-        await send_command(
-            publishers,
-            RequestImport(
-                producer="gateway",
-                job_id=job_id,
-                kind=kind,
-                user_id=user.username,
-                upload_ids=[upload_id],
-            ),
-        )
+        job_id = await request_import(publishers, kind, user.username, [upload_id])
     except BaseException:
         # nothing was accepted: leave no orphaned upload behind
         if handed_over:
@@ -173,17 +170,7 @@ async def import_uploaded(
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, detail="Aucun fichier arrivé : renvoyez les fichiers."
         )
-    job_id = uuid4().hex
-    await send_command(
-        publishers,
-        RequestImport(
-            producer="gateway",
-            job_id=job_id,
-            kind=body.kind,
-            user_id=user.username,
-            upload_ids=arrived,
-        ),
-    )
+    job_id = await request_import(publishers, body.kind, user.username, arrived)
     # the files are import-svc's (its bucket) since they arrived: the notes, ours, go
     store = ImportUploadStore(settings.data_dir)
     for upload_id in arrived:
