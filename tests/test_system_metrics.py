@@ -33,6 +33,8 @@ EXPECTED: dict[str, list[tuple[str, dict[str, str]]]] = {
         ("jauge_reconciler_repairs_total", {"kind": "colis"}),
         ("jauge_reconciler_asked_total", {"owner": "import"}),
         ("jauge_reconciler_passes_total", {"outcome": "failed"}),
+        ("jauge_reconciler_stale_documents", {"owner": "import"}),
+        ("jauge_reconciler_stale_documents", {"owner": "colis"}),
     ],
     "gateway": [
         ("jauge_jobs_finished_total", {"kind": "import.edi", "status": "completed"}),

@@ -19,7 +19,7 @@ from jauge_shared.contracts import (
 )
 from jauge_shared.metrics import RECONCILER_REPAIRS as REPAIRS
 from progress_svc.aggregate import Document
-from progress_svc.reconciler import Reconciler, record_if_repair
+from progress_svc.reconciler import STALE, Reconciler, record_if_repair, start_at_zero
 from progress_svc.repository import ProgressRepository
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -73,6 +73,35 @@ async def test_only_open_gauges_that_stopped_moving_make_their_owner_asked(
 
     # asked once per period, not at every pass
     assert await reconciler.run_once() == 0
+
+
+async def test_the_stale_documents_are_the_backlog_counted_at_every_pass(
+    repository: ProgressRepository,
+) -> None:
+    STALE.labels("import").set(7)  # a value left by a previous process's life
+    start_at_zero()
+    assert STALE.labels("import")._value.get() == 0
+    assert STALE.labels("colis")._value.get() == 0
+    await repository.change("imp-stuck", doc("imp-stuck", "import.edi", "running", 120))
+    await repository.change("task-a", doc("task-a", "colis.create", "running", 45))
+    await repository.change("task-b", doc("task-b", "colis.create", "running", 31))
+    await repository.change("task-moving", doc("task-moving", "colis.create", "running", 3))
+    await repository.change("task-done", doc("task-done", "colis.create", "completed", 500))
+    reconciler = Reconciler(repository, Asked(), after_s=30, producer="test", clock=lambda: NOW)
+
+    await reconciler.run_once()
+    assert STALE.labels("import")._value.get() == 1
+    assert STALE.labels("colis")._value.get() == 2
+    # asked already, not yet answered: still in the backlog at the next pass
+    assert await reconciler.run_once() == 0
+    assert STALE.labels("colis")._value.get() == 2
+    # one moves again, one ends: the backlog shrinks
+    await repository.change("task-a", doc("task-a", "colis.create", "running", 0))
+    await repository.change("task-b", doc("task-b", "colis.create", "completed", 0))
+    await repository.change("imp-stuck", doc("imp-stuck", "import.edi", "completed", 0))
+    await reconciler.run_once()
+    assert STALE.labels("import")._value.get() == 0
+    assert STALE.labels("colis")._value.get() == 0
 
 
 async def test_an_entry_left_by_a_crash_after_the_end_is_pruned(

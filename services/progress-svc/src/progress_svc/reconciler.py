@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from jauge_shared.contracts import AnnounceColisTask, AnnounceImport, AnnounceState, Event
 from jauge_shared.contracts.envelope import utc_now
@@ -34,6 +34,14 @@ ASKED = Counter(
     ["owner"],
 )
 PASSES = Counter("jauge_reconciler_passes_total", "Reconciler passes, by outcome.", ["outcome"])
+# the replay design's backlog (docs/decisions.md, "Truth under faults"): what the
+# reconciler has to ask about. It stays above zero while an owner does not answer
+STALE = Gauge(
+    "jauge_reconciler_stale_documents",
+    "Open progress documents that have not moved for longer than JAUGE_RECONCILE_AFTER_S "
+    "at the reconciler's last pass, by owner: the backlog of states to announce again.",
+    ["owner"],
+)
 
 Ask = Callable[[AnnounceState], Awaitable[None]]
 
@@ -48,6 +56,8 @@ def start_at_zero() -> None:
         ASKED.labels(owner)
     for outcome in ("ok", "failed"):
         PASSES.labels(outcome)
+    for owner in OWNERS:
+        STALE.labels(owner).set(0)
 
 
 class Reconciler:
@@ -71,6 +81,7 @@ class Reconciler:
         """One pass; returns how many owners were asked."""
         now = self.clock()
         asked = 0
+        stale = dict.fromkeys(OWNERS, 0)
         still_open: set[str] = set()
         for entry in await self.repository.open_ids():
             job_id = entry["_id"]
@@ -80,7 +91,10 @@ class Reconciler:
                 continue
             still_open.add(job_id)
             stale_s = (now - doc["updated_at"]).total_seconds()
-            if stale_s < self.after_s or self._asked_recently(job_id):
+            if stale_s < self.after_s:
+                continue
+            stale[owner_of(doc["kind"])] = stale.get(owner_of(doc["kind"]), 0) + 1
+            if self._asked_recently(job_id):
                 continue
             await self.ask(self._command(doc, stale_s))
             self._asked_at[job_id] = time.monotonic()
@@ -92,6 +106,8 @@ class Reconciler:
             )
         for job_id in set(self._asked_at) - still_open:
             del self._asked_at[job_id]
+        for owner, count in stale.items():
+            STALE.labels(owner).set(count)
         return asked
 
     def _asked_recently(self, job_id: str) -> bool:
