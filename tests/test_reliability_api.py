@@ -122,6 +122,9 @@ def run_operation(operation: Any, mode: GenerationMode, headers: dict[str, str])
     return None
 
 
+# tests/test_security_api_conformance.py runs schemathesis with every check, positive and
+# negative cases, in `make test`; this in-process run is the slower duplicate of it
+@pytest.mark.slow
 def test_schemathesis_finds_nothing_on_the_gateway(api: SharedStack, alice_headers) -> None:
     schema = schemathesis.openapi.from_url(api.gateway + "/openapi.json")
     schema = schema.exclude(path=list(EXCLUDED_PATHS))

@@ -39,7 +39,14 @@ def dlq_count(test_env) -> int | None:
     return next(s["messages"] for s in listed if s["queue"] == DLQ)
 
 
-@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+@pytest.mark.parametrize(
+    "queue_type",
+    [
+        # quorum queues are what `make run` and production use; classic behind -m slow
+        pytest.param("classic", marks=pytest.mark.slow),
+        "quorum",
+    ],
+)
 async def test_dead_letters_are_listed_shown_in_order_and_replayed(
     make_stack, test_env, queue_type
 ) -> None:
