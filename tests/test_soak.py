@@ -1,4 +1,4 @@
-"""The soak of `make soak` (bench/soak.py), in the 2-minute version that CI can afford.
+"""The soak of `make soak` (bench/soak.py), in a 2-minute version (`-m slow`).
 
 The 30-minute run is `make soak`; its figures are in docs/reliability.md. Both run the
 same program and the same verdict: every import and parcel ends as it must, nothing is
@@ -19,7 +19,8 @@ from stack import ROOT
 
 from conftest import Servers
 
-pytestmark = pytest.mark.system
+# a soak has its own target (`make soak`, 30 minutes); this short one runs with -m slow
+pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 # two minutes in `make test`: a minute of warm-up, a minute compared (`make soak`: 30)
 MINUTES = float(os.environ.get("JAUGE_SOAK_MINUTES", "2"))
