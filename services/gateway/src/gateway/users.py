@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from time import monotonic
 from typing import Any
 
 from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
 
 from gateway.security import PasswordWorkers, TokenClaims, hash_password, verify_password
 from jauge_shared.contracts import utc_now
 
 # revoked sessions a user document keeps (the oldest go first; each also expires)
 MAX_REVOKED = 100
+# after the store failed to answer, how long the others are refused without asking it
+STORE_AWAY_RECHECK_S = 1.0
 
 
 class Role(StrEnum):
@@ -60,6 +63,7 @@ class UserRepository:
         workers: PasswordWorkers | None = None,
     ) -> None:
         self.collection = client[database]["users"]
+        self.store_away_until = 0.0
         self.workers = workers
 
     async def _verify(self, password: str, hashed: str) -> bool:
@@ -91,7 +95,17 @@ class UserRepository:
         return result.matched_count == 1
 
     async def get(self, username: str) -> User | None:
-        doc = await self.collection.find_one({"_id": username})
+        """Every authenticated request's first read. With the store away, one caller a
+        second asks the driver and the others get the same 503 at once: many server
+        selections timing out together broke the driver's topology lock (PyMongo
+        4.20 on Python 3.11: "Lock is not acquired", then every later request hung)."""
+        if self.store_away_until > monotonic():
+            raise ServerSelectionTimeoutError("the store did not answer a moment ago")
+        try:
+            doc = await self.collection.find_one({"_id": username})
+        except ConnectionFailure:
+            self.store_away_until = monotonic() + STORE_AWAY_RECHECK_S
+            raise
         return _user(doc) if doc else None
 
     async def authenticate(self, username: str, password: str) -> User | None:
