@@ -43,7 +43,9 @@ USERS = {"alice": "agent", "bob": "agent", "root": "admin"}
 # every replica gets some whatever the machine's speed
 WORKER_ENV = {"JAUGE_PREFETCH": "1"}
 # each parcel step pauses a little, so the burst is still running when replicas stop
-SLOW_STEPS = "[test:delay=0.15]"
+# slow enough that replicas are stopped with parcels still running (a fresh-clone run
+# on 2026-12-07 had all 24 created before the stop at 0.15 s a step)
+SLOW_STEPS = "[test:delay=0.3]"
 
 
 @dataclass
