@@ -91,6 +91,18 @@ class Api:
         files = {"image": ("photo.jpg", photo, "image/jpeg")} if photo is not None else None
         return await self.http.post(f"/api/lots/{lot_id}/colis", data=form or FORM, files=files)
 
+    async def create_burst(
+        self, lot_id: str, count: int, photo: bytes | None, steps: str = ""
+    ) -> list[str]:
+        """`count` parcels posted at once (descriptions "Colis <i> <steps>"), each
+        accepted with its 202; their task ids."""
+        forms = [{**FORM, "description": f"Colis {i} {steps}".rstrip()} for i in range(count)]
+        responses = await asyncio.gather(
+            *(self.create_colis(lot_id, form, photo=photo) for form in forms)
+        )
+        assert [r.status_code for r in responses] == [202] * count, responses[0].text
+        return [r.json()["task_id"] for r in responses]
+
     async def task(self, task_id: str) -> dict[str, Any] | None:
         response = await self.http.get(f"/api/tasks/{task_id}")
         if response.status_code == 404:

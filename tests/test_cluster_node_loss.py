@@ -168,12 +168,7 @@ async def test_the_node_leading_most_queues_killed_mid_load(
         clients = [await Socket.open(gateway, importer.token) for _ in range(sockets)]
         followers = [asyncio.create_task(follow(s, job_id)) for s in clients]
         lot = await poster.lot("cargo")
-        forms = [{**FORM, "description": f"Colis {i} {SLOW_STEPS}"} for i in range(PARCELS)]
-        responses = await asyncio.gather(
-            *(poster.create_colis(lot["id"], form, photo=photo) for form in forms)
-        )
-        assert [r.status_code for r in responses] == [202] * PARCELS, responses[0].text
-        tasks = [r.json()["task_id"] for r in responses]
+        tasks = await poster.create_burst(lot["id"], PARCELS, photo, SLOW_STEPS)
         before = await importer.until(job_id, lambda j: j["processed"] >= 3, timeout_s=120)
 
         victim = await asyncio.to_thread(cluster.busiest_leader)

@@ -105,12 +105,7 @@ async def test_a_store_that_hangs_mid_load_leaves_every_gauge_true(make_stack, t
         try:
             job_id = await importer.start("edi")
             lot = await poster.lot("cargo")
-            forms = [{**FORM, "description": f"Colis {i} {SLOW_STEPS}"} for i in range(PARCELS)]
-            responses = await asyncio.gather(
-                *(poster.create_colis(lot["id"], form, photo=photo) for form in forms)
-            )
-            assert [r.status_code for r in responses] == [202] * PARCELS, responses[0].text
-            tasks = [r.json()["task_id"] for r in responses]
+            tasks = await poster.create_burst(lot["id"], PARCELS, photo, SLOW_STEPS)
             before = await importer.until(job_id, lambda j: j["processed"] >= 3, timeout_s=120)
             # a task of bob's that has its gauge: the one asked about during the hang
             await poster.wait(tasks[0], lambda t: True, timeout_s=60)
