@@ -25,6 +25,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ROOT / "reports" / "screenshots"
+# Screenshots the user guide and docs/ui.md show: taken by the browser tests at each run,
+# so that the pictures stay true to the screens.
+DOC_SCREENSHOTS = ROOT / "docs" / "img"
 TIMEOUT_MS = 30_000
 
 
@@ -73,6 +76,14 @@ def screenshot(page: Page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def doc_screenshot(page: Page, name: str) -> Path:
+    """A screenshot for docs/ (the visible window, not the whole page, to keep it small)."""
+    DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = DOC_SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
     return path
 
 
