@@ -30,13 +30,14 @@ from decimal import Decimal
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from colis_svc.domain import LOT_TYPES, format_lot_number, parse_lot_number
 from jauge_shared.mongo import gather_in_chunks
 
 Doc = dict[str, Any]
 DAYS = "days"
+NAMESPACE_EXISTS = 48
 MAX_PAGE = 500
 # lots looked at for one page at most: a rare status filtered ends the page early (with
 # a cursor) rather than reading back through all history
@@ -80,6 +81,20 @@ class LotIndex:
         self.lots = db["lots"]
         self.lot_numbers = db["lot_numbers"]
         self.colis = db["colis"]
+
+    async def ensure_collections(self) -> None:
+        """Made at start-up: creating a collection is slow on FerretDB under load
+        (seconds), which the first lot created must not pay within its reply's time."""
+        present = set(await self.links.database.list_collection_names())
+        for collection in (self.links, self.heads):
+            if collection.name not in present:
+                try:
+                    await self.links.database.create_collection(collection.name)
+                except CollectionInvalid:
+                    pass  # made meanwhile (another replica)
+                except OperationFailure as e:
+                    if e.code != NAMESPACE_EXISTS:
+                        raise
 
     # ------------------------------------------------------------------ chains
     async def _append(self, chain: str, value: str) -> None:

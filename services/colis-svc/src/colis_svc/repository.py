@@ -109,6 +109,7 @@ class ColisRepository:
         await self.colis.create_index([("lot_id", ASCENDING)])
         await self.tasks.create_index([("status", ASCENDING)])
         await self.markers.create_index([("task_id", ASCENDING)])
+        await self.lot_index.ensure_collections()
 
     async def seed_demo_data(self, now: datetime) -> None:
         """A default tariff and a few demo clients on a fresh install (never overwritten)."""

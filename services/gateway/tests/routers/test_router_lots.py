@@ -78,13 +78,20 @@ async def test_a_client_is_corrected_with_only_the_fields_given(gw: Gateway) -> 
     gw.rpc.answer = replying({"id": "C1", "name": "Dupont", "phone": "+33 6"})
     async with gw.client() as c:
         response = await c.patch("/api/clients/C1", json={"phone": "+33 6"}, headers=gw.auth())
-        empty = await c.patch("/api/clients/C1", json={"name": ""}, headers=gw.auth())
+        huge = await c.patch("/api/clients/C1", json={"name": "x" * 1001}, headers=gw.auth())
     assert response.status_code == 200 and response.json()["phone"] == "+33 6"
     asked = gw.rpc.asked[0][1]
     assert asked["method"] == "update_client"
     assert asked["params"] == {"client_id": "C1", "phone": "+33 6", "user_id": "alice"}
-    assert empty.status_code == 422
+    assert huge.status_code == 422
     assert len(gw.rpc.asked) == 1
+
+    # what is wrong with a name is colis-svc's to say, in French
+    detail = "Client invalide : le nom est obligatoire (200 caractères au plus)."
+    gw.rpc.answer = lambda key, body: {"ok": False, "status": 422, "detail": detail}
+    async with gw.client() as c:
+        empty = await c.post("/api/clients", json={"name": " "}, headers=gw.auth())
+    assert empty.status_code == 422 and empty.json()["detail"] == detail
 
 
 def test_the_changing_requests_are_never_asked_twice() -> None:

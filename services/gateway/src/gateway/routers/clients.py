@@ -22,16 +22,18 @@ class Client(BaseModel):
     phone: str = ""
 
 
+# Only a bound on the size here: colis-svc checks the name (required, 200 characters at
+# most) and the phone (40), and says what is wrong in French (a 422).
 class NewClient(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    phone: str = Field(default="", max_length=40)
+    name: str = Field(max_length=1000, description="Required, 200 characters at most.")
+    phone: str = Field(default="", max_length=1000, description="40 characters at most.")
 
 
 class ClientChange(BaseModel):
     """Only the fields given change."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    phone: str | None = Field(default=None, max_length=40)
+    name: str | None = Field(default=None, max_length=1000)
+    phone: str | None = Field(default=None, max_length=1000)
 
 
 ClientId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -42,14 +44,16 @@ async def list_clients(user: CurrentUser, rpc: RpcDep) -> Any:
     return await call_colis(rpc, "list_clients")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Client)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=Client, responses=error_responses(422)
+)
 async def create_client(body: NewClient, user: CurrentUser, rpc: RpcDep) -> Any:
     return await call_colis(
         rpc, "create_client", name=body.name, phone=body.phone, user_id=user.username
     )
 
 
-@router.patch("/{client_id}", response_model=Client, responses=error_responses(404))
+@router.patch("/{client_id}", response_model=Client, responses=error_responses(404, 422))
 async def update_client(
     client_id: ClientId, body: ClientChange, user: CurrentUser, rpc: RpcDep
 ) -> Any:

@@ -101,7 +101,7 @@ window.JaugeColis = (() => {
     const dialog = h("dialog", { class: "dialog", id: `${key}-dialog`, "aria-labelledby": `${key}-dialog-title` },
       h("form", { method: "dialog", class: "grid-form", novalidate: "" },
         h("h2", { id: `${key}-dialog-title`, class: "field wide" }),
-        h("div", { class: "flash", id: `${key}-dialog-flash`, role: "alert", hidden: "" }),
+        h("div", { class: "field wide" }, h("div", { class: "flash", id: `${key}-dialog-flash`, role: "alert", hidden: "" })),
         h("div", { class: "field wide" }, h("label", { for: `${key}-dialog-name`, text: "Nom" }),
           h("input", { id: `${key}-dialog-name`, name: "name", maxlength: "200", autocomplete: "off" })),
         h("div", { class: "field wide" }, h("label", { for: `${key}-dialog-phone`, text: "Téléphone" }),
@@ -135,9 +135,15 @@ window.JaugeColis = (() => {
       open({ id: select.value, name: option.dataset.name || option.textContent, phone: option.dataset.phone || "" });
     });
     form.querySelector("button[value=cancel]").addEventListener("click", () => dialog.close());
+    form.addEventListener("input", () => { Jauge.clearErrors(form); Jauge.clearFlash(flash); });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const body = { name: form.elements.name.value.trim(), phone: form.elements.phone.value.trim() };
+      if (!body.name) {
+        Jauge.showError(new Jauge.ApiError(422, "Données invalides : vérifiez les champs indiqués.",
+          [{ field: "name", message: "le nom est obligatoire" }]), form, flash);
+        return;
+      }
       Jauge.busy(form.querySelector("button[type=submit]"), async () => {
         try {
           const client = editing

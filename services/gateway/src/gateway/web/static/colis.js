@@ -96,7 +96,9 @@ document.addEventListener("DOMContentLoaded", () => {
         h("td", { text: Jauge.dateTime(e.at) }),
         h("td", { text: e.who || "–" }),
         h("td", { text: WHAT[e.what] || e.what }),
-        h("td", {}, ...Object.entries(e.changes || {}).map(([field, [from, to]]) =>
+        h("td", {}, ...Object.entries(e.changes || {})
+          .filter(([field]) => !(field === "client_id" && e.changes.client_name)) // the name says it
+          .map(([field, [from, to]]) =>
           h("div", { text: e.what === "colis.created" ? `${SHOWN[field] || field} : ${value(field, to)}`
             : `${SHOWN[field] || field} : ${value(field, from)} → ${value(field, to)}` })))));
       if (more) body.append(...rows);
