@@ -124,8 +124,8 @@ def test_an_agent_creates_a_lot_and_a_parcel_and_follows_the_task_live(
         screenshot(page, "13-lot-colis")
 
         done.get_by_role("link", name="Voir le colis").click()
-        dashboard.wait_for_url(re.compile(r"/lots/[^/]+#colis-"))
-        expect(dashboard.locator("#colis tbody")).to_contain_text(numero)
+        dashboard.wait_for_url(re.compile(r"/colis/[^/]+$"))
+        expect(dashboard.locator("#colis-title")).to_have_text(f"Colis {numero}")
 
         # an unknown lot is a clear French 404, not a blank page
         dashboard.goto("/lots/lot-inconnu")

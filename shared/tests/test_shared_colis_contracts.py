@@ -45,10 +45,11 @@ def test_the_wire_stays_method_and_params_and_reads_back_as_its_model() -> None:
         ColisRpcRequest(method="get_lot", params={"lot": "l1"}).query()
 
 
-def test_only_the_three_changes_are_never_asked_twice() -> None:
-    assert {"create_client", "create_lot", "close_lot"} == COLIS_RPC_CHANGES
+def test_only_the_five_changes_are_never_asked_twice() -> None:
+    changes = {"create_client", "update_client", "create_lot", "close_lot", "ship_lot"}
+    assert changes == COLIS_RPC_CHANGES
     methods = [model.model_fields["method"].default for model in QUERY_MODELS]
-    assert len(methods) == len(set(methods)) == 15
+    assert len(methods) == len(set(methods)) == 17
 
 
 def test_the_summary_is_french_for_every_frame() -> None:

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -160,11 +161,20 @@ class AuditLog:
         )
 
     async def lot_closed(self, lot: Doc, statut: str, who: str | None) -> None:
-        """`lot` as it was before; a lot is closed once (closing it again changes nothing)."""
+        """`lot` as it was before; a lot is closed once and shipped once (`lot.closed`,
+        `lot.shipped`: doing it again changes nothing)."""
         changes = {"statut": [lot["statut"], statut]}
-        await self.record(
-            f"lot.closed:{lot['_id']}", "lot.closed", who, lot_id=lot["_id"], changes=changes
-        )
+        what = "lot.shipped" if statut == "expedie" else "lot.closed"
+        await self.record(f"{what}:{lot['_id']}", what, who, lot_id=lot["_id"], changes=changes)
+
+    async def client_changed(
+        self, client_id: str, before: Doc | None, after: Doc, who: str | None
+    ) -> None:
+        """A client created or edited (listed in the `all` chain only)."""
+        what = "client.created" if before is None else "client.updated"
+        changes = diff(before, after, ("name", "phone"))
+        entry_id = f"{what}:{client_id}:{uuid4().hex[:8]}"
+        await self.record(entry_id, what, who, changes={"client_id": [None, client_id], **changes})
 
     async def parcel_written(self, run: Run, fields: Doc, numero: str) -> None:
         """The creation step stored the parcel (created, or the update applied): by the

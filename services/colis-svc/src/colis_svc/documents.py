@@ -47,6 +47,10 @@ def public_lot(doc: Doc) -> Doc:
         "statut": doc["statut"],
         "created_at": doc["created_at"],
         "closed_at": doc.get("closed_at"),
+        "shipped_at": doc.get("shipped_at"),
+        "colis_count": doc.get("colis_count", 0),
+        "total_prix": doc.get("total_prix", "0"),
+        "devise": doc.get("devise"),
     }
 
 
@@ -54,8 +58,11 @@ def public_client(doc: Doc) -> Doc:
     return {"id": doc["_id"], "name": doc["name"], "phone": doc.get("phone", "")}
 
 
+_INTERNAL = frozenset({"_id", "image", "thumbnail", "previous", "listed"})
+
+
 def public_colis(doc: Doc) -> Doc:
-    out = {k: v for k, v in doc.items() if k not in ("_id", "image", "thumbnail", "previous")}
+    out = {k: v for k, v in doc.items() if k not in _INTERNAL}
     out["id"] = doc["_id"]
     has_image = bool(doc.get("image"))
     out["image_url"] = f"/api/colis/{doc['_id']}/image" if has_image else None

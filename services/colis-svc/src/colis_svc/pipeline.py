@@ -260,7 +260,8 @@ class Pipeline:
             run.doc["colis_id"]
         )
         if not created:  # a resumed creation whose parcel exists is past this check
-            ensure_open(run.lot["statut"], run.lot["numero_lot"])
+            update = run.state.operation is ColisOperation.UPDATE
+            ensure_open(run.lot["statut"], run.lot["numero_lot"], update=update)
 
     async def _step_image(self, run: Run) -> None:
         upload_id = run.doc.get("upload_id")
@@ -312,7 +313,10 @@ class Pipeline:
                 "created_at": now,
                 "updated_at": now,
                 "task_id": run.task_id,
+                "listed": True,
             }
+            # chained in its lot first: a parcel stored is always in its lot's list
+            await self.repo.lot_index.add_parcel(run.lot["_id"], colis_id)
             if not await self.repo.insert_colis(colis):
                 stored = await self.repo.get_colis(colis_id)
                 numero = stored["numero_suivi"] if stored else numero
@@ -336,6 +340,7 @@ class Pipeline:
         fields = {"prix": str(quote.amount), "devise": quote.devise, "prix_detail": quote.detail}
         await self.repo.update_colis(run.doc["colis_id"], fields)
         run.doc["price"] = fields
+        await self.repo.lot_index.refresh_totals(run.doc["lot_id"])
 
     async def _step_notification(self, run: Run) -> None:
         # the point of no return: from here the parcel is announced, so a cancel can no

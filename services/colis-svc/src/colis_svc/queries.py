@@ -18,8 +18,15 @@ from pydantic_core import to_jsonable_python
 
 from colis_svc import audit
 from colis_svc.documents import public_client, public_colis, public_lot
-from colis_svc.domain import LotStatut, LotType, can_change_lot_statut
+from colis_svc.domain import (
+    LotStatut,
+    LotType,
+    can_change_lot_statut,
+    parcel_refusal,
+    ship_refusal,
+)
 from colis_svc.files import FileStore, image_names
+from colis_svc.lot_index import InvalidCursor
 from colis_svc.repository import ColisRepository, Doc
 from colis_svc.runs import Emit, is_transient, utc_now
 from colis_svc.settings import SERVICE
@@ -42,6 +49,8 @@ from jauge_shared.contracts.colis_rpc import (
     LotHistory,
     Precheck,
     PrecheckUpdate,
+    ShipLot,
+    UpdateClient,
 )
 
 logger = logging.getLogger("colis_svc")
@@ -100,24 +109,27 @@ class ColisQueries:
                 return [public_client(d) for d in await self.repo.list_clients()]
             case CreateClient():
                 return await self.create_client(query)
+            case UpdateClient():
+                return await self.update_client(query)
             case GetTariff():
                 return (await self.repo.tariff()).to_document()
             case CreateLot():
                 return await self.create_lot(query)
             case ListLots():
-                lots = await self.repo.list_lots(query.statut, min(query.limit, 1000))
-                return [public_lot(d) for d in lots]
+                return await self.list_lots(query)
             case GetLot():
                 return public_lot(await self._lot(query.lot_id))
             case CloseLot():
                 return await self.close_lot(query)
+            case ShipLot():
+                return await self.ship_lot(query)
             case GetColis():
                 return public_colis(await self._colis(query.colis_id))
             case ColisImage():
                 return await self.colis_image(query)
             case ListLotColis():
                 await self._lot(query.lot_id)
-                parcels = await self.repo.list_colis(query.lot_id, min(query.limit, 5000))
+                parcels = await self.repo.lot_index.lot_parcels(query.lot_id, query.limit)
                 return [public_colis(d) for d in parcels]
             case Precheck():
                 return await self.precheck(query)
@@ -135,12 +147,33 @@ class ColisQueries:
                 return await self.audit.page(audit.ALL, query.limit, query.before)
 
     async def create_client(self, query: CreateClient) -> Doc:
-        name, phone = query.name.strip(), query.phone.strip()
-        if not name or len(name) > 200 or len(phone) > 40:
-            raise RpcError(422, "Client invalide : nom obligatoire (200 caractères au plus).")
+        name, phone = _client_fields(query.name, query.phone)
         client = {"_id": "cli-" + uuid4().hex[:12], "name": name, "phone": phone}
         await self.repo.add_client({**client, "created_at": self.clock()})
+        await self.audit.client_changed(client["_id"], None, client, query.user_id)
         return public_client(client)
+
+    async def update_client(self, query: UpdateClient) -> Doc:
+        """The parcels keep the name they were given (`client_name`): an invoice already
+        written for one does not change under it."""
+        before = await self.repo.get_client(query.client_id)
+        if before is None:
+            raise RpcError(404, "Client introuvable.")
+        name, phone = _client_fields(
+            before["name"] if query.name is None else query.name,
+            before.get("phone", "") if query.phone is None else query.phone,
+        )
+        after = {**before, "name": name, "phone": phone}
+        await self.repo.update_client(query.client_id, {"name": name, "phone": phone})
+        await self.audit.client_changed(query.client_id, before, after, query.user_id)
+        return public_client(after)
+
+    async def list_lots(self, query: ListLots) -> Doc:
+        try:
+            page = await self.repo.lot_index.page(query.statut, query.limit, query.cursor)
+        except InvalidCursor as e:
+            raise RpcError(400, "Curseur invalide : reprenez la liste depuis le début.") from e
+        return {**page, "items": [public_lot(d) for d in page["items"]]}
 
     async def create_lot(self, query: CreateLot) -> Doc:
         try:
@@ -167,9 +200,25 @@ class ColisQueries:
             return public_lot(lot)
         if not can_change_lot_statut(lot["statut"], LotStatut.FERME):
             raise RpcError(409, f"Le lot {lot['numero_lot']} ne peut pas être fermé.")
-        await self.repo.set_lot_statut(query.lot_id, LotStatut.FERME, self.clock())
-        await self.audit.lot_closed(lot, LotStatut.FERME.value, query.user_id)
-        return public_lot(await self._lot(query.lot_id))
+        return await self._move(lot, LotStatut.FERME, query.user_id)
+
+    async def ship_lot(self, query: ShipLot) -> Doc:
+        """Only a closed lot ships (domain: `ship_refusal`); shipping it again changes
+        nothing."""
+        lot = await self._lot(query.lot_id)
+        refusal = ship_refusal(lot["statut"], lot["numero_lot"])
+        if refusal is not None:
+            raise RpcError(409, refusal)
+        if lot["statut"] == LotStatut.EXPEDIE.value:
+            return public_lot(lot)
+        return await self._move(lot, LotStatut.EXPEDIE, query.user_id)
+
+    async def _move(self, lot: Doc, statut: LotStatut, who: str) -> Doc:
+        # the totals summed once more, now that no parcel can join or change
+        await self.repo.lot_index.refresh_totals(lot["_id"])
+        await self.repo.set_lot_statut(lot["_id"], statut, self.clock())
+        await self.audit.lot_closed(lot, statut.value, who)
+        return public_lot(await self._lot(lot["_id"]))
 
     async def colis_image(self, query: ColisImage) -> Doc:
         doc = await self.repo.get_colis(query.colis_id)
@@ -182,21 +231,18 @@ class ColisQueries:
     async def precheck(self, query: Precheck) -> Doc:
         """The lot exists and is open; the client's name is for the task's title."""
         lot = await self._lot(query.lot_id)
-        if lot["statut"] != LotStatut.OUVERT.value:
-            raise RpcError(
-                409,
-                f"Le lot {lot['numero_lot']} n'est pas ouvert : impossible d'y ajouter un colis.",
-            )
+        refusal = parcel_refusal(lot["statut"], lot["numero_lot"])
+        if refusal is not None:
+            raise RpcError(409, refusal)
         client = await self.repo.get_client(query.client_id) if query.client_id else None
         return {"lot": public_lot(lot), "client_name": client["name"] if client else None}
 
     async def precheck_update(self, query: PrecheckUpdate) -> Doc:
         colis = await self._colis(query.colis_id)
         lot = await self._lot(colis["lot_id"])
-        if lot["statut"] != LotStatut.OUVERT.value:
-            raise RpcError(
-                409, f"Le lot {lot['numero_lot']} n'est pas ouvert : le colis ne peut plus changer."
-            )
+        refusal = parcel_refusal(lot["statut"], lot["numero_lot"], update=True)
+        if refusal is not None:
+            raise RpcError(409, refusal)
         return {"colis": public_colis(colis), "lot": public_lot(lot)}
 
     async def colis_history(self, query: ColisHistory) -> Doc:
@@ -218,3 +264,13 @@ class ColisQueries:
         if colis is None:
             raise RpcError(404, "Colis introuvable.")
         return colis
+
+
+def _client_fields(name: str, phone: str) -> tuple[str, str]:
+    """The client's name and phone, trimmed; a 422 in French when they are not valid."""
+    name, phone = name.strip(), phone.strip()
+    if not name or len(name) > 200:
+        raise RpcError(422, "Client invalide : le nom est obligatoire (200 caractères au plus).")
+    if len(phone) > 40:
+        raise RpcError(422, "Client invalide : le téléphone a 40 caractères au plus.")
+    return name, phone

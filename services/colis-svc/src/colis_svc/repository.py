@@ -40,6 +40,7 @@ from colis_svc.domain import (
     format_lot_number,
     make_tracking_number,
 )
+from colis_svc.lot_index import LotIndex
 from jauge_shared.contracts.colis import CLOSED_STATUSES
 from jauge_shared.mongo import gather_in_chunks
 
@@ -100,6 +101,7 @@ class ColisRepository:
         self.tasks = self.db["tasks"]
         self.open_tasks = self.db["open_tasks"]
         self.markers = self.db["task_markers"]
+        self.lot_index = LotIndex(self.db)
 
     async def ensure_indexes(self) -> None:
         await self.lots.create_index([("created_at", DESCENDING)])
@@ -107,6 +109,7 @@ class ColisRepository:
         await self.colis.create_index([("lot_id", ASCENDING)])
         await self.tasks.create_index([("status", ASCENDING)])
         await self.markers.create_index([("task_id", ASCENDING)])
+        await self.lot_index.ensure_collections()
 
     async def seed_demo_data(self, now: datetime) -> None:
         """A default tariff and a few demo clients on a fresh install (never overwritten)."""
@@ -150,12 +153,16 @@ class ColisRepository:
                 break
             except DuplicateKeyError:
                 counter += 1
+        await self.lot_index.add_day(day)  # before the lot: a stored lot is listed
         lot = {
             "_id": lot_id,
             "numero_lot": numero,
             "type_lot": LotType(type_lot).value,
             "statut": LotStatut.OUVERT.value,
             "created_at": now,
+            "colis_count": 0,
+            "total_prix": "0",
+            "listed": True,
         }
         await self.lots.insert_one(lot)
         return lot
@@ -163,14 +170,12 @@ class ColisRepository:
     async def get_lot(self, lot_id: str) -> Doc | None:
         return await self.lots.find_one({"_id": lot_id})
 
-    async def list_lots(self, statut: str | None, limit: int) -> list[Doc]:
-        query: Doc = {"statut": statut} if statut else {}
-        return [d async for d in self.lots.find(query).sort("created_at", DESCENDING).limit(limit)]
-
     async def set_lot_statut(self, lot_id: str, statut: LotStatut, now: datetime) -> None:
-        await self.lots.update_one(
-            {"_id": lot_id}, {"$set": {"statut": statut.value, "closed_at": now}}
-        )
+        when = "shipped_at" if statut is LotStatut.EXPEDIE else "closed_at"
+        await self.lots.update_one({"_id": lot_id}, {"$set": {"statut": statut.value, when: now}})
+
+    async def update_client(self, client_id: str, fields: Doc) -> None:
+        await self.clients.update_one({"_id": client_id}, {"$set": fields})
 
     # parcels
     async def reserve_tracking_number(self, colis_id: str, day: date) -> str:
@@ -243,10 +248,6 @@ class ColisRepository:
         await self.held_numbers.delete_one({"_id": colis_id})
         for numero in numbers:
             await self.tracking_numbers.delete_one({"_id": numero})
-
-    async def list_colis(self, lot_id: str, limit: int) -> list[Doc]:
-        cursor = self.colis.find({"lot_id": lot_id}).sort("created_at", ASCENDING).limit(limit)
-        return [d async for d in cursor]
 
     # tasks
     async def insert_task(self, task: Doc) -> bool:

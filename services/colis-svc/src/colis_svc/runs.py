@@ -178,6 +178,7 @@ class Tasks:
             await self.repo.delete_colis(doc["colis_id"])
         elif doc.get("previous"):
             await self.repo.replace_colis(doc["previous"])
+        await self.repo.lot_index.refresh_totals(doc["lot_id"])
         await self.files.remove_images(doc["_id"])
         await self.files.remove_upload(doc.get("upload_id"))
 

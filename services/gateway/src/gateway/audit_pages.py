@@ -18,7 +18,8 @@ class AuditEntry(BaseModel):
     at: datetime
     who: str | None = Field(description="The user who made the change.", examples=["alice"])
     what: str = Field(
-        description="lot.created, lot.closed, colis.created, colis.updated, "
+        description="lot.created, lot.closed, lot.shipped, colis.created, colis.updated, "
+        "client.created, client.updated, "
         "task.cancelled, task.retried or task.retry_forced (an admin's, retries spent).",
         examples=["colis.updated"],
     )

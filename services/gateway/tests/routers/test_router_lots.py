@@ -37,15 +37,68 @@ async def test_a_lot_colis_svc_does_not_know_is_its_404(gw: Gateway) -> None:
     assert response.json() == {"detail": "Lot introuvable."}
 
 
-async def test_lots_are_listed_by_status(gw: Gateway) -> None:
-    gw.rpc.answer = replying([LOT])
+async def test_lots_are_listed_by_status_a_page_at_a_time(gw: Gateway) -> None:
+    counted = {**LOT, "colis_count": 3, "total_prix": "42000", "devise": "XOF"}
+    gw.rpc.answer = replying({"items": [counted], "next_cursor": "Mnxq"})
     async with gw.client() as c:
         response = await c.get("/api/lots", params={"statut": "ouvert"}, headers=gw.auth())
+        following = await c.get(
+            "/api/lots", params={"cursor": "Mnxq", "limit": 1}, headers=gw.auth()
+        )
         refused = await c.get("/api/lots", params={"statut": "perdu"}, headers=gw.auth())
-    assert [lot["id"] for lot in response.json()] == ["L1"]
+        too_many = await c.get("/api/lots", params={"limit": 501}, headers=gw.auth())
+    page = response.json()
+    assert [lot["id"] for lot in page["items"]] == ["L1"]
+    assert (page["items"][0]["colis_count"], page["items"][0]["total_prix"]) == (3, "42000")
+    assert page["next_cursor"] == "Mnxq"
     assert gw.rpc.asked_about("list_lots", "ouvert")
-    assert refused.status_code == 422
-    assert len(gw.rpc.asked) == 1  # the invalid status never reached colis-svc
+    assert following.status_code == 200 and gw.rpc.asked_about("list_lots", "Mnxq")
+    assert refused.status_code == 422 and too_many.status_code == 422
+    assert len(gw.rpc.asked) == 2  # the invalid requests never reached colis-svc
+
+
+async def test_shipping_a_lot_names_who_shipped_it_and_passes_the_refusal_on(
+    gw: Gateway,
+) -> None:
+    gw.rpc.answer = replying({**LOT, "statut": "expedie", "shipped_at": "2026-01-03T10:00:00Z"})
+    async with gw.client() as c:
+        response = await c.post("/api/lots/L1/ship", headers=gw.auth("bob"))
+    assert response.json()["statut"] == "expedie"
+    assert gw.rpc.asked_about("ship_lot", "L1", "bob")
+
+    detail = "Le lot CARGO-20260101001 est encore ouvert : fermez-le avant de l'expédier."
+    gw.rpc.answer = lambda key, body: {"ok": False, "status": 409, "detail": detail}
+    async with gw.client() as c:
+        refused = await c.post("/api/lots/L1/ship", headers=gw.auth())
+    assert refused.status_code == 409
+    assert refused.json() == {"detail": detail}
+
+
+async def test_a_client_is_corrected_with_only_the_fields_given(gw: Gateway) -> None:
+    gw.rpc.answer = replying({"id": "C1", "name": "Dupont", "phone": "+33 6"})
+    async with gw.client() as c:
+        response = await c.patch("/api/clients/C1", json={"phone": "+33 6"}, headers=gw.auth())
+        huge = await c.patch("/api/clients/C1", json={"name": "x" * 1001}, headers=gw.auth())
+    assert response.status_code == 200 and response.json()["phone"] == "+33 6"
+    asked = gw.rpc.asked[0][1]
+    assert asked["method"] == "update_client"
+    assert asked["params"] == {"client_id": "C1", "phone": "+33 6", "user_id": "alice"}
+    assert huge.status_code == 422
+    assert len(gw.rpc.asked) == 1
+
+    # what is wrong with a name is colis-svc's to say, in French
+    detail = "Client invalide : le nom est obligatoire (200 caractères au plus)."
+    gw.rpc.answer = lambda key, body: {"ok": False, "status": 422, "detail": detail}
+    async with gw.client() as c:
+        empty = await c.post("/api/clients", json={"name": " "}, headers=gw.auth())
+    assert empty.status_code == 422 and empty.json()["detail"] == detail
+
+
+def test_the_changing_requests_are_never_asked_twice() -> None:
+    from jauge_shared.contracts.colis_rpc import COLIS_RPC_CHANGES
+
+    assert {"ship_lot", "update_client", "create_client", "close_lot"} <= COLIS_RPC_CHANGES
+    assert "list_lots" not in COLIS_RPC_CHANGES
 
 
 async def test_closing_a_lot_names_who_closed_it(gw: Gateway) -> None:

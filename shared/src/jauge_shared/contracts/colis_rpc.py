@@ -7,8 +7,9 @@ typed models below, discriminated by `method`, and colis-svc's `queries.py` answ
 model with its own method. A change (`CHANGES = True`) is never asked twice by the
 gateway; a read may be, when the first is lost with a broker node.
 
-The changes name who asks: `create_lot` and `close_lot` take a `user_id` (the caller's
-username, for the audit trail; absent, the entry says nobody).
+The changes name who asks: `create_lot`, `close_lot`, `ship_lot`, `create_client` and
+`update_client` take a `user_id` (the caller's username, for the audit trail; absent,
+the entry says nobody).
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ class CreateClient(_Query):
     method: Literal["create_client"] = "create_client"
     name: str = Field(max_length=1000)
     phone: str = Field(default="", max_length=1000)
+    user_id: Actor = ""
+
+
+class UpdateClient(_Query):
+    """Only the fields given change."""
+
+    CHANGES: ClassVar[bool] = True
+    method: Literal["update_client"] = "update_client"
+    client_id: Ref
+    name: str | None = Field(default=None, max_length=1000)
+    phone: str | None = Field(default=None, max_length=1000)
+    user_id: Actor = ""
 
 
 class GetTariff(_Query):
@@ -60,9 +73,13 @@ class CreateLot(_Query):
 
 
 class ListLots(_Query):
+    """A page of lots, newest day first and by number within a day: `{items,
+    next_cursor}`, the cursor (opaque) of the previous page asking for the next one."""
+
     method: Literal["list_lots"] = "list_lots"
     statut: str | None = Field(default=None, max_length=64)
     limit: int = 200
+    cursor: str | None = Field(default=None, max_length=200)
 
 
 class GetLot(_Query):
@@ -73,6 +90,13 @@ class GetLot(_Query):
 class CloseLot(_Query):
     CHANGES: ClassVar[bool] = True
     method: Literal["close_lot"] = "close_lot"
+    lot_id: Ref
+    user_id: Actor = ""
+
+
+class ShipLot(_Query):
+    CHANGES: ClassVar[bool] = True
+    method: Literal["ship_lot"] = "ship_lot"
     lot_id: Ref
     user_id: Actor = ""
 
@@ -125,11 +149,13 @@ class AuditPage(_Page):
 ColisQuery = Annotated[
     ListClients
     | CreateClient
+    | UpdateClient
     | GetTariff
     | CreateLot
     | ListLots
     | GetLot
     | CloseLot
+    | ShipLot
     | GetColis
     | ColisImage
     | ListLotColis

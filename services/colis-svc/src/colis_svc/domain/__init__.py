@@ -27,7 +27,9 @@ from .lots import (
     format_lot_number,
     make_tracking_number,
     normalize_tracking_number,
+    parcel_refusal,
     parse_lot_number,
+    ship_refusal,
 )
 from .pipeline import (
     ACTIVE_STATUSES,
@@ -105,10 +107,12 @@ __all__ = [
     "minor_units",
     "next_retry_delay",
     "normalize_tracking_number",
+    "parcel_refusal",
     "parse_lot_number",
     "percent_of",
     "price",
     "process_photo",
+    "ship_refusal",
     "summarize",
     "volume_cm3",
     "volume_m3",

@@ -76,18 +76,43 @@ def parse_lot_number(numero_lot: str) -> tuple[LotType, date, int]:
     return type_lot, day, int(match["counter"])
 
 
-def ensure_open(lot_statut: LotStatut | str, numero_lot: str | None = None) -> None:
-    """Parcels go only into an open lot (seed: « Impossible d'ajouter des colis à un lot
-    fermé »). A permanent error: retrying will not reopen the lot."""
+def parcel_refusal(
+    lot_statut: LotStatut | str, numero_lot: str, *, update: bool = False
+) -> str | None:
+    """Why no parcel may be added to (or, `update`, changed in) this lot, in French; None
+    when it may. Only an open lot takes new parcels or parcel edits: once closed, its
+    contents are what was weighed and priced for the shipment (seed: « Impossible
+    d'ajouter des colis à un lot fermé »)."""
     name = f"Le lot {numero_lot}" if numero_lot else "Le lot"
+    what = "le colis ne peut plus être modifié" if update else "impossible d'y ajouter un colis"
     try:
         statut = LotStatut(lot_statut)
-    except ValueError as e:
-        raise PermanentTaskError(f"{name} a un statut inconnu ({lot_statut!r}).") from e
+    except ValueError:
+        return f"{name} a un statut inconnu ({lot_statut!r})."
     if statut is LotStatut.FERME:
-        raise PermanentTaskError(f"{name} est fermé : impossible d'y ajouter un colis.")
+        return f"{name} est fermé : {what}."
     if statut is LotStatut.EXPEDIE:
-        raise PermanentTaskError(f"{name} est déjà expédié : impossible d'y ajouter un colis.")
+        return f"{name} est déjà expédié : {what}."
+    return None
+
+
+def ensure_open(
+    lot_statut: LotStatut | str, numero_lot: str | None = None, *, update: bool = False
+) -> None:
+    """`parcel_refusal` as a permanent task error: retrying will not reopen the lot."""
+    refusal = parcel_refusal(lot_statut, numero_lot or "", update=update)
+    if refusal is not None:
+        raise PermanentTaskError(refusal)
+
+
+def ship_refusal(lot_statut: LotStatut | str, numero_lot: str) -> str | None:
+    """Why the lot cannot be shipped, in French; None when it can (a closed lot only: its
+    parcels are final). Shipping a shipped lot is not refused: it changes nothing."""
+    if lot_statut in (LotStatut.FERME.value, LotStatut.EXPEDIE.value):
+        return None
+    if lot_statut == LotStatut.OUVERT.value:
+        return f"Le lot {numero_lot} est encore ouvert : fermez-le avant de l'expédier."
+    return f"Le lot {numero_lot} ne peut pas être expédié (statut {lot_statut!r})."
 
 
 # Crockford's base32: digits and capitals without I, L, O and U, so a number read out over

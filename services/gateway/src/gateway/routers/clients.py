@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 
 from gateway.colis_rpc import call_colis
 from gateway.deps import CurrentUser, RpcDep
-from gateway.errors import AUTHENTICATED, THROUGH_BROKER
+from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
 
 router = APIRouter(
     prefix="/api/clients", tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER}
@@ -22,9 +22,21 @@ class Client(BaseModel):
     phone: str = ""
 
 
+# Only a bound on the size here: colis-svc checks the name (required, 200 characters at
+# most) and the phone (40), and says what is wrong in French (a 422).
 class NewClient(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    phone: str = Field(default="", max_length=40)
+    name: str = Field(max_length=1000, description="Required, 200 characters at most.")
+    phone: str = Field(default="", max_length=1000, description="40 characters at most.")
+
+
+class ClientChange(BaseModel):
+    """Only the fields given change."""
+
+    name: str | None = Field(default=None, max_length=1000)
+    phone: str | None = Field(default=None, max_length=1000)
+
+
+ClientId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 @router.get("", response_model=list[Client])
@@ -32,6 +44,22 @@ async def list_clients(user: CurrentUser, rpc: RpcDep) -> Any:
     return await call_colis(rpc, "list_clients")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Client)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=Client, responses=error_responses(422)
+)
 async def create_client(body: NewClient, user: CurrentUser, rpc: RpcDep) -> Any:
-    return await call_colis(rpc, "create_client", name=body.name, phone=body.phone)
+    return await call_colis(
+        rpc, "create_client", name=body.name, phone=body.phone, user_id=user.username
+    )
+
+
+@router.patch("/{client_id}", response_model=Client, responses=error_responses(404, 422))
+async def update_client(
+    client_id: ClientId, body: ClientChange, user: CurrentUser, rpc: RpcDep
+) -> Any:
+    """A client's name or phone corrected. Parcels already recorded keep the name they
+    were given (it is on their invoices); new ones take the new one."""
+    changes = body.model_dump(exclude_none=True)
+    return await call_colis(
+        rpc, "update_client", client_id=client_id, user_id=user.username, **changes
+    )

@@ -88,13 +88,14 @@ async def login_page(
 
 
 # the signed-in pages: their path, their template, and what the template is given besides
-# the user and the path's own parameters (`job_id`, `lot_id`)
+# the user and the path's own parameters (`job_id`, `lot_id`, `colis_id`)
 PAGES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("/", "imports.html", {"kinds": IMPORT_KINDS}),
     ("/imports/{job_id}", "import_report.html", {"kinds": IMPORT_KINDS}),
     ("/lots", "lots.html", {"lot_types": LOT_TYPES}),
     ("/lots/{lot_id}", "lot.html", {"lot_types": LOT_TYPES}),
     ("/taches", "taches.html", {"lot_types": LOT_TYPES}),
+    ("/colis/{colis_id}", "colis.html", {"lot_types": LOT_TYPES}),
 )
 
 

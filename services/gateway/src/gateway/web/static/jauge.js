@@ -67,6 +67,7 @@
     largeur: "Largeur", hauteur: "Hauteur", poids: "Poids", mode_paiement: "Paiement",
     statut: "Statut", description: "Description", image: "Photo", kind: "Type d'import",
     files: "Fichiers", type_lot: "Type de lot", username: "Identifiant", password: "Mot de passe",
+    name: "Nom", phone: "Téléphone",
   };
   Jauge.TERMINAL = new Set(["completed", "failed", "cancelled"]);
 

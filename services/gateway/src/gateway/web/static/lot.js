@@ -1,5 +1,6 @@
-/* /lots/<id>: the lot's parcels, and the parcel form that answers at once and
-   shows each new task's progress in place (WebSocket job:<task_id>).
+/* /lots/<id>: the lot's parcels, the parcel form that answers at once and shows each
+   new task's progress in place (WebSocket job:<task_id>, colis-edit.js), the client
+   dialog next to the form's client list, and the lot's closing and shipping.
 
    The photo never holds the answer up: it is shrunk and its upload opened as soon as it
    is chosen (uploads.js), the form names that upload, and the bytes go up after the
@@ -10,16 +11,15 @@ document.addEventListener("DOMContentLoaded", () => {
   const { h, live } = Jauge;
   const form = Jauge.$("#colis-form");
   const lotId = form.dataset.lotId;
-  const tasks = new Map(); // task id -> latest progress document
-  const clients = new Map();
-  const photos = new Map(); // task id -> its photo upload's progress (uploads.js)
+  let clients = new Map();
   let prepared = null; // the chosen photo: a promise of its opened upload
+  const taskList = JaugeColis.tasks(Jauge.$("#tasks"), { onCompleted: () => { loadColis(); loadLot(); } });
 
   function colisRow(c) {
     const dims = [c.longueur, c.largeur, c.hauteur].map((v) => Jauge.number(v, 1)).join(" × ");
     const client = clients.get(String(c.client_id));
     return h("tr", { id: `colis-${c.id}`, "data-colis-id": c.id },
-      h("td", {}, h("strong", { text: c.numero_suivi || "–" })),
+      h("td", {}, h("a", { href: `/colis/${encodeURIComponent(c.id)}` }, h("strong", { text: c.numero_suivi || "–" }))),
       h("td", { text: client ? client.name : c.client_name || c.client_id || "–" }),
       h("td", { text: Jauge.TRANSPORT[c.type_transport] || c.type_transport || "–" }),
       h("td", { text: dims }),
@@ -31,26 +31,65 @@ document.addEventListener("DOMContentLoaded", () => {
           src: c.thumbnail_url || c.image_url, alt: `Photo du colis ${c.numero_suivi || ""}`,
           width: "48", height: "48", loading: "lazy" }))
         : "–"),
-      h("td", {}, h("button", { type: "button", class: "btn btn-light", "data-edit": c.id,
-        "aria-label": `Modifier le colis ${c.numero_suivi || ""}`, text: "Modifier" })));
+      h("td", {}, open ? h("button", { type: "button", class: "btn btn-light", "data-edit": c.id,
+        "aria-label": `Modifier le colis ${c.numero_suivi || ""}`, text: "Modifier" }) : ""));
+  }
+
+  let open = true; // the lot takes parcels and edits (domain rule: only while "ouvert")
+  const actions = Jauge.$("#lot-actions");
+
+  function showLot(lot) {
+    Jauge.$("#lot-title").textContent = `Lot ${lot.numero_lot}`;
+    document.title = `Lot ${lot.numero_lot} – Jauge`;
+    const total = `${Jauge.number(lot.total_prix || 0)} ${lot.devise || ""}`.trim();
+    Jauge.$("#lot-info").textContent =
+      `${Jauge.TRANSPORT[lot.type_lot] || lot.type_lot} · ${Jauge.LOT_STATUT[lot.statut] || lot.statut} · ` +
+      `${lot.colis_count || 0} colis · total ${total} · créé le ${Jauge.dateTime(lot.created_at)}` +
+      (lot.closed_at ? ` · fermé le ${Jauge.dateTime(lot.closed_at)}` : "") +
+      (lot.shipped_at ? ` · expédié le ${Jauge.dateTime(lot.shipped_at)}` : "");
+    open = lot.statut === "ouvert";
+    form.querySelector("button[type=submit]").disabled = !open;
+    actions.replaceChildren(
+      lot.statut === "ouvert" ? h("button", { type: "button", class: "btn btn-warning", "data-lot-action": "close", text: "Fermer le lot" }) : "",
+      lot.statut === "ferme" ? h("button", { type: "button", class: "btn btn-primary", "data-lot-action": "ship", text: "Expédier le lot" }) : "");
   }
 
   async function loadLot() {
     try {
       const lot = await Jauge.api("GET", `/api/lots/${encodeURIComponent(lotId)}`);
-      Jauge.$("#lot-title").textContent = `Lot ${lot.numero_lot}`;
-      document.title = `Lot ${lot.numero_lot} – Jauge`;
-      Jauge.$("#lot-info").textContent =
-        `${Jauge.TRANSPORT[lot.type_lot] || lot.type_lot} · ${Jauge.LOT_STATUT[lot.statut] || lot.statut} · créé le ${Jauge.dateTime(lot.created_at)}`;
-      if (lot.type_lot) form.type_transport.value = lot.type_lot;
-      if (lot.statut && lot.statut !== "ouvert") {
-        Jauge.flash("Ce lot n'est plus ouvert : on ne peut plus y ajouter de colis.", "warning");
-        form.querySelector("button[type=submit]").disabled = true;
+      if (lot.type_lot && !form.dataset.typed) form.type_transport.value = lot.type_lot;
+      showLot(lot);
+      if (!open) {
+        Jauge.flash(`Ce lot n'est plus ouvert (${Jauge.LOT_STATUT[lot.statut] || lot.statut}) : ` +
+          "on ne peut plus y ajouter de colis ni modifier les siens.", "warning");
       }
     } catch (err) {
       Jauge.showError(err);
     }
   }
+
+  const CONFIRM = {
+    close: "Fermer ce lot ? On ne pourra plus y ajouter de colis ni modifier les siens.",
+    ship: "Marquer ce lot comme expédié ?",
+  };
+  actions.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-lot-action]");
+    if (!button) return;
+    const action = button.dataset.lotAction;
+    if (!window.confirm(CONFIRM[action])) return;
+    Jauge.clearFlash();
+    Jauge.busy(button, async () => {
+      try {
+        const lot = await Jauge.api("POST", `/api/lots/${encodeURIComponent(lotId)}/${action}`);
+        Jauge.flash(`Lot ${lot.numero_lot} ${action === "close" ? "fermé" : "expédié"}.`, "success");
+        showLot(lot);
+        loadColis();
+      } catch (err) {
+        Jauge.showError(err);
+      }
+    });
+  });
+  form.type_transport.addEventListener("change", () => { form.dataset.typed = "1"; });
 
   const shown = new Map(); // colis id -> the parcel as listed
 
@@ -69,51 +108,20 @@ document.addEventListener("DOMContentLoaded", () => {
 
   async function loadClients() {
     try {
-      const data = await Jauge.api("GET", "/api/clients");
-      const list = Array.isArray(data) ? data : data.items || [];
-      for (const c of list) clients.set(String(c.id), c);
-      const select = form.client_id;
-      select.append(...list.map((c) => h("option", { value: c.id, text: c.phone ? `${c.name} (${c.phone})` : c.name })));
+      clients = await JaugeColis.loadClients(form.client_id);
     } catch (err) {
       Jauge.showError(err);
     }
   }
-
-  function renderTask(job) {
-    let extra = null;
-    if (job.status === "completed") {
-      extra = h("p", { class: "task-done", role: "status", text:
-        `Colis ${job.numero_suivi || ""} enregistré.` });
-    } else if (job.status === "failed" || job.status === "cancelled") {
-      extra = h("p", {}, h("a", { href: "/taches", text: "Corriger ou annuler depuis le suivi des tâches" }));
-    }
-    const card = Jauge.taskCard(job, extra);
-    const photo = photos.get(job.id);
-    if (photo && !Jauge.TERMINAL.has(job.status)) card.querySelector(".task-step").after(JaugeUploads.line(photo));
-    const old = document.getElementById(`task-${job.id}`);
-    if (old) old.replaceWith(card); else Jauge.$("#tasks").prepend(card);
-  }
-
-  JaugeUploads.on((photo) => {
-    if (!photo.task_id || !tasks.has(photo.task_id)) return;
-    photos.set(photo.task_id, photo);
-    renderTask(tasks.get(photo.task_id));
-  });
-
-  function followTask(job) {
-    tasks.set(job.id, job);
-    renderTask(job);
-    live.subscribe(`job:${job.id}`);
-  }
+  JaugeColis.clientPicker(form.client_id, { onSaved: (client) => { clients.set(String(client.id), client); } });
 
   // photos a reload (or a closed tab) left half-sent: their tasks shown, the bytes resumed
   async function resumePhotos() {
     for (const entry of await JaugeUploads.pending()) {
       if (entry.lot_id !== lotId) continue;
-      if (!tasks.has(entry.task_id)) {
-        followTask({ id: entry.task_id, kind: "colis.create", status: "queued", step_status: "pending",
-          percent: 0, seq: -1, created_at: entry.created_at, current_step: "Reprise de l'envoi de la photo",
-          summary: entry.summary || {} });
+      if (!taskList.has(entry.task_id)) {
+        taskList.follow({ ...JaugeColis.queued(entry.task_id, "colis.create", entry.summary || {}),
+          status: "queued", created_at: entry.created_at, current_step: "Reprise de l'envoi de la photo" });
       }
       JaugeUploads.start(entry);
     }
@@ -123,15 +131,6 @@ document.addEventListener("DOMContentLoaded", () => {
     const file = form.image.files[0];
     prepared = file ? JaugeUploads.prepare(file) : null;
     if (prepared) prepared.catch(() => null); // reported at submit time
-  });
-
-  live.on((frame) => {
-    const job = frame.job;
-    if (!job || !tasks.has(job.id) || !live.fresh(job)) return;
-    const before = tasks.get(job.id);
-    tasks.set(job.id, job);
-    renderTask(job);
-    if (job.status === "completed" && before.status !== "completed") loadColis();
   });
 
   form.addEventListener("submit", (event) => {
@@ -163,12 +162,9 @@ document.addEventListener("DOMContentLoaded", () => {
         const accepted = await Jauge.api("POST", `/api/lots/${encodeURIComponent(lotId)}/colis`, data);
         const summary = { client: form.client_id.selectedOptions[0].textContent, transport: data.get("type_transport"),
           poids: `${data.get("poids")} kg` };
-        const job = { id: accepted.task_id, kind: "colis.create", status: "queued", step_status: "pending",
-          percent: 0, seq: -1, created_at: new Date().toISOString(), current_step: "Ajouté à la file", summary };
-        if (photo) {
-          photos.set(job.id, { id: photo.id, task_id: job.id, size: photo.size, sent: 0, percent: 0, status: "sending" });
-        }
-        followTask(job);
+        const job = JaugeColis.queued(accepted.task_id, "colis.create", summary);
+        if (photo) taskList.photo(job.id, photo);
+        taskList.follow(job);
         if (photo) JaugeUploads.attach(photo.id, { task_id: job.id, lot_id: lotId, summary });
         prepared = null;
         Jauge.flash(`Colis ajouté à la file de traitement (tâche ${job.id}).`, "success");
@@ -182,7 +178,8 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
-  // the edit form (PATCH /api/colis/<id>): the same answer at once, the same photo path
+  // the quick edit (PATCH /api/colis/<id>): the same answer at once, the same photo path;
+  // the parcel's own page has the full form
   const edit = Jauge.$("#colis-edit-form");
   const EDITED = ["longueur", "largeur", "hauteur", "poids", "description"];
   let editing = null;
@@ -211,29 +208,9 @@ document.addEventListener("DOMContentLoaded", () => {
     Jauge.clearErrors(edit);
     if (!editing) return;
     const parcel = editing;
-    const data = new FormData();
-    for (const name of EDITED) {
-      const value = edit[name].value.trim();
-      if (value !== String(parcel[name] ?? "")) data.set(name, value);
-    }
-    const image = edit.image.files[0];
     Jauge.busy(edit.querySelector("button[type=submit]"), async () => {
       try {
-        let photo = null;
-        if (image) {
-          try { photo = await (editPhoto || JaugeUploads.prepare(image)); } catch (err) { photo = await JaugeUploads.prepare(image); }
-          data.set("upload_id", photo.id);
-        }
-        const accepted = await Jauge.api("PATCH", `/api/colis/${encodeURIComponent(parcel.id)}`, data);
-        const summary = { client: parcel.client_name || parcel.client_id, transport: parcel.type_transport };
-        const job = { id: accepted.task_id, kind: "colis.update", status: "queued", step_status: "pending",
-          percent: 0, seq: -1, created_at: new Date().toISOString(), current_step: "Ajouté à la file",
-          title: `Modification du colis ${parcel.numero_suivi || ""}`, summary };
-        if (photo) {
-          photos.set(job.id, { id: photo.id, task_id: job.id, size: photo.size, sent: 0, percent: 0, status: "sending" });
-        }
-        followTask(job);
-        if (photo) JaugeUploads.attach(photo.id, { task_id: job.id, lot_id: lotId, summary });
+        const job = await JaugeColis.submitEdit(parcel, edit, taskList, editPhoto);
         Jauge.flash(`Modification du colis ${parcel.numero_suivi || ""} ajoutée à la file (tâche ${job.id}).`, "success");
         Jauge.$("#edit-card").hidden = true;
         editing = null;

@@ -81,7 +81,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function actions(job) {
     if (job.status === "completed") {
-      const href = job.lot_id ? `/lots/${encodeURIComponent(job.lot_id)}#colis-${job.colis_id || ""}` : null;
+      const href = job.colis_id ? `/colis/${encodeURIComponent(job.colis_id)}`
+        : job.lot_id ? `/lots/${encodeURIComponent(job.lot_id)}` : null;
       return h("p", { class: "task-actions" },
         `Terminée ${Jauge.ago(job.finished_at || job.updated_at)} `,
         href ? h("a", { class: "btn btn-light", href, text: "Voir le colis" }) : "");
