@@ -15,7 +15,7 @@ from jauge_shared.contracts import Message, utc_now
 from jauge_shared.faults import FaultPoints
 
 Emit = Callable[[Message], Awaitable[None]]
-ENDED = (JobState.COMPLETED.value, JobState.FAILED.value)
+ENDED = (JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value)
 
 
 @dataclass

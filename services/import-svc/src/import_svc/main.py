@@ -74,7 +74,7 @@ def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
         faults=fault_points(settings.fault_points, settings.data_dir),
         uploads=Blobs(mongo[db_name], IMPORT_UPLOADS),
     )
-    handlers.register(broker, settings, service, ImportQueries(repository))
+    handlers.register(broker, settings, service, ImportQueries(repository, files))
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
