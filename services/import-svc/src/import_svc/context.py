@@ -29,3 +29,4 @@ class Workflow:
     clock: Callable[[], datetime] = utc_now
     faults: FaultPoints = field(default_factory=lambda: FaultPoints("", Path(".")))
     uploads: Blobs | None = None  # the import page's files, from the gateway (files.py)
+    file_delay_s: float = 0.0  # tests only: each file held this long (settings.py)

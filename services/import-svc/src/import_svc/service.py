@@ -43,6 +43,7 @@ class ImportService:
         clock: Callable[[], datetime] = utc_now,
         faults: FaultPoints | None = None,
         uploads: Blobs | None = None,
+        file_delay_s: float = 0.0,
     ) -> None:
         flow = Workflow(
             repo=repository,
@@ -54,6 +55,7 @@ class ImportService:
             clock=clock,
             faults=faults or FaultPoints("", Path(".")),
             uploads=uploads,
+            file_delay_s=file_delay_s,
         )
         self.end = JobEnd(flow, on_released=self._schedule_soon)
         self.control = ImportControl(flow, on_released=self._schedule_soon)

@@ -57,6 +57,8 @@ class FileWorker:
         if file["state"] == FileState.PENDING.value:
             if not await flow.repo.take_file(job["_id"], command.item, FileFate.READ):
                 return  # a cancel put it back where it came from, unread (control.py)
+            if flow.file_delay_s:  # tests only (settings.test_file_delay_s)
+                await asyncio.sleep(flow.file_delay_s)
             path = flow.files.work(job["_id"]) / command.item
             outcome = await asyncio.to_thread(process_file, command.kind, path, flow.max_file_bytes)
             sources = await self._save_invoices(job["_id"], command.item, outcome)
