@@ -24,8 +24,9 @@ class ImportSettings(ServiceSettings):
         default=0.0,
         ge=0,
         le=60,
-        description="Tests only: each file is held this long before it is read, so a "
-        "browser test can watch an import or cancel it mid-way. 0 in production.",
+        description="Tests only: each file is held this long, one at a time per replica, "
+        "before it is read, so a browser test can watch an import or cancel it mid-way. "
+        "0 in production.",
     )
     max_file_bytes: PositiveInt = Field(
         default=64 * 1024 * 1024, description="Larger files are rejected without being read."

@@ -38,6 +38,7 @@ class FileWorker:
         self.end = end
         # a file announced: a cancelled import may now end (control.py)
         self.on_settled = on_settled
+        self._test_gate = asyncio.Lock()
 
     async def import_file(self, command: ImportFile) -> None:
         flow = self.flow
@@ -55,10 +56,11 @@ class FileWorker:
             return
         await flow.lock.renew(job["_id"], flow.clock())
         if file["state"] == FileState.PENDING.value:
+            if flow.file_delay_s:  # tests only (settings.test_file_delay_s): one at a time
+                async with self._test_gate:
+                    await asyncio.sleep(flow.file_delay_s)
             if not await flow.repo.take_file(job["_id"], command.item, FileFate.READ):
                 return  # a cancel put it back where it came from, unread (control.py)
-            if flow.file_delay_s:  # tests only (settings.test_file_delay_s)
-                await asyncio.sleep(flow.file_delay_s)
             path = flow.files.work(job["_id"]) / command.item
             outcome = await asyncio.to_thread(process_file, command.kind, path, flow.max_file_bytes)
             sources = await self._save_invoices(job["_id"], command.item, outcome)

@@ -55,7 +55,10 @@ document.addEventListener("DOMContentLoaded", () => {
     const input = h("input", { type: "file", id: "retry-files", name: "files", multiple: "", class: "file-input" });
     const form = h("form", { id: "retry-form", class: "inline-form" },
       h("div", { class: "field" },
-        h("label", { for: "retry-files", text: "Fichiers corrigés (facultatif, même nom que le fichier remplacé)" }), input),
+        h("label", { for: "retry-files", text: "Fichiers corrigés (facultatif, même nom que le fichier remplacé)" }),
+        h("div", { class: "file-pick" }, input,
+          h("span", { class: "btn btn-light", "aria-hidden": "true", text: "Choisir des fichiers…" }),
+          h("span", { class: "file-names", text: "Aucun fichier choisi" }))),
       h("button", { type: "submit", class: "btn btn-primary", text: `Relancer les fichiers en erreur (${failed.length})` }));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
