@@ -21,6 +21,7 @@ from import_svc.lock import ImportLock
 from import_svc.queries import ImportQueries
 from import_svc.repository import FileFate, FileState, ImportRepository, JobState
 from import_svc.service import ImportService
+from jauge_shared.blobs import IMPORT_UPLOADS, Blobs
 from jauge_shared.contracts import (
     CancelImport,
     ImportFile,
@@ -40,6 +41,7 @@ class Harness:
     service: ImportService
     repo: ImportRepository
     files: FileStore
+    uploads: Blobs
     emitted: list[Message] = field(default_factory=list)
 
     def commands(self, job_id: str) -> list[ImportFile]:
@@ -76,11 +78,18 @@ async def harness(test_env: Any, tmp_path: Path) -> AsyncIterator[Harness]:
     async def emit(message: Message) -> None:
         emitted.append(message)
 
+    uploads = Blobs(client[f"{test_env.db_prefix}_import"], IMPORT_UPLOADS)
     service = ImportService(
-        repo, ImportLock(repo.lock, lease_s=30), files, emit, deadline_s=600, max_file_bytes=1 << 20
+        repo,
+        ImportLock(repo.lock, lease_s=30),
+        files,
+        emit,
+        deadline_s=600,
+        max_file_bytes=1 << 20,
+        uploads=uploads,
     )
     try:
-        yield Harness(service, repo, files, emitted)
+        yield Harness(service, repo, files, uploads, emitted)
     finally:
         for task in list(service.background):
             await task
@@ -227,3 +236,35 @@ async def test_retry_failed_imports_only_the_failed_files_and_takes_an_uploaded_
         ImportReportRequest(job_id="job-retry")
     )
     assert report.retry_of == "job-first"
+
+
+async def test_a_cancelled_import_of_uploads_puts_the_unread_files_back_in_the_bucket(
+    harness: Harness,
+) -> None:
+    upload_a, upload_b = "a" * 32, "b" * 32
+    await harness.uploads.put(f"{upload_a}.0", good(1), upload_id=upload_a)
+    await harness.uploads.put(f"{upload_b}.0", good(2), upload_id=upload_b)
+    await harness.uploads.put(f"{upload_b}.1", good(3), upload_id=upload_b)
+    # the blobs' file names: put() names a blob by its id, so rename them as the gateway does
+    for blob_id, name in (
+        (f"{upload_a}.0", "un.edi"),
+        (f"{upload_b}.0", "deux.edi"),
+        (f"{upload_b}.1", "trois.edi"),
+    ):
+        await harness.uploads.files.update_one({"_id": blob_id}, {"$set": {"filename": name}})
+    await harness.request("job-uploads", upload_ids=[upload_a, upload_b])
+    assert await harness.uploads.find(upload_id=upload_a) == []  # taken by the job
+    commands = {c.item: c for c in harness.commands("job-uploads")}
+    await harness.service.import_file(commands["deux.edi"])
+
+    await harness.cancel("job-uploads")
+
+    (finished,) = harness.finished("job-uploads")
+    assert (finished.status, finished.processed) == ("cancelled", 1)
+    assert finished.message.endswith("2 non traités, à envoyer de nouveau")
+    assert inbox(harness.files) == []  # never into the shared inbox
+    back_a = await harness.uploads.find(upload_id=upload_a)
+    back_b = await harness.uploads.find(upload_id=upload_b)
+    assert [name for _, name in back_a] == ["un.edi"]
+    assert [name for _, name in back_b] == ["trois.edi"]
+    assert await harness.uploads.read(back_b[0][0]) == good(3)
