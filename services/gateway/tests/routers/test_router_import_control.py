@@ -159,3 +159,11 @@ def test_a_csv_cell_never_runs_as_a_formula() -> None:
     rows = list(csv.reader(io.StringIO(report_csv(evil).lstrip("\ufeff")), delimiter=";"))
     assert rows[1][0] == '\'=HYPERLINK("x";"y").edi'
     assert rows[1][2] == 'motif ; avec "guillemets"\net retour'
+
+
+async def test_import_svc_silent_on_the_count_still_lets_the_import_be_asked(gw: Gateway) -> None:
+    gw.rpc.answer = lambda key, body: TimeoutError()
+    async with gw.client() as c:
+        response = await c.post("/api/imports", json={"kind": "edi"}, headers=gw.auth())
+    assert response.status_code == 202  # as before the check: import-svc decides
+    assert [m.type for m in gw.published] == ["import.request"]

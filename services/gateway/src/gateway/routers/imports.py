@@ -46,8 +46,15 @@ async def start_import(
 ) -> Accepted:
     """Import the files waiting in the kind's inbox; follow the job on /ws or /api/jobs.
     An empty inbox is refused at once (409), rather than running an empty job."""
-    counts = await ask(rpc, RK.IMPORT_RPC, InboxRequest(), InboxCounts)
-    if not counts.counts.get(body.kind.value):
+    try:
+        counts: dict[str, int] | None = (
+            await ask(rpc, RK.IMPORT_RPC, InboxRequest(), InboxCounts)
+        ).counts
+    except HTTPException:
+        # import-svc did not answer: the command still goes (or gets its own 503), as
+        # before the check; an empty inbox then ends "aucun fichier à importer"
+        counts = None
+    if counts is not None and not counts.get(body.kind.value):
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail=f"Aucun fichier à importer : la boîte de réception « {kind_label(body.kind)} » "
