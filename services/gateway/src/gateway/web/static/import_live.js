@@ -34,7 +34,8 @@
     }
     const recent = recentList(job);
     if (recent) gauge.append(recent);
-    if (!terminal && onCancel) {
+    // in its clean-up every file is done: nothing is left to stop (import-svc completes it)
+    if (!terminal && onCancel && job.current_step !== "Nettoyage") {
       const button = h("button", { type: "button", class: "btn btn-danger cancel-import", text: "Annuler l'import" });
       button.addEventListener("click", () => Jauge.busy(button, () => onCancel(job)));
       gauge.append(h("div", { class: "buttons" }, button));
