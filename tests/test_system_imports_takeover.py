@@ -59,9 +59,10 @@ async def test_killed_replicas_lose_nothing_and_the_job_ends_exactly(make_stack,
         assert len(list((data / "archive" / "edi").rglob("*.edi"))) == FILES
         assert not any((data / "inbox" / "edi").iterdir())
         assert db["lock"].find_one(sort=[("generation", -1)])["released"]
-        # the lock is free again: the next import runs
+        # the lock is free again: the next import runs (an empty inbox is refused at once)
+        write_inbox(data, "edi", {"encore.edi": make_interchange([sample_invoice(1, "X-1", 1)])})
         again = await alice.finished(await alice.start("edi"))
-        assert (again["status"], again["total"]) == ("completed", 0)
+        assert (again["status"], again["total"]) == ("completed", 1)
     finally:
         await alice.close()
         db.client.close()

@@ -14,12 +14,25 @@ from typing import Any
 
 from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI
+from pydantic import RootModel
 
 from jauge_shared.contracts import ALL_MESSAGES, ColisRpcRequest, Command, message_type
-from jauge_shared.contracts.import_rpc import ImportReportRequest, InvoiceSearchRequest
+from jauge_shared.contracts.import_rpc import (
+    ImportReportRequest,
+    ImportRpcRequest,
+    InboxRequest,
+    InvoiceSearchRequest,
+    RejectedFileRequest,
+)
 from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, RK
 
 TITLE = "Jauge messages"
+
+
+class ImportRpc(RootModel[ImportRpcRequest]):
+    """A request of `rpc.import`, whichever its `op`."""
+
+
 VERSION = "1"
 
 
@@ -43,6 +56,8 @@ def build_document() -> dict[str, Any]:
     for request_model, reply in (
         (ImportReportRequest, "ImportReport"),
         (InvoiceSearchRequest, "InvoiceList"),
+        (InboxRequest, "InboxCounts"),
+        (RejectedFileRequest, "RejectedFile"),
     ):
         broker.publisher(
             RK.IMPORT_RPC,
@@ -51,6 +66,14 @@ def build_document() -> dict[str, Any]:
             title=f"{RK.IMPORT_RPC} ({request_model.model_fields['op'].default})",
             description=f"{(request_model.__doc__ or '').strip()} Reply: {reply}.",
         )
+    # every read on the wire's one routing key, for a consumer that validates by key
+    broker.publisher(
+        RK.IMPORT_RPC,
+        exchange=COMMANDS_EXCHANGE,
+        schema=ImportRpc,
+        title=RK.IMPORT_RPC,
+        description="Any read of import-svc, by its `op` (the channels above, one each).",
+    )
     broker.publisher(
         RK.COLIS_RPC,
         exchange=COMMANDS_EXCHANGE,

@@ -50,6 +50,7 @@ class RK:
 
     IMPORT_REQUEST = message_type(contracts.RequestImport)
     IMPORT_ANNOUNCE = message_type(contracts.AnnounceImport)
+    IMPORT_CANCEL = message_type(contracts.CancelImport)
     IMPORT_FILE = message_type(contracts.ImportFile)
     IMPORT_QUEUED = message_type(contracts.ImportQueued)
     IMPORT_STARTED = message_type(contracts.ImportStarted)
@@ -129,7 +130,9 @@ class QueueSpec:
 
 
 IMPORT_REQUESTS = QueueSpec(
-    "import-svc.requests", COMMANDS_EXCHANGE, (RK.IMPORT_REQUEST, RK.IMPORT_ANNOUNCE)
+    "import-svc.requests",
+    COMMANDS_EXCHANGE,
+    (RK.IMPORT_REQUEST, RK.IMPORT_ANNOUNCE, RK.IMPORT_CANCEL),
 )
 IMPORT_FILES = QueueSpec("import-svc.files", COMMANDS_EXCHANGE, (RK.IMPORT_FILE,))
 # reads the gateway asks of import-svc (report, invoices): request/reply, any replica

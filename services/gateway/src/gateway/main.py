@@ -39,6 +39,7 @@ from gateway.routers import (
     auth,
     clients,
     colis,
+    import_control,
     imports,
     invoices,
     jobs,
@@ -59,6 +60,7 @@ from gateway.tracing import HttpTracingMiddleware
 from gateway.users import UserRepository
 from jauge_shared.broker import amqp_url, broker_options, connect_to_every_node
 from jauge_shared.contracts import (
+    CancelImport,
     CreateColis,
     Message,
     PhotoReady,
@@ -76,11 +78,12 @@ from jauge_shared.tracing import tracer_provider
 logger = logging.getLogger("gateway")
 # commands only: the gateway produces no event (colis-svc alone announces a parcel task,
 # its first colis.step_changed included; docs/decisions.md, "Floor plan: files")
-COMMANDS = (RequestImport, CreateColis, UpdateColis, PhotoReady)
+COMMANDS = (RequestImport, CancelImport, CreateColis, UpdateColis, PhotoReady)
 # in this order in the OpenAPI document
 ROUTERS = (
     auth,
     imports,
+    import_control,
     invoices,
     jobs,
     ws,

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
 
 async def test_an_import_of_the_inbox_is_a_command_for_import_svc(gw: Gateway) -> None:
+    gw.rpc.answer = lambda key, body: {"counts": {"edi": 2}}
     async with gw.client() as c:
         response = await c.post("/api/imports", json={"kind": "edi"}, headers=gw.auth())
     assert response.status_code == 202
@@ -19,6 +20,7 @@ async def test_an_import_of_the_inbox_is_a_command_for_import_svc(gw: Gateway) -
 
 
 async def test_a_broker_that_refuses_the_command_is_a_french_503(gw: Gateway) -> None:
+    gw.rpc.answer = lambda key, body: {"counts": {"edi": 2}}
     gw.refuse[0] = True
     async with gw.client() as c:
         response = await c.post("/api/imports", json={"kind": "edi"}, headers=gw.auth())

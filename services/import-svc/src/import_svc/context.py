@@ -15,7 +15,7 @@ from jauge_shared.contracts import Message, utc_now
 from jauge_shared.faults import FaultPoints
 
 Emit = Callable[[Message], Awaitable[None]]
-ENDED = (JobState.COMPLETED.value, JobState.FAILED.value)
+ENDED = (JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value)
 
 
 @dataclass
@@ -29,3 +29,4 @@ class Workflow:
     clock: Callable[[], datetime] = utc_now
     faults: FaultPoints = field(default_factory=lambda: FaultPoints("", Path(".")))
     uploads: Blobs | None = None  # the import page's files, from the gateway (files.py)
+    file_delay_s: float = 0.0  # tests only: each file held this long (settings.py)

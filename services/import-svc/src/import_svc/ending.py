@@ -139,6 +139,8 @@ class JobEnd:
         status = (
             ImportStatus.COMPLETED
             if job["state"] == JobState.COMPLETED.value
+            else ImportStatus.CANCELLED
+            if job["state"] == JobState.CANCELLED.value
             else ImportStatus.FAILED
         )
         if status is ImportStatus.FAILED and job.get("error") is None:
@@ -148,7 +150,7 @@ class JobEnd:
                 # under way and announces the end itself, with its reason. Announced now,
                 # this end said "Import interrompu" and, being first, was the one shown.
                 return
-        error = None if status is ImportStatus.COMPLETED else job.get("error") or UNKNOWN_FAILURE
+        error = None if status is not ImportStatus.FAILED else job.get("error") or UNKNOWN_FAILURE
         files = files if files is not None else await flow.repo.file_results(job)
         await flow.emit(finished_event(job, status, error, files).again())
         STATE_REANNOUNCED.labels(PRODUCER, reason).inc()

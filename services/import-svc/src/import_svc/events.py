@@ -22,7 +22,7 @@ from jauge_shared.contracts import (
     ImportStatus,
     stable_event_id,
 )
-from jauge_shared.contracts.imports import final_import_message
+from jauge_shared.contracts.imports import cancelled_import_message, final_import_message
 
 PRODUCER = "import-svc"
 
@@ -81,6 +81,16 @@ def finished_event(
     failed = min(sum(failed_units(d) for d in announced), processed)
     invoices = sum(d.get("invoices", 0) for d in announced)
     rows = job["kind"] != ImportKind.EDI.value
+    message = final_import_message(processed, failed, rows=rows) if error is None else error
+    if status is ImportStatus.CANCELLED:
+        returned = sum(1 for d in files if d["state"] == FileState.RETURNED.value)
+        message = (
+            cancelled_import_message(
+                processed, failed, returned, uploads=bool(job.get("upload_ids"))
+            )
+            if job.get("total") is not None
+            else "Import annulé avant son démarrage : aucun fichier n'a été touché"
+        )
     return ImportFinished(
         event_id=stable_event_id(job["_id"], "finished"),
         producer=PRODUCER,
@@ -90,7 +100,7 @@ def finished_event(
         processed=processed,
         failed=failed,
         invoices=invoices,
-        message=final_import_message(processed, failed, rows=rows) if error is None else error,
+        message=message,
     )
 
 

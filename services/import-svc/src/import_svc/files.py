@@ -59,6 +59,25 @@ class FileStore:
                 paths.extend(sorted(p for p in folder.iterdir() if p.is_file()))
         return self._claim(paths, job_id)
 
+    def claim_paths(self, paths: list[Path], job_id: str) -> list[str]:
+        """Claim these files (a retry's rejected files, control.py) like the inbox's."""
+        return self._claim(paths, job_id)
+
+    def waiting(self, kind: ImportKind) -> int:
+        """How many files an import of `kind`'s inbox would claim now."""
+        folder = self.inbox(kind)
+        if not folder.is_dir():
+            return 0
+        return sum(
+            1
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and is_file_item(p.name)
+        )
+
+    def rejected(self, kind: ImportKind, name: str) -> Path:
+        """Where a rejected file is kept (its note is `<name>.error.txt` beside it)."""
+        return self.errors(kind) / _one_name(name)
+
     def _claim(self, paths: list[Path], job_id: str) -> list[str]:
         work = self.work(job_id)
         work.mkdir(parents=True, exist_ok=True)

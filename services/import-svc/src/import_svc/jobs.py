@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from import_svc.context import ENDED, Workflow
+from import_svc.control import ImportControl, upload_origins
 from import_svc.ending import JobEnd
 from import_svc.events import (
     PRODUCER,
@@ -31,12 +32,14 @@ from jauge_shared.contracts.imports import import_title
 from jauge_shared.metrics import STATE_REANNOUNCED
 
 logger = logging.getLogger("import_svc")
+ACTIVE = (JobState.RUNNING, JobState.CLEANING, JobState.CANCELLING)  # they hold the lock
 
 
 class JobFlow:
-    def __init__(self, flow: Workflow, end: JobEnd) -> None:
+    def __init__(self, flow: Workflow, end: JobEnd, control: ImportControl) -> None:
         self.flow = flow
         self.end = end
+        self.control = control
         self._schedule_lock = asyncio.Lock()
 
     # --- requests -------------------------------------------------------------------
@@ -51,8 +54,11 @@ class JobFlow:
             "requested_at": command.occurred_at,
             "announced_position": None,
             "dispatched": False,
+            "retry_of": command.retry_of,
         }
         await self.flow.repo.add_job(job)
+        if command.retry_of:  # both reports show the link
+            await self.flow.repo.set_job_fields(command.retry_of, retried_by=command.job_id)
         await self.schedule()
 
     # --- scheduling -----------------------------------------------------------------
@@ -61,11 +67,11 @@ class JobFlow:
         repo, lock = self.flow.repo, self.flow.lock
         async with self._schedule_lock:
             now = self.flow.clock()
-            active = await repo.jobs_in(JobState.RUNNING, JobState.CLEANING)
+            active = await repo.jobs_in(*ACTIVE)
             for job in active:
                 if await lock.acquire(job["_id"], now):
                     await self._resume(job, now)
-            if await repo.jobs_in(JobState.RUNNING, JobState.CLEANING):
+            if await repo.jobs_in(*ACTIVE):
                 await self._announce_positions()
                 return
             queued = await repo.queued_jobs()
@@ -110,9 +116,16 @@ class JobFlow:
         """
         flow = self.flow
         kind = ImportKind(job["kind"])
-        if job["upload_ids"]:
-            if flow.uploads is not None:
-                await receive_uploads(flow.files, flow.uploads, job["upload_ids"])
+        if job["upload_ids"] and flow.uploads is not None:
+            await receive_uploads(flow.files, flow.uploads, job["upload_ids"])
+        if job["upload_ids"]:  # where each came from: a cancel puts it back there
+            origins = upload_origins(flow.files, job["upload_ids"])
+            if origins:
+                await flow.repo.set_job_fields(job["_id"], origins=origins)
+                job["origins"] = origins
+        if job.get("retry_of"):
+            await self.control.claim_retry(job)
+        elif job["upload_ids"]:
             flow.files.claim_uploads(job["upload_ids"], job["_id"])
         else:
             flow.files.claim_inbox(kind, job["_id"])
@@ -150,7 +163,9 @@ class JobFlow:
         ):
             await self._expire(job)
             return
-        if job["state"] == JobState.CLEANING.value:
+        if job["state"] == JobState.CANCELLING.value:
+            await self.control.put_back(job)  # a cancel died half-way: finish it
+        elif job["state"] == JobState.CLEANING.value:
             await self.end.clean_up_and_finish(job)
         elif job.get("names") is None:
             # the start failed half-way: redo it, but only once the starter has had
@@ -220,6 +235,8 @@ class JobFlow:
             STATE_REANNOUNCED.labels(PRODUCER, reason).inc()
             return
         if job.get("total") is None:
+            if job["state"] in ENDED:  # cancelled while queued
+                await self.end.announce_end(job, reason, [])
             return  # its start is being redone (_resume): that announces it
         await flow.emit(started_event(job).again())
         files = await flow.repo.file_results(job)

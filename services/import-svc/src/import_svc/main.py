@@ -73,8 +73,9 @@ def create_app(settings: ImportSettings | None = None) -> AsgiFastStream:
         max_file_bytes=settings.max_file_bytes,
         faults=fault_points(settings.fault_points, settings.data_dir),
         uploads=Blobs(mongo[db_name], IMPORT_UPLOADS),
+        file_delay_s=settings.test_file_delay_s,
     )
-    handlers.register(broker, settings, service, ImportQueries(repository))
+    handlers.register(broker, settings, service, ImportQueries(repository, files))
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from import_svc.control import rejected_path
+from import_svc.files import FileStore
 from import_svc.repository import ImportRepository
 from jauge_shared.contracts.import_rpc import (
     FileReport,
@@ -13,8 +15,9 @@ from jauge_shared.contracts.import_rpc import (
 
 
 class ImportQueries:
-    def __init__(self, repository: ImportRepository) -> None:
+    def __init__(self, repository: ImportRepository, files: FileStore | None = None) -> None:
         self.repo = repository
+        self.files = files  # to tell whether a rejected file's copy is still kept
 
     async def report(self, request: ImportReportRequest) -> ImportReport:
         job = await self.repo.get_job(request.job_id)
@@ -33,6 +36,9 @@ class ImportQueries:
                 failed_rows=doc.get("failed_rows", 0),
                 duration_ms=doc.get("duration_ms", 0),
                 worker=doc.get("worker"),
+                rejected=doc.get("ok") is False
+                and self.files is not None
+                and rejected_path(self.files, job, doc).is_file(),
             )
             for doc in await self.repo.file_results(job)
         ]
@@ -43,6 +49,8 @@ class ImportQueries:
             state=job["state"],
             total=job.get("total", 0),
             files=files,
+            retry_of=job.get("retry_of"),
+            retried_by=job.get("retried_by"),
         )
 
     async def invoices(self, request: InvoiceSearchRequest) -> InvoiceList:

@@ -34,6 +34,8 @@ class JobState(StrEnum):
     CLEANING = "cleaning"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLING = "cancelling"  # asked to stop: its unread files go back (control.py)
+    CANCELLED = "cancelled"
 
 
 class FileState(StrEnum):
@@ -46,6 +48,15 @@ class FileState(StrEnum):
     PENDING = "pending"
     DONE = "done"
     ANNOUNCED = "announced"
+    RETURNED = "returned"  # not read: a cancel put it back where it came from
+
+
+class FileFate(StrEnum):
+    """Who has a pending file of a cancelled import: the worker reading it, or the
+    cancel putting it back. The first to record its fate wins (`take_file`)."""
+
+    READ = "read"
+    RETURNED = "returned"
 
 
 class ImportRepository:
@@ -153,6 +164,24 @@ class ImportRepository:
         stored.pop("_id")
         await self._advance(key, FileState.PENDING, {"state": FileState.DONE.value, **stored})
         return stored
+
+    async def take_file(self, job_id: str, name: str, fate: FileFate) -> bool:
+        """Whether the file is `fate`'s: recorded now, or earlier by the same fate (a
+        redelivery); False when the other fate has it. A unique `_id` decides."""
+        marker = {"_id": f"{job_id}/{name}:fate", "job_id": job_id, "fate": fate.value}
+        try:
+            await self.transitions.insert_one(marker)
+        except DuplicateKeyError:
+            existing = await self.transitions.find_one({"_id": marker["_id"]})
+            return existing is not None and existing["fate"] == fate.value
+        return True
+
+    async def mark_returned(self, job_id: str, name: str) -> None:
+        key = f"{job_id}/{name}"
+        await self._advance(key, FileState.PENDING, {"state": FileState.RETURNED.value})
+
+    async def set_file_fields(self, job_id: str, name: str, **fields: Any) -> None:
+        await self.files.update_one({"_id": f"{job_id}/{name}"}, {"$set": fields})
 
     async def mark_announced(self, job_id: str, name: str) -> None:
         key = f"{job_id}/{name}"

@@ -3,6 +3,7 @@
     jobs.py     queue, start under the lock, fan out, resume, expire, announce again
     worker.py   one file: read, store, archive or reject, announce its gauge items
     ending.py   the last file noticed, the clean-up, import.finished, the lock let go
+    control.py  an agent's hand: cancel an import, import again its failed files
     events.py   the events, built from what is stored
     queries.py  the reads the gateway asks for (not here: handlers.py calls it directly)
 
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from import_svc.context import Emit, Workflow
+from import_svc.control import ImportControl
 from import_svc.ending import JobEnd
 from import_svc.files import FileStore
 from import_svc.jobs import JobFlow
@@ -24,7 +26,7 @@ from import_svc.lock import ImportLock
 from import_svc.repository import ImportRepository
 from import_svc.worker import FileWorker
 from jauge_shared.blobs import Blobs
-from jauge_shared.contracts import ImportFile, RequestImport, utc_now
+from jauge_shared.contracts import CancelImport, ImportFile, RequestImport, utc_now
 from jauge_shared.faults import FaultPoints
 
 
@@ -41,6 +43,7 @@ class ImportService:
         clock: Callable[[], datetime] = utc_now,
         faults: FaultPoints | None = None,
         uploads: Blobs | None = None,
+        file_delay_s: float = 0.0,
     ) -> None:
         flow = Workflow(
             repo=repository,
@@ -52,10 +55,12 @@ class ImportService:
             clock=clock,
             faults=faults or FaultPoints("", Path(".")),
             uploads=uploads,
+            file_delay_s=file_delay_s,
         )
         self.end = JobEnd(flow, on_released=self._schedule_soon)
-        self.jobs = JobFlow(flow, self.end)
-        self.worker = FileWorker(flow, self.end)
+        self.control = ImportControl(flow, on_released=self._schedule_soon)
+        self.jobs = JobFlow(flow, self.end, self.control)
+        self.worker = FileWorker(flow, self.end, on_settled=self.control.end_if_settled)
         self.background: set[asyncio.Task[None]] = set()
 
     async def request(self, command: RequestImport) -> None:
@@ -69,6 +74,9 @@ class ImportService:
 
     async def import_file(self, command: ImportFile) -> None:
         await self.worker.import_file(command)
+
+    async def cancel(self, command: CancelImport) -> None:
+        await self.control.cancel(command)
 
     def _schedule_soon(self) -> None:
         """The next queued import starts at once, not at the next scheduler pass."""

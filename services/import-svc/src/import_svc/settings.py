@@ -20,6 +20,14 @@ class ImportSettings(ServiceSettings):
     scheduler_interval_s: PositiveFloat = Field(
         default=2.0, description="How often each replica checks the lock, deadlines and queue."
     )
+    test_file_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="Tests only: each file is held this long, one at a time per replica, "
+        "before it is read, so a browser test can watch an import or cancel it mid-way. "
+        "0 in production.",
+    )
     max_file_bytes: PositiveInt = Field(
         default=64 * 1024 * 1024, description="Larger files are rejected without being read."
     )

@@ -10,23 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from import_svc.context import ENDED, Workflow
 from import_svc.ending import JobEnd
 from import_svc.events import PRODUCER, file_result, item_events
 from import_svc.processing import FileOutcome, process_file, row_key
-from import_svc.repository import FileState, JobState
+from import_svc.repository import FileFate, FileState, JobState
 from jauge_shared.contracts import ImportFile, ImportKind
 from jauge_shared.identity import connection_name
 
 logger = logging.getLogger("import_svc")
+# a cancelled import's files being read are finished and counted (control.py)
+MAY_READ = (JobState.RUNNING.value, JobState.CANCELLING.value)
 
 
 class FileWorker:
-    def __init__(self, flow: Workflow, end: JobEnd) -> None:
+    def __init__(
+        self,
+        flow: Workflow,
+        end: JobEnd,
+        on_settled: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.flow = flow
         self.end = end
+        # a file announced: a cancelled import may now end (control.py)
+        self.on_settled = on_settled
+        self._test_gate = asyncio.Lock()
 
     async def import_file(self, command: ImportFile) -> None:
         flow = self.flow
@@ -40,10 +52,15 @@ class FileWorker:
             # announcing the end: announce it again (a duplicate if it was)
             await self.end.announce_end(job, "redelivered")
             return
-        if job["state"] != JobState.RUNNING.value:
+        if job["state"] not in MAY_READ:
             return
         await flow.lock.renew(job["_id"], flow.clock())
         if file["state"] == FileState.PENDING.value:
+            if flow.file_delay_s:  # tests only (settings.test_file_delay_s): one at a time
+                async with self._test_gate:
+                    await asyncio.sleep(flow.file_delay_s)
+            if not await flow.repo.take_file(job["_id"], command.item, FileFate.READ):
+                return  # a cancel put it back where it came from, unread (control.py)
             path = flow.files.work(job["_id"]) / command.item
             outcome = await asyncio.to_thread(process_file, command.kind, path, flow.max_file_bytes)
             sources = await self._save_invoices(job["_id"], command.item, outcome)
@@ -60,15 +77,20 @@ class FileWorker:
             file = await flow.repo.get_file(command.job_id, command.item)
             assert file is not None
             current = await flow.repo.get_job(command.job_id)
-            if current is None or current["state"] != JobState.RUNNING.value:
+            if current is None or current["state"] not in MAY_READ:
                 # the job ran out of time while this file was read: it went back to the
                 # inbox with the others and was counted as not processed, so say nothing
+                # (a cancel waits for this file instead: it is read, so it is counted)
                 return
-        self._settle(command.kind, job["_id"], file)
+        moved = self._settle(command.kind, job["_id"], file)
+        if moved is not None and not file["ok"]:  # where its copy is kept, for downloads
+            await flow.repo.set_file_fields(job["_id"], command.item, rejected_as=moved.name)
         for event in item_events(job["_id"], file):
             await flow.emit(event)
         await flow.repo.mark_announced(job["_id"], command.item)
         await self.end.check_completion(job["_id"])
+        if self.on_settled is not None:
+            await self.on_settled(job["_id"])
 
     async def _save_invoices(self, job_id: str, name: str, outcome: FileOutcome) -> dict[str, Any]:
         """Store the file's invoices; note per supplier what the clean-up must do."""
@@ -101,10 +123,9 @@ class FileWorker:
         ]
         await self.flow.repo.save_bbgr_rows(kind.value, docs)
 
-    def _settle(self, kind: ImportKind, job_id: str, file: dict[str, Any]) -> None:
+    def _settle(self, kind: ImportKind, job_id: str, file: dict[str, Any]) -> Path | None:
         """Move the file to where its result says, if an earlier try did not already."""
         files, clock = self.flow.files, self.flow.clock
         if file["ok"]:
-            files.archive_file(kind, job_id, file["name"], clock())
-        else:
-            files.reject_file(kind, job_id, file["name"], file.get("error") or "")
+            return files.archive_file(kind, job_id, file["name"], clock())
+        return files.reject_file(kind, job_id, file["name"], file.get("error") or "")

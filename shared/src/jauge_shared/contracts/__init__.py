@@ -44,6 +44,7 @@ from jauge_shared.contracts.fields import (
     is_file_item,
 )
 from jauge_shared.contracts.imports import (
+    CancelImport,
     FileImported,
     ImportCleanupStarted,
     ImportFile,
@@ -64,6 +65,7 @@ from jauge_shared.contracts.progress import (
 
 ALL_MESSAGES: tuple[type[Message], ...] = (
     RequestImport,
+    CancelImport,
     ImportFile,
     ImportQueued,
     ImportStarted,
@@ -107,6 +109,7 @@ __all__ = [
     "AnnounceState",
     "BoundedDecimal",
     "CancelColisTask",
+    "CancelImport",
     "Centimetres",
     "ColisCreated",
     "ColisData",

@@ -48,7 +48,26 @@ class InvoiceSearchRequest(_Rpc):
     offset: NonNegativeInt = Field(default=0, le=MAX_OFFSET)
 
 
-ImportRpcRequest = Annotated[ImportReportRequest | InvoiceSearchRequest, Field(discriminator="op")]
+class InboxRequest(_Rpc):
+    """How many files wait in each kind's inbox (what `POST /api/imports` would take)."""
+
+    op: Literal["inbox.count"] = "inbox.count"
+
+
+class RejectedFileRequest(_Rpc):
+    """A rejected file of one import (`what="file"`) or its `.error.txt` (`"note"`), as
+    kept in import-svc's errors folder."""
+
+    op: Literal["import.rejected_file"] = "import.rejected_file"
+    job_id: str = Field(min_length=1, max_length=64, pattern=RPC_ID_PATTERN)
+    index: NonNegativeInt = Field(le=1_000_000, description="The file's `index` in the report.")
+    what: Literal["file", "note"] = "file"
+
+
+ImportRpcRequest = Annotated[
+    ImportReportRequest | InvoiceSearchRequest | InboxRequest | RejectedFileRequest,
+    Field(discriminator="op"),
+]
 
 
 class FileReport(_Rpc):
@@ -63,6 +82,9 @@ class FileReport(_Rpc):
     failed_rows: NonNegativeInt = 0
     duration_ms: NonNegativeInt = 0
     worker: str | None = Field(default=None, description="The import-svc replica that read it.")
+    rejected: bool = Field(
+        default=False, description="A copy and its .error.txt are kept in the errors folder."
+    )
 
 
 class ImportReport(_Rpc):
@@ -72,6 +94,28 @@ class ImportReport(_Rpc):
     state: str | None = None
     total: NonNegativeInt = 0
     files: list[FileReport] = Field(default_factory=list)
+    retry_of: str | None = Field(
+        default=None, description="The import whose failed files this one imports again."
+    )
+    retried_by: str | None = Field(
+        default=None, description="The import that took this one's failed files again."
+    )
+
+
+class InboxCounts(_Rpc):
+    counts: dict[str, NonNegativeInt] = Field(description="Files waiting, by import kind.")
+
+
+# a rejected file travels in the reply itself: past this size it is not offered for download
+MAX_REJECTED_DOWNLOAD_BYTES = 8 * 1024 * 1024
+
+
+class RejectedFile(_Rpc):
+    found: bool
+    name: str | None = None
+    size: NonNegativeInt = 0
+    too_big: bool = False
+    content_b64: str | None = Field(default=None, description="The file's bytes, base64.")
 
 
 class InvoiceList(_Rpc):
@@ -86,4 +130,8 @@ RPC_MODELS: tuple[type[BaseModel], ...] = (
     InvoiceSearchRequest,
     ImportReport,
     InvoiceList,
+    InboxRequest,
+    InboxCounts,
+    RejectedFileRequest,
+    RejectedFile,
 )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt
 
 from jauge_shared.contracts.envelope import Command, Event
-from jauge_shared.contracts.fields import FileItem, UploadId
+from jauge_shared.contracts.fields import FileItem, JobId, UploadId
 
 # import-svc's database (`<db_prefix>_import`): the gateway names it only to put the
 # import page's files in its `import_uploads` bucket (jauge_shared.blobs)
@@ -48,6 +48,18 @@ def final_import_message(processed: int, failed: int, *, rows: bool = False) -> 
     return text + (f", {failed} en erreur" if failed else "")
 
 
+def cancelled_import_message(processed: int, failed: int, returned: int, *, uploads: bool) -> str:
+    """What a cancelled import says: what was done, and where the rest went."""
+    plural = "s" if processed > 1 else ""
+    text = f"Import annulé : {processed} fichier{plural} traité{plural}"
+    if failed:
+        text += f", {failed} en erreur"
+    if returned:
+        where = "à envoyer de nouveau" if uploads else "remis dans la boîte de réception"
+        text += f" ; {returned} non traité{'s' if returned > 1 else ''}, {where}"
+    return text
+
+
 class RequestImport(Command):
     """Start an import of the files waiting in the kind's inbox, or of uploaded files."""
 
@@ -59,6 +71,20 @@ class RequestImport(Command):
         max_length=10_000,
         description="Files uploaded for this import only; empty means the whole inbox.",
     )
+    retry_of: JobId | None = Field(
+        default=None,
+        description="Import again only the files that failed in this earlier import (an "
+        "uploaded file of the same name replaces the rejected one).",
+    )
+
+
+class CancelImport(Command):
+    """Stop an import: its files not yet read go back where they came from (the inbox,
+    or the upload bucket), and it ends `cancelled` with the counts of what was done.
+    Idempotent: a cancel of an ended import changes nothing."""
+
+    type: Literal["import.cancel"] = "import.cancel"
+    user_id: str = Field(min_length=1, max_length=64, description="Who asked (for the log).")
 
 
 class ImportFile(Command):

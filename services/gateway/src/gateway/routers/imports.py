@@ -3,81 +3,64 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-from pathlib import Path
 from typing import Annotated
-from uuid import uuid4
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from pydantic import BaseModel, Field, StringConstraints
 
-from gateway.commands import Publishers, send_command
 from gateway.deps import BucketsDep, CurrentUser, PublishersDep, RpcDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
-from gateway.handover import hand_over_import, take_back_import
+from gateway.import_requests import (
+    MAX_FILES,
+    Accepted,
+    kind_label,
+    request_import,
+    upload_import_files,
+)
 from gateway.rpc import ask
-from gateway.upload_access import safe_file_name
-from gateway.upload_store import ImportUploadStore, find_upload, import_folder
-from jauge_shared.contracts import ImportKind, RequestImport
-from jauge_shared.contracts.import_rpc import ImportReport, ImportReportRequest
+from gateway.upload_store import ImportUploadStore, find_upload
+from jauge_shared.contracts import ImportKind
+from jauge_shared.contracts.import_rpc import (
+    ImportReport,
+    ImportReportRequest,
+    InboxCounts,
+    InboxRequest,
+)
 from jauge_shared.topology import RK
 
 router = APIRouter(prefix="/api/imports", tags=["imports"], responses=AUTHENTICATED)
-
-CHUNK = 1024 * 1024
-MAX_FILES = 10_000
 
 
 class ImportRequestBody(BaseModel):
     kind: ImportKind
 
 
-class Accepted(BaseModel):
-    job_id: str
-    status: str = "queued"
-
-
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses(503),
+    responses=error_responses(409, 503, 504, e409="Nothing waits in that inbox"),
 )
 async def start_import(
-    body: ImportRequestBody, user: CurrentUser, publishers: PublishersDep
+    body: ImportRequestBody, user: CurrentUser, publishers: PublishersDep, rpc: RpcDep
 ) -> Accepted:
-    """Import the files waiting in the kind's inbox; follow the job on /ws or /api/jobs."""
+    """Import the files waiting in the kind's inbox; follow the job on /ws or /api/jobs.
+    An empty inbox is refused at once (409), rather than running an empty job."""
+    try:
+        counts: dict[str, int] | None = (
+            await ask(rpc, RK.IMPORT_RPC, InboxRequest(), InboxCounts)
+        ).counts
+    except HTTPException:
+        # import-svc did not answer: the command still goes (or gets its own 503), as
+        # before the check; an empty inbox then ends "aucun fichier à importer"
+        counts = None
+    if counts is not None and not counts.get(body.kind.value):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"Aucun fichier à importer : la boîte de réception « {kind_label(body.kind)} » "
+            "est vide. Déposez les fichiers ou envoyez-les ci-dessous.",
+        )
     return Accepted(job_id=await request_import(publishers, body.kind, user.username))
-
-
-async def request_import(
-    publishers: Publishers, kind: ImportKind, user_id: str, upload_ids: list[str] | None = None
-) -> str:
-    """import.request sent and confirmed (or the 503); the new job's id."""
-    job_id = uuid4().hex
-    command = RequestImport(
-        producer="gateway", job_id=job_id, kind=kind, user_id=user_id, upload_ids=upload_ids or []
-    )
-    await send_command(publishers, command)
-    return job_id
-
-
-async def _save(upload: UploadFile, folder: Path, name: str, max_bytes: int) -> None:
-    """Streamed to a hidden name, renamed when complete: import-svc never sees half a file."""
-    partial = folder / f".{name}.part"
-    size = 0
-    with partial.open("wb") as out:
-        while chunk := await upload.read(CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise HTTPException(
-                    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                    detail=f"Fichier trop volumineux : « {name} » dépasse "
-                    f"{max_bytes // (1024 * 1024)} Mo.",
-                )
-            await asyncio.to_thread(out.write, chunk)
-    os.replace(partial, folder / name)
 
 
 @router.post(
@@ -97,36 +80,11 @@ async def upload_import(
     buckets: BucketsDep,
 ) -> Accepted:
     """Import exactly the uploaded files (not the inbox)."""
-    if not files:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="Aucun fichier envoyé.")
-    if len(files) > MAX_FILES:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, detail=f"Trop de fichiers (au plus {MAX_FILES})."
-        )
-    names = [safe_file_name(f.filename) for f in files]
-    if len(set(names)) != len(names):
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, detail="Plusieurs fichiers envoyés portent le même nom."
-        )
-    upload_id = uuid4().hex
-    folder = import_folder(settings.data_dir, upload_id)  # the gateway's own
-    handed_over = False
-    try:
-        folder.mkdir(parents=True)
-        for upload, name in zip(files, names, strict=True):
-            await _save(upload, folder, name, settings.max_upload_bytes)
-        paths = [folder / name for name in names]
-        handed_over = True
-        await hand_over_import(buckets, upload_id, paths, list(names))
-        job_id = await request_import(publishers, kind, user.username, [upload_id])
-    except BaseException:
-        # nothing was accepted: leave no orphaned upload behind
-        if handed_over:
-            await take_back_import(buckets, upload_id, len(names))
-        raise
-    finally:
-        await asyncio.to_thread(shutil.rmtree, folder, True)  # import-svc has its blobs
-    return Accepted(job_id=job_id)
+
+    async def send(upload_ids: list[str]) -> str:
+        return await request_import(publishers, kind, user.username, upload_ids)
+
+    return Accepted(job_id=await upload_import_files(files, settings, buckets, send))
 
 
 class UploadedImport(BaseModel):

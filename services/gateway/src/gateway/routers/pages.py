@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from gateway.deps import SESSION_COOKIE, SettingsDep, UsersDep, user_from_token
+from gateway.import_requests import IMPORT_KINDS
 from gateway.users import User
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -20,13 +21,6 @@ templates = Jinja2Templates(directory=WEB_DIR / "templates")
 
 router = APIRouter(include_in_schema=False)
 
-IMPORT_KINDS: tuple[tuple[str, str], ...] = (
-    ("edi", "Factures fournisseurs EDI"),
-    ("bbgr_statment", "Relevés BBGR"),
-    ("bbgr_monthly", "Mensuel BBGR"),
-    ("bbgr_retours", "Retours BBGR"),
-    ("bbgr_receptions", "Réceptions BBGR"),
-)
 LOT_TYPES: tuple[tuple[str, str], ...] = (
     ("cargo", "Cargo (aérien)"),
     ("express", "Express (aérien)"),

@@ -15,7 +15,7 @@ document.addEventListener("DOMContentLoaded", () => {
       slot.replaceChildren(h("p", { class: "muted", id: "gauge-empty", text: "Aucun import en cours." }));
       return;
     }
-    slot.replaceChildren(Jauge.importGauge(job));
+    slot.replaceChildren(Jauge.importDayGauge(job, Jauge.cancelImport));
   }
 
   // the gauge follows the job just started, else the running one, else the first queued one
@@ -59,6 +59,9 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function apply(job) {
     if (!isImport(job) || !live.fresh(job)) return;
+    const before = jobs.get(job.id);
+    // an import that starts or ends changes what waits in the inboxes
+    if (!before || before.status !== job.status) inboxSoon();
     jobs.set(job.id, job);
     pickShown();
     if (job.id === shown) renderGauge();
@@ -82,7 +85,14 @@ document.addEventListener("DOMContentLoaded", () => {
       Jauge.$("#gauge-section").scrollIntoView({ block: "nearest" });
     } catch (err) {
       Jauge.showError(err, work.form);
+      inboxSoon();
     }
+  }
+
+  let inboxTimer = null;
+  function inboxSoon() {
+    clearTimeout(inboxTimer);
+    inboxTimer = setTimeout(Jauge.showInbox, 300);
   }
 
   Jauge.$("#import-buttons").addEventListener("click", (event) => {
@@ -175,6 +185,8 @@ document.addEventListener("DOMContentLoaded", () => {
       Jauge.showError(err);
     }
   })();
+  Jauge.showInbox();
+  setInterval(Jauge.showInbox, 15000); // files dropped in the inboxes meanwhile
   live.subscribe("jobs");
   live.connect();
 });
