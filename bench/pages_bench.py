@@ -1,0 +1,142 @@
+"""Page speed on a full store (issue 16): every page's first paint, and the time of each
+API request it makes, in Chromium, for an agent and an admin, on a store seeded with
+10,000 parcels, 1,000 imports and 50,000 invoices (`jauge_tools.seed`).
+
+    make bench-pages            # or: .venv/bin/python bench/pages_bench.py [--parcels N ...]
+
+Prints one line per page and user (first-contentful-paint, the slowest API request) and
+the API requests themselves; writes reports/bench/pages.json. The aim: first paint under
+300 ms on this machine (docs/performance.md, "Pages on a full store").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchkit import ROOT, bench_env, write_report
+
+sys.path.insert(0, str(ROOT / "tests"))
+from browser_support import CHROMIUM, CHROMIUM_ARGS
+from playwright.sync_api import Page, sync_playwright
+from stack import add_user
+
+from jauge_tools.seed import seed
+
+PAGES = ("/", "/lots", "/lots/seed-lot-0", "/taches", "/imports/seed-import-0")
+RUNS = 3
+FCP = (
+    "() => (performance.getEntriesByType('paint')"
+    ".find(e => e.name === 'first-contentful-paint') || {}).startTime"
+)
+
+
+def measure(page: Page, path: str) -> tuple[float, dict[str, float]]:
+    """One visit: first paint (ms) and each API request's duration (ms)."""
+    started: dict[object, float] = {}
+    api: dict[str, float] = {}
+
+    def on_request(request: object) -> None:
+        started[request] = time.perf_counter()
+
+    def on_finished(request: object) -> None:
+        url = getattr(request, "url", "")
+        if "/api/" in url and request in started:
+            path = "/" + url.split("//", 1)[-1].split("/", 1)[-1]
+            key = f"{getattr(request, 'method', 'GET')} {path}"
+            api[key] = (time.perf_counter() - started[request]) * 1000
+
+    page.on("request", on_request)
+    page.on("requestfinished", on_finished)
+    try:
+        page.goto(path, wait_until="load")
+        page.wait_for_load_state("networkidle", timeout=15_000)
+        fcp = page.evaluate(FCP)
+    finally:
+        page.remove_listener("request", on_request)
+        page.remove_listener("requestfinished", on_finished)
+    return float(fcp or 0.0), api
+
+
+def sign_in(page: Page, user: str, password: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Identifiant").fill(user)
+    page.get_by_label("Mot de passe").fill(password)
+    page.get_by_role("button", name="Se connecter").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--parcels", type=int, default=10_000)
+    parser.add_argument("--imports", type=int, default=1_000)
+    parser.add_argument("--invoices", type=int, default=50_000)
+    args = parser.parse_args()
+    results: list[dict[str, object]] = []
+    with bench_env() as env:
+        t0 = time.perf_counter()
+        asyncio.run(
+            seed(
+                env.mongo_url,
+                env.db_prefix,
+                args.parcels,
+                args.imports,
+                args.invoices,
+                ["alice", "bob", "carla"],
+            )
+        )
+        print(f"seeded in {time.perf_counter() - t0:.1f} s", flush=True)
+        for name, role in (("alice", "agent"), ("root", "admin")):
+            add_user(env.env(), name, role, f"{name}-password")
+        stack = env.stack()
+        stack.start_all()
+        try:
+            stack.wait_ready(timeout_s=120)
+            gateway = stack.service("gateway").url
+            with sync_playwright() as driver:
+                browser = driver.chromium.launch(
+                    executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=False
+                )
+                for user in ("alice", "root"):
+                    context = browser.new_context(base_url=gateway, locale="fr-FR")
+                    page = context.new_page()
+                    sign_in(page, user, f"{user}-password")
+                    for path in PAGES:
+                        measure(page, path)  # warm: the gateway's first read of a view
+                        paints, calls = [], {}
+                        for _ in range(RUNS):
+                            fcp, api = measure(page, path)
+                            paints.append(fcp)
+                            for key, ms in api.items():
+                                calls.setdefault(key, []).append(ms)
+                        row = {
+                            "user": user,
+                            "page": path,
+                            "fcp_ms": round(statistics.median(paints), 1),
+                            "api_ms": {
+                                k: round(statistics.median(v), 1) for k, v in sorted(calls.items())
+                            },
+                        }
+                        results.append(row)
+                        slowest = max(row["api_ms"].values(), default=0.0)  # type: ignore[union-attr]
+                        print(
+                            f"{user:6} {path:26} first paint {row['fcp_ms']:7.1f} ms"
+                            f"   slowest API {slowest:7.1f} ms",
+                            flush=True,
+                        )
+                        for key, ms in row["api_ms"].items():  # type: ignore[union-attr]
+                            print(f"         {ms:8.1f} ms  {key}")
+                    context.close()
+                browser.close()
+        finally:
+            stack.stop_all()
+    path = write_report("pages", {"seed": vars(args), "pages": results})
+    print(f"report: {Path(path).relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
