@@ -16,6 +16,7 @@ import asyncio
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from benchkit import ROOT, bench_env, write_report
@@ -40,11 +41,16 @@ def measure(page: Page, path: str) -> tuple[float, dict[str, float]]:
     started: dict[object, float] = {}
     api: dict[str, float] = {}
 
+    done: set[object] = set()
+    last = [time.perf_counter()]
+
     def on_request(request: object) -> None:
-        started[request] = time.perf_counter()
+        started[request] = last[0] = time.perf_counter()
 
     def on_finished(request: object) -> None:
         url = getattr(request, "url", "")
+        done.add(request)
+        last[0] = time.perf_counter()
         if "/api/" in url and request in started:
             path = "/" + url.split("//", 1)[-1].split("/", 1)[-1]
             key = f"{getattr(request, 'method', 'GET')} {path}"
@@ -52,13 +58,22 @@ def measure(page: Page, path: str) -> tuple[float, dict[str, float]]:
 
     page.on("request", on_request)
     page.on("requestfinished", on_finished)
+    page.on("requestfailed", on_finished)
     try:
         page.goto(path, wait_until="load")
-        page.wait_for_load_state("networkidle", timeout=15_000)
+        # the page's API requests done: none in flight for 0.5 s (a socket is open all
+        # along, so Playwright's "networkidle" never comes)
+        deadline = time.perf_counter() + 10
+        while time.perf_counter() < deadline:
+            page.wait_for_timeout(100)
+            pending = [r for r in started if "/api/" in getattr(r, "url", "") and r not in done]
+            if not pending and time.perf_counter() - last[0] > 0.5:
+                break
         fcp = page.evaluate(FCP)
     finally:
         page.remove_listener("request", on_request)
         page.remove_listener("requestfinished", on_finished)
+        page.remove_listener("requestfailed", on_finished)
     return float(fcp or 0.0), api
 
 
@@ -132,6 +147,9 @@ def main() -> None:
                             print(f"         {ms:8.1f} ms  {key}")
                     context.close()
                 browser.close()
+        except BaseException:
+            traceback.print_exc()  # now: the clean-up below may take a while
+            raise
         finally:
             stack.stop_all()
     path = write_report("pages", {"seed": vars(args), "pages": results})
