@@ -17,9 +17,11 @@ import statistics
 import sys
 import time
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchkit import ROOT, bench_env, write_report
+from pymongo import MongoClient
 
 sys.path.insert(0, str(ROOT / "tests"))
 from browser_support import CHROMIUM, CHROMIUM_ARGS
@@ -77,6 +79,42 @@ def measure(page: Page, path: str) -> tuple[float, dict[str, float]]:
     return float(fcp or 0.0), api
 
 
+def explain(mongo_url: str, prefix: str) -> list[dict[str, object]]:
+    """FerretDB's plan (SQLite's EXPLAIN QUERY PLAN) of the reads behind the pages: a
+    `SEARCH ... USING INDEX` reads one row, a `SCAN` (or no pushdown) reads the whole
+    collection. MongoDB answers with its own planner output (shown as it is)."""
+    now = datetime.now(UTC)
+    reads = [
+        ("gateway", "notifications", {"_id": "alice"}, None),
+        ("gateway", "productivity_days", {"_id": now.strftime("%Y-%m-%d")}, None),
+        ("gateway", "productivity_clocks", {"_id": "seed-task-0"}, None),
+        ("gateway", "users", {"_id": "alice"}, None),
+        ("progress", "progress", {"_id": "seed-task-0"}, None),
+        ("progress", "progress", {"owner": "alice"}, [("updated_at", -1)]),
+        ("progress", "progress", {"kind": {"$regex": "^colis"}, "status": "failed"}, None),
+        ("colis", "lots", {}, [("created_at", -1)]),
+        ("colis", "colis", {"lot_id": "seed-lot-0"}, None),
+        ("colis", "clients", {}, [("name", 1)]),
+        ("import", "jobs", {"_id": "seed-import-0"}, None),
+        ("import", "invoices", {"job_id": "seed-import-0"}, None),
+    ]
+    out: list[dict[str, object]] = []
+    with MongoClient(mongo_url) as client:
+        for db, collection, query, sort in reads:
+            command: dict[str, object] = {"find": collection, "filter": query}
+            if sort:
+                command["sort"] = dict(sort)
+            answer = client[f"{prefix}_{db}"].command("explain", command, verbosity="queryPlanner")
+            plan = " ".join(str(p) for p in (answer.get("queryPlanner") or {}).get("Plan", []))
+            if not plan:
+                plan = str(answer.get("queryPlanner"))[:120]
+            uses = "USING INDEX" in plan or "USING PRIMARY KEY" in plan
+            row = {"read": f"{db}.{collection} {query} sort={sort}", "index": uses, "plan": plan}
+            out.append(row)
+            print(f"{'index' if uses else 'SCAN ':5}  {row['read']}", flush=True)
+    return out
+
+
 def sign_in(page: Page, user: str, password: str) -> None:
     page.goto("/login")
     page.get_by_label("Identifiant").fill(user)
@@ -105,6 +143,7 @@ def main() -> None:
             )
         )
         print(f"seeded in {time.perf_counter() - t0:.1f} s", flush=True)
+        plans = explain(env.mongo_url, env.db_prefix)
         for name, role in (("alice", "agent"), ("root", "admin")):
             add_user(env.env(), name, role, f"{name}-password")
         stack = env.stack()
@@ -152,7 +191,7 @@ def main() -> None:
             raise
         finally:
             stack.stop_all()
-    path = write_report("pages", {"seed": vars(args), "pages": results})
+    path = write_report("pages", {"seed": vars(args), "pages": results, "plans": plans})
     print(f"report: {Path(path).relative_to(ROOT)}")
 
 

@@ -162,3 +162,21 @@ def test_agent_names_survive_as_field_names() -> None:
         key = agent_key(name)
         assert "." not in key and "$" not in key
         assert agent_name(key) == name
+
+
+async def test_steps_handled_at_once_are_applied_in_their_order(db) -> None:
+    # the subscriber handles several messages at once: a task's next step must wait
+    counters = Productivity(db)
+    walk = [
+        step(0, TaskStatus.PENDING, 0),
+        step(1, TaskStatus.VALIDATION, 2),
+        step(2, TaskStatus.CREATION, 4),
+        step(3, TaskStatus.COMPLETED, 6),
+    ]
+    assert await asyncio.gather(*(counters.apply(e) for e in walk)) == [True] * 4
+    (alice,) = (await counters.figures("today", None, T0))["agents"]
+    assert [(s["step"], s["avg_s"]) for s in alice["steps"]] == [
+        ("pending", 2.0),
+        ("validation", 2.0),
+        ("creation", 2.0),
+    ]

@@ -18,6 +18,7 @@ between the two loses that one delta, it never counts one twice.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,9 +64,22 @@ class Productivity:
     def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
         self.days = database["productivity_days"]
         self.clocks = database["productivity_clocks"]
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def apply(self, event: ColisStepChanged) -> bool:
-        """One step change counted; False if it was already (or is older than what was)."""
+        """One step change counted; False if it was already (or is older than what was).
+
+        A task's events are applied one at a time, in the order they arrive (the
+        subscriber handles several messages at once; asyncio's lock is first come,
+        first served): its next step read before this one's clock is written would
+        be taken for a late one and lost."""
+        lock = self._locks.get(event.task_id)
+        if lock is None:
+            lock = self._locks[event.task_id] = asyncio.Lock()
+        async with lock:
+            return await self._apply(event)
+
+    async def _apply(self, event: ColisStepChanged) -> bool:
         clock = await self.clocks.find_one({"_id": event.task_id})
         if clock is not None and clock["seq"] >= event.seq:
             return False
