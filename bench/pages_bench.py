@@ -109,9 +109,12 @@ def explain(mongo_url: str, prefix: str) -> list[dict[str, object]]:
             if not plan:
                 plan = str(answer.get("queryPlanner"))[:120]
             uses = "USING INDEX" in plan or "USING PRIMARY KEY" in plan
+            if plan in ("{}", "None"):
+                plan = "no plan: the collection does not exist"
             row = {"read": f"{db}.{collection} {query} sort={sort}", "index": uses, "plan": plan}
             out.append(row)
-            print(f"{'index' if uses else 'SCAN ':5}  {row['read']}", flush=True)
+            verdict = "index" if uses else ("none " if plan.startswith("no plan") else "SCAN ")
+            print(f"{verdict}  {row['read']}", flush=True)
     return out
 
 
@@ -143,7 +146,6 @@ def main() -> None:
             )
         )
         print(f"seeded in {time.perf_counter() - t0:.1f} s", flush=True)
-        plans = explain(env.mongo_url, env.db_prefix)
         for name, role in (("alice", "agent"), ("root", "admin")):
             add_user(env.env(), name, role, f"{name}-password")
         stack = env.stack()
@@ -191,6 +193,8 @@ def main() -> None:
             raise
         finally:
             stack.stop_all()
+        # after the visits: the gateway's collections exist by then
+        plans = explain(env.mongo_url, env.db_prefix)
     path = write_report("pages", {"seed": vars(args), "pages": results, "plans": plans})
     print(f"report: {Path(path).relative_to(ROOT)}")
 

@@ -14,7 +14,12 @@ from gateway.hub import Hub
 from gateway.notifications import NotificationStore, from_failure, from_request
 from gateway.productivity import Productivity
 from gateway.settings import GatewaySettings
-from jauge_shared.contracts import ColisStepChanged, NotificationRequested, ProgressUpdated
+from jauge_shared.contracts import (
+    ColisStepChanged,
+    NotificationRequested,
+    ProgressStatus,
+    ProgressUpdated,
+)
 from jauge_shared.topology import GATEWAY_NOTIFICATIONS, GATEWAY_PRODUCTIVITY
 
 TOLD: TypeAdapter[NotificationRequested | ProgressUpdated] = TypeAdapter(
@@ -40,6 +45,15 @@ def register(
         ),
     )
     async def on_told(body: dict[str, Any]) -> None:
+        job = body.get("job")
+        if (
+            body.get("type") == "progress.updated"
+            and isinstance(job, dict)
+            and job.get("status") != ProgressStatus.FAILED.value
+        ):
+            # most of them: dropped before the whole document is validated (the
+            # gateway's time, at a thousand updates a second)
+            return
         # a body that is neither raises ValidationError: to the DLQ with the reason
         event = TOLD.validate_python(body)
         if isinstance(event, NotificationRequested):
