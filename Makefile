@@ -6,7 +6,7 @@ PY := .venv/bin/python
 SOAK_MINUTES ?= 30
 INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
 
-.PHONY: docs help deps infra-start infra-stop run cluster cluster-stop bench-partitions test test-slow browser validate-deploy bench bench-import bench-colis bench-ws soak lint typecheck pytest format clean
+.PHONY: docs help deps infra-start infra-stop run cluster cluster-stop bench-partitions test test-slow browser validate-deploy bench bench-import bench-colis bench-ws bench-pages seed soak lint typecheck pytest format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ bench-colis: infra-start ## parcel forms under 50 concurrent agents, then the pi
 
 bench-partitions: infra-start ## progress-svc with 1, 2 and 3 replicas over 6 partitions (and the single queue)
 	$(PY) bench/partition_bench.py
+
+bench-pages: infra-start ## every page's first paint and API times on a store of 10,000 parcels, 1,000 imports, 50,000 invoices
+	$(PY) bench/pages_bench.py
+
+seed: ## fill the store of JAUGE_MONGO_URL / JAUGE_DB_PREFIX with that history (jauge_tools.seed)
+	$(PY) -m jauge_tools.seed
 
 bench-ws: infra-start ## 5,000 WebSocket clients on one gateway, 5% never reading: latency, memory
 	$(PY) bench/ws_bench.py

@@ -201,11 +201,26 @@ def queues_of(service: str, progress_partitions_count: int) -> tuple[QueueSpec, 
     return QUEUES_BY_SERVICE[service]
 
 
+# the gateway's own read models of events (docs/notifications.md): what an agent is told
+# (a parcel's notification, a task or an import that failed) and the productivity
+# counters. Durable and shared by the replicas, so nothing is missed while one restarts;
+# single active consumer, so each read model has one writer at a time (FerretDB's
+# updates are not isolated).
+GATEWAY_NOTIFICATIONS = QueueSpec(
+    "gateway.notifications",
+    EVENTS_EXCHANGE,
+    (RK.NOTIFICATION_REQUESTED, RK.PROGRESS_UPDATED),
+    single_active_consumer=True,
+)
+GATEWAY_PRODUCTIVITY = QueueSpec(
+    "gateway.productivity", EVENTS_EXCHANGE, (RK.COLIS_STEP_CHANGED,), single_active_consumer=True
+)
+
 QUEUES_BY_SERVICE: dict[str, tuple[QueueSpec, ...]] = {
     "import-svc": (IMPORT_REQUESTS, IMPORT_FILES, IMPORT_RPC),
     "colis-svc": (COLIS_TASKS, COLIS_ACCEPTED, COLIS_CONTROL, COLIS_RPC),
     "progress-svc": progress_partitions(DEFAULT_PROGRESS_PARTITIONS),
-    "gateway": (),
+    "gateway": (GATEWAY_NOTIFICATIONS, GATEWAY_PRODUCTIVITY),
 }
 ALL_QUEUES: tuple[QueueSpec, ...] = tuple(q for qs in QUEUES_BY_SERVICE.values() for q in qs)
 

@@ -17,6 +17,8 @@ from starlette.types import Scope
 from gateway.commands import Publishers
 from gateway.handover import Buckets
 from gateway.hub import Hub
+from gateway.notifications import NotificationStore
+from gateway.productivity import Productivity
 from gateway.progress_view import ProgressView
 from gateway.rpc import RpcClient
 from gateway.security import ACCESS, InvalidTokenError, TokenClaims, decode_access_token
@@ -47,6 +49,8 @@ RpcDep = Annotated[RpcClient, Depends(_part("rpc"))]
 PublishersDep = Annotated[Publishers, Depends(_part("publishers"))]
 BrokerDep = Annotated[RabbitBroker, Depends(_part("broker"))]
 BucketsDep = Annotated[Buckets, Depends(_part("buckets"))]
+NotificationsDep = Annotated[NotificationStore, Depends(_part("notifications"))]
+ProductivityDep = Annotated[Productivity, Depends(_part("productivity"))]
 MongoDep = Annotated[AsyncMongoClient[dict[str, Any]], Depends(_part("mongo"))]
 
 UNAUTHORIZED = HTTPException(

@@ -31,6 +31,8 @@ _tracer = trace.get_tracer("jauge.gateway.hub")
 
 JOBS_TOPIC = "jobs"
 JOB_TOPIC_PREFIX = "job:"
+# the caller's own in-app notifications (`notification` frames; docs/api.md)
+NOTIFICATIONS_TOPIC = "notifications"
 
 WS_CONNECTIONS = Gauge("jauge_ws_connections", "Open WebSocket connections on this replica.")
 WS_FRAMES = Counter("jauge_ws_frames_sent_total", "Frames sent to WebSocket clients.", ["type"])
@@ -206,6 +208,18 @@ class Hub:
             for connection in listeners:
                 if connection.user.may_see(owner):
                     connection.offer((topic, job_id), frame, received, text)
+
+    def notify(self, owner: str, notification: dict[str, Any]) -> None:
+        """One new notification to its owner's sockets that listen to `notifications`."""
+        listeners = self._by_topic.get(NOTIFICATIONS_TOPIC)
+        if not listeners:
+            return
+        frame = {"type": "notification", "topic": NOTIFICATIONS_TOPIC, "notification": notification}
+        text = _encode(frame)
+        key = (NOTIFICATIONS_TOPIC, str(notification["id"]))
+        for connection in listeners:
+            if connection.user.username == owner:
+                connection.offer(key, frame, 0.0, text)
 
     async def close_all(self) -> None:
         for connection in list(self.connections):

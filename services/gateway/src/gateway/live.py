@@ -14,7 +14,7 @@ import logging
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
-from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection, Hub
+from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, NOTIFICATIONS_TOPIC, Connection, Hub
 from gateway.jobmetrics import FinishedJobs
 from gateway.progress_view import Job, ProgressView
 from jauge_shared.mongo import store_unavailable
@@ -31,7 +31,10 @@ REFRESHES = Counter(
 
 async def offer_snapshot(view: ProgressView, connection: Connection, topic: str) -> None:
     """The topic's current state offered to the connection (`jobs`: the caller's newest
-    jobs; `job:<id>`: that job, or `null` if it is not there or not theirs)."""
+    jobs; `job:<id>`: that job, or `null` if it is not there or not theirs;
+    `notifications`: none, the page reads `GET /api/notifications`)."""
+    if topic == NOTIFICATIONS_TOPIC:
+        return
     if topic == JOBS_TOPIC:
         for job in await view.newest_jobs(connection.user):
             connection.offer(

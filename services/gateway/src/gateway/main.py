@@ -25,6 +25,7 @@ from faststream.rabbit.fastapi import RabbitRouter
 from faststream.rabbit.publisher import RabbitPublisher
 from prometheus_client import REGISTRY
 
+from gateway import consumers
 from gateway.body_limit import BodySizeLimit, UploadQuota, UploadRoute
 from gateway.commands import Publishers
 from gateway.deps import username_of_scope
@@ -33,6 +34,9 @@ from gateway.handover import Buckets
 from gateway.headers import SecurityHeaders
 from gateway.hub import Hub
 from gateway.live import LiveUpdates
+from gateway.notifications import COLLECTION as NOTIFICATIONS
+from gateway.notifications import NotificationStore
+from gateway.productivity import Productivity
 from gateway.progress_view import ProgressView
 from gateway.routers import (
     audit,
@@ -44,8 +48,10 @@ from gateway.routers import (
     invoices,
     jobs,
     lots,
+    notifications,
     ops,
     pages,
+    stats,
     tariffs,
     tasks,
     uploads,
@@ -58,7 +64,12 @@ from gateway.settings import DB_SUFFIX, PROGRESS_DB_SUFFIX, SERVICE, GatewaySett
 from gateway.state import GatewayState
 from gateway.tracing import HttpTracingMiddleware
 from gateway.users import UserRepository
-from jauge_shared.broker import amqp_url, broker_options, connect_to_every_node
+from jauge_shared.broker import (
+    amqp_url,
+    broker_options,
+    connect_to_every_node,
+    declare_topology,
+)
 from jauge_shared.contracts import (
     CancelImport,
     CreateColis,
@@ -72,7 +83,12 @@ from jauge_shared.contracts import (
 from jauge_shared.identity import connection_name
 from jauge_shared.logging import configure_logging
 from jauge_shared.mongo import database_name, make_mongo_client
-from jauge_shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, gateway_progress_queue
+from jauge_shared.topology import (
+    COMMANDS_EXCHANGE,
+    EVENTS_EXCHANGE,
+    QUEUES_BY_SERVICE,
+    gateway_progress_queue,
+)
 from jauge_shared.tracing import tracer_provider
 
 logger = logging.getLogger("gateway")
@@ -95,6 +111,8 @@ ROUTERS = (
     uploads,
     tasks,
     audit,
+    notifications,
+    stats,
 )
 
 
@@ -109,6 +127,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     hub = Hub()
     live = LiveUpdates(hub, view)
     subscribe_to_progress(rabbit, live)
+    own = mongo[database_name(settings, DB_SUFFIX)]
+    told = NotificationStore(own[NOTIFICATIONS])
+    productivity = Productivity(own)
+    consumers.register(rabbit, settings, told, productivity, hub)
+
+    @rabbit.after_startup
+    async def declare_own_queues(_app: FastAPI) -> None:
+        # every binding of the gateway's durable queues (a subscriber binds one key)
+        await declare_topology(rabbit.broker, settings, QUEUES_BY_SERVICE[SERVICE])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -129,6 +156,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             rpc=rpc,
             sessions=sessions,
             buckets=Buckets.open(mongo, settings),
+            notifications=told,
+            productivity=productivity,
         )
         watch = asyncio.create_task(sessions.run(), name="session-watch")
         try:

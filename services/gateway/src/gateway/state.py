@@ -12,6 +12,8 @@ from pymongo import AsyncMongoClient
 from gateway.commands import Publishers
 from gateway.handover import Buckets
 from gateway.hub import Hub
+from gateway.notifications import NotificationStore
+from gateway.productivity import Productivity
 from gateway.progress_view import ProgressView
 from gateway.rpc import RpcClient
 from gateway.sessions import SessionWatch
@@ -31,3 +33,5 @@ class GatewayState:
     rpc: RpcClient
     sessions: SessionWatch
     buckets: Buckets
+    notifications: NotificationStore
+    productivity: Productivity

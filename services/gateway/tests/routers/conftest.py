@@ -253,5 +253,7 @@ def gw(tmp_path: Any) -> Gateway:
         rpc=rpc,  # type: ignore[arg-type]
         sessions=sessions,
         buckets=gateway.buckets,
+        notifications=None,  # type: ignore[arg-type]
+        productivity=None,  # type: ignore[arg-type]
     )
     return gateway

@@ -20,7 +20,7 @@ from gateway.deps import (
     ViewDep,
     session_from_token,
 )
-from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection
+from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, NOTIFICATIONS_TOPIC, Connection
 from gateway.live import CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON, offer_snapshot
 from gateway.progress_view import ProgressView
 from gateway.security import ACCESS, WS_TICKET
@@ -139,7 +139,11 @@ async def _handle(frame: dict[str, Any], connection: Connection, view: ProgressV
         _error(connection, "unknown_op", f"Opération inconnue : {op!r}.")
         return
     if not isinstance(topic, str) or not _valid_topic(topic):
-        _error(connection, "bad_topic", "Sujet invalide : « jobs » ou « job:<id> » attendu.")
+        _error(
+            connection,
+            "bad_topic",
+            "Sujet invalide : « jobs », « job:<id> » ou « notifications » attendu.",
+        )
         return
     if op == "unsubscribe":
         connection.unsubscribe(topic)
@@ -163,7 +167,7 @@ async def _handle(frame: dict[str, Any], connection: Connection, view: ProgressV
 
 
 def _valid_topic(topic: str) -> bool:
-    if topic == JOBS_TOPIC:
+    if topic in (JOBS_TOPIC, NOTIFICATIONS_TOPIC):
         return True
     return topic.startswith(JOB_TOPIC_PREFIX) and bool(
         _JOB_ID.match(topic[len(JOB_TOPIC_PREFIX) :])

@@ -271,6 +271,8 @@
       el.textContent = text;
     }
     connect() {
+      // several scripts of one page may ask (the page's, the bell's): one socket
+      if (this.socket && this.socket.readyState <= WebSocket.OPEN) return;
       clearTimeout(this.timer);
       if (this.attempt === 0) this.status("off", "Temps réel : connexion…");
       const scheme = location.protocol === "https:" ? "wss:" : "ws:";
