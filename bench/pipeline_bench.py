@@ -80,7 +80,7 @@ def queue_arguments(queue_type: str) -> dict[str, Any]:
 
 
 async def ceiling(
-    env: BenchEnv, count: int, body: bytes, queue_type: str = "classic"
+    env: BenchEnv, count: int, body: bytes, queue_type: str = "classic", plain: bool = True
 ) -> dict[str, float]:
     """What the broker does alone: publish with confirms, then consume twice.
 
@@ -88,6 +88,7 @@ async def ceiling(
     prefetch 256), and progress-svc's own technique (`DirectConsumer`: the channel
     underneath, progress-svc's prefetch, `InOrderAcks`' acks many at a time, the very
     class). progress-svc's ratio is to the second: the same technique with no work.
+    `plain=False` skips the first (the guard's quick run).
     """
     connection = await aio_pika.connect(env.amqp_url)
     async with connection:
@@ -96,29 +97,33 @@ async def ceiling(
             f"bench.ceiling.{queue_type}", durable=True, arguments=queue_arguments(queue_type)
         )
         seconds = await publish_all(channel.default_exchange, [(queue.name, body)] * count)
-        await channel.set_qos(prefetch_count=256)
-        received = 0
-        done = asyncio.Event()
-        t0 = time.perf_counter()
+        results = {"publish_per_s": count / seconds}
+        if plain:
+            await channel.set_qos(prefetch_count=256)
+            results["consume_plain_per_s"] = count / await consume_plain(queue, count)
+            await publish_all(channel.default_exchange, [(queue.name, body)] * count)
+        results["consume_per_s"] = count / await consume_raw(connection, queue.name, count)
+    return results
 
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal received
-            await message.ack()
-            received += 1
-            if received == count:
-                done.set()
 
-        tag = await queue.consume(on_message)
-        await done.wait()
-        plain_s = time.perf_counter() - t0
-        await queue.cancel(tag)
-        await publish_all(channel.default_exchange, [(queue.name, body)] * count)
-        raw_s = await consume_raw(connection, queue.name, count)
-    return {
-        "publish_per_s": count / seconds,
-        "consume_plain_per_s": count / plain_s,
-        "consume_per_s": count / raw_s,
-    }
+async def consume_plain(queue: aio_pika.abc.AbstractQueue, count: int) -> float:
+    """`count` messages consumed with aio-pika's own consumer, one ack each; seconds."""
+    received = 0
+    done = asyncio.Event()
+    t0 = time.perf_counter()
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal received
+        await message.ack()
+        received += 1
+        if received == count:
+            done.set()
+
+    tag = await queue.consume(on_message)
+    await done.wait()
+    elapsed = time.perf_counter() - t0
+    await queue.cancel(tag)
+    return elapsed
 
 
 async def consume_raw(connection: aio_pika.abc.AbstractConnection, queue: str, count: int) -> float:
@@ -201,12 +206,12 @@ async def throughput(env: BenchEnv, jobs: int, per_job: int) -> dict[str, float]
     }
 
 
-async def guard_figures(env: BenchEnv, events: int = 3000, jobs: int = 1000) -> dict[str, float]:
+async def guard_figures(env: BenchEnv, events: int = 2000, jobs: int = 200) -> dict[str, float]:
     """The quick run `make test` checks (tests/test_bench_guard.py): the consume ceiling
     (progress-svc's technique), then progress-svc alone applying `events` to one job and
     to `jobs` jobs; each ratio to the ceiling measured here, in the same run."""
     sample = file_event("job-with-a-typical-id-0000000000000", 1).model_dump_json().encode()
-    ceiling_ = await ceiling(env, events, sample)
+    ceiling_ = await ceiling(env, events, sample, plain=False)
     stack = env.stack()
     stack.start("progress-svc")
     stack.wait_ready()
@@ -399,7 +404,9 @@ async def polling_vs_push(
             **{k: round(v, 1) for k, v in percentiles(poll_ms).items()},
         },
         "push": {
-            "store_reads_per_s": 0.0,
+            # not counted yet (issue 18, item 5): the gateway's reads would need counting
+            # on its own connection to the store; None, never a 0 nobody measured
+            "store_reads_per_s": None,
             **{k: round(v, 1) for k, v in percentiles(push_ms).items()},
         },
     }
@@ -674,8 +681,7 @@ def report_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(
             (
                 f"push, {pp['browsers']} browsers: staleness",
-                f"p50 {pp['push']['p50']} ms  p99 {pp['push']['p99']} ms, "
-                f"{pp['push']['store_reads_per_s']} store reads/s",
+                f"p50 {pp['push']['p50']} ms  p99 {pp['push']['p99']} ms, store reads not counted",
             )
         )
     for accept in results.get("accept", []):

@@ -37,6 +37,7 @@ async def test_progress_svc_keeps_at_least_half_its_documented_share_of_the_ceil
     documented = documented_ratios()
     with bench_env() as env:
         measured = await guard_figures(env)
+    print(f"guard: {measured}")  # with -s: the figures to document
     too_slow = [
         f"{name}: {measured[name]:.0%} of the consume ceiling measured now "
         f"({measured[f'{name}_per_s']:,} events/s against {measured['consume_per_s']:,} "
