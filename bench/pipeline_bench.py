@@ -586,13 +586,14 @@ async def run_on(
             )
             token = response.json()["access_token"]
         pid = progress.process.pid
+        variant = f"{queue_type}-baseline" if baseline else queue_type  # profiles' names
         try:
             if "throughput" in steps:
                 step("progress-svc throughput, one job")
-                with profiled(pid, args.profile, f"one-job-{queue_type}", args.profile_format):
+                with profiled(pid, args.profile, f"one-job-{variant}", args.profile_format):
                     results["one_job"] = await throughput(env, 1, args.events)
                 step("progress-svc throughput, 1,000 jobs")
-                with profiled(pid, args.profile, f"many-jobs-{queue_type}", args.profile_format):
+                with profiled(pid, args.profile, f"many-jobs-{variant}", args.profile_format):
                     results["many_jobs"] = await throughput(env, 1000, max(1, args.events // 1000))
             if "latency" in steps:
                 step("latency")
