@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq.abc
 import httpx
 import orjson
 import websockets
@@ -44,6 +45,9 @@ from benchkit import (
 )
 from pymongo import AsyncMongoClient
 from stack import add_user
+
+from jauge_shared.consumer import InOrderAcks
+from progress_svc.settings import ProgressSettings
 
 WINDOW = 500  # publishes in flight, each awaiting its confirm
 
@@ -70,28 +74,83 @@ async def publish_all(
     return time.perf_counter() - started_at
 
 
-async def ceiling(env: BenchEnv, count: int, body: bytes) -> dict[str, float]:
+def queue_arguments(queue_type: str) -> dict[str, Any]:
+    """A benchmark queue of the type the services declare (quorum in production)."""
+    return {"x-queue-type": "quorum"} if queue_type == "quorum" else {}
+
+
+async def ceiling(
+    env: BenchEnv, count: int, body: bytes, queue_type: str = "classic", plain: bool = True
+) -> dict[str, float]:
+    """What the broker does alone: publish with confirms, then consume twice.
+
+    Two consumers: aio-pika's plain one (a message object per delivery, one ack each,
+    prefetch 256), and progress-svc's own technique (`DirectConsumer`: the channel
+    underneath, progress-svc's prefetch, `InOrderAcks`' acks many at a time, the very
+    class). progress-svc's ratio is to the second: the same technique with no work.
+    `plain=False` skips the first (the guard's quick run).
+    """
     connection = await aio_pika.connect(env.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=256)
-        queue = await channel.declare_queue("bench.ceiling", durable=True)
+        queue = await channel.declare_queue(
+            f"bench.ceiling.{queue_type}", durable=True, arguments=queue_arguments(queue_type)
+        )
         seconds = await publish_all(channel.default_exchange, [(queue.name, body)] * count)
-        received = 0
-        done = asyncio.Event()
-        t0 = time.perf_counter()
+        results = {"publish_per_s": count / seconds}
+        if plain:
+            await channel.set_qos(prefetch_count=256)
+            results["consume_plain_per_s"] = count / await consume_plain(queue, count)
+            await publish_all(channel.default_exchange, [(queue.name, body)] * count)
+        results["consume_per_s"] = count / await consume_raw(connection, queue.name, count)
+    return results
 
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal received
-            await message.ack()
-            received += 1
-            if received == count:
-                done.set()
 
-        await queue.consume(on_message)
-        await done.wait()
-        consume_s = time.perf_counter() - t0
-    return {"publish_per_s": count / seconds, "consume_per_s": count / consume_s}
+async def consume_plain(queue: aio_pika.abc.AbstractQueue, count: int) -> float:
+    """`count` messages consumed with aio-pika's own consumer, one ack each; seconds."""
+    received = 0
+    done = asyncio.Event()
+    t0 = time.perf_counter()
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal received
+        await message.ack()
+        received += 1
+        if received == count:
+            done.set()
+
+    tag = await queue.consume(on_message)
+    await done.wait()
+    elapsed = time.perf_counter() - t0
+    await queue.cancel(tag)
+    return elapsed
+
+
+async def consume_raw(connection: aio_pika.abc.AbstractConnection, queue: str, count: int) -> float:
+    """`count` messages consumed the way `DirectConsumer` does; returns seconds."""
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=ProgressSettings().prefetch)
+    underlay = await channel.get_underlay_channel()
+    acks = InOrderAcks(underlay, ProgressSettings().prefetch)
+    received = 0
+    done = asyncio.Event()
+
+    async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+        nonlocal received
+        assert message.delivery_tag is not None
+        acks.received(message.delivery_tag)
+        acks.finished(message.delivery_tag)
+        received += 1
+        if received == count:
+            done.set()
+
+    t0 = time.perf_counter()
+    await underlay.basic_consume(queue, on_message, no_ack=False)
+    await done.wait()
+    await acks.drain()
+    elapsed = time.perf_counter() - t0
+    await channel.close()
+    return elapsed
 
 
 async def watch_applied(
@@ -144,6 +203,30 @@ async def throughput(env: BenchEnv, jobs: int, per_job: int) -> dict[str, float]
         "applied_per_s": len(files) / elapsed,
         "publish_per_s": len(files) / publish_s,
         "seconds": elapsed,
+    }
+
+
+async def guard_figures(env: BenchEnv, events: int = 2000, jobs: int = 200) -> dict[str, float]:
+    """The quick run `make test` checks (tests/test_bench_guard.py): the consume ceiling
+    (progress-svc's technique), then progress-svc alone applying `events` to one job and
+    to `jobs` jobs; each ratio to the ceiling measured here, in the same run."""
+    sample = file_event("job-with-a-typical-id-0000000000000", 1).model_dump_json().encode()
+    ceiling_ = await ceiling(env, events, sample, plain=False)
+    stack = env.stack()
+    stack.start("progress-svc")
+    stack.wait_ready()
+    try:
+        one = await throughput(env, 1, events)
+        many = await throughput(env, jobs, max(1, events // jobs))
+    finally:
+        stack.stop_all()
+    consume = ceiling_["consume_per_s"]
+    return {
+        "consume_per_s": round(consume),
+        "one_job_per_s": round(one["applied_per_s"]),
+        "many_jobs_per_s": round(many["applied_per_s"]),
+        "one_job": one["applied_per_s"] / consume,
+        "many_jobs": many["applied_per_s"] / consume,
     }
 
 
@@ -321,7 +404,9 @@ async def polling_vs_push(
             **{k: round(v, 1) for k, v in percentiles(poll_ms).items()},
         },
         "push": {
-            "store_reads_per_s": 0.0,
+            # not counted yet (issue 18, item 5): the gateway's reads would need counting
+            # on its own connection to the store; None, never a 0 nobody measured
+            "store_reads_per_s": None,
             **{k: round(v, 1) for k, v in percentiles(push_ms).items()},
         },
     }
@@ -428,34 +513,24 @@ def step(text: str) -> None:
 STEPS = ("ceiling", "throughput", "latency", "polling", "accept")
 
 
-def py_spy() -> str:
-    """py-spy as a uv tool: a profiler, not a dependency of Jauge."""
-    subprocess.run(["uv", "tool", "install", "--quiet", "py-spy"], check=True)
-    bin_dir = subprocess.run(
-        ["uv", "tool", "dir", "--bin"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return str(Path(bin_dir) / "py-spy")
-
-
 @contextlib.contextmanager
-def profiled(pid: int, out_dir: str | None, name: str) -> Iterator[None]:
+def profiled(pid: int, out_dir: str | None, name: str, fmt: str = "flamegraph") -> Iterator[None]:
     """py-spy samples progress-svc while `name` runs (`--profile DIR`); a flame graph."""
     if out_dir is None:
         yield
         return
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    svg = Path(out_dir) / f"progress-svc-{name}.svg"
+    svg = Path(out_dir) / f"progress-svc-{name}.{'svg' if fmt == 'flamegraph' else 'txt'}"
     spy = subprocess.Popen(
         [
-            "uv",
-            "tool",
-            "run",
-            "py-spy",
+            str(Path(sys.executable).parent / "py-spy"),  # a dev dependency
             "record",
             "--pid",
             str(pid),
             "-o",
             str(svg),
+            "--format",
+            fmt,
             "--nonblocking",
         ],
         stdout=subprocess.DEVNULL,
@@ -470,6 +545,24 @@ def profiled(pid: int, out_dir: str | None, name: str) -> Iterator[None]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Every step on each queue type in turn, each in a vhost and databases of its own."""
+    results: dict[str, Any] = {}
+    for queue_type in args.queue_types:
+        if args.baseline:
+            step(f"--- {queue_type} queues, baseline {args.baseline}")
+            results[f"{queue_type} baseline"] = await run_on(args, queue_type, args.baseline)
+            step(json.dumps(results[f"{queue_type} baseline"], default=str))
+        step(f"--- {queue_type} queues")
+        results[queue_type] = await run_on(args, queue_type)
+        step(json.dumps(results[queue_type], default=str))
+    return results
+
+
+async def run_on(
+    args: argparse.Namespace, queue_type: str, baseline: str | None = None
+) -> dict[str, Any]:
+    """Every step on one queue type; `baseline`: a folder whose `progress_svc` package
+    replaces this checkout's (an older version, to compare in the same run)."""
     results: dict[str, Any] = {}
     steps = set(args.steps)
     with bench_env() as env:
@@ -477,8 +570,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["message_bytes"] = len(sample)
         if "ceiling" in steps:
             step("ceiling")
-            results["ceiling"] = await ceiling(env, args.events, sample)
-        stack = env.stack()
+            results["ceiling"] = await ceiling(env, args.events, sample, queue_type)
+        extra = {"PYTHONPATH": baseline} if baseline else {}
+        stack = env.stack(JAUGE_QUEUE_TYPE=queue_type, **extra)
         progress = stack.start("progress-svc")
         gateway = stack.start("gateway")
         if "accept" in steps:
@@ -492,13 +586,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             )
             token = response.json()["access_token"]
         pid = progress.process.pid
+        variant = f"{queue_type}-baseline" if baseline else queue_type  # profiles' names
         try:
             if "throughput" in steps:
                 step("progress-svc throughput, one job")
-                with profiled(pid, args.profile, "one-job"):
+                with profiled(pid, args.profile, f"one-job-{variant}", args.profile_format):
                     results["one_job"] = await throughput(env, 1, args.events)
                 step("progress-svc throughput, 1,000 jobs")
-                with profiled(pid, args.profile, "many-jobs"):
+                with profiled(pid, args.profile, f"many-jobs-{variant}", args.profile_format):
                     results["many_jobs"] = await throughput(env, 1000, max(1, args.events // 1000))
             if "latency" in steps:
                 step("latency")
@@ -540,13 +635,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def report(results: dict[str, Any]) -> None:
+def report_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """One queue type's figures as (label, value) rows."""
     rows = [("message size", f"{results['message_bytes']} B")]
     ceiling_ = results.get("ceiling")
     if ceiling_:
         rows += [
             ("ceiling: publish (persistent, confirms)", f"{ceiling_['publish_per_s']:,.0f} msg/s"),
-            ("ceiling: consume (manual ack)", f"{ceiling_['consume_per_s']:,.0f} msg/s"),
+            (
+                "ceiling: consume, aio-pika's plain consumer (ack each, prefetch 256)",
+                f"{ceiling_['consume_plain_per_s']:,.0f} msg/s",
+            ),
+            (
+                "ceiling: consume, progress-svc's technique (raw channel, acks many at a time)",
+                f"{ceiling_['consume_per_s']:,.0f} msg/s",
+            ),
         ]
     for key, label in (("one_job", "1 job"), ("many_jobs", "1,000 jobs")):
         if key not in results:
@@ -579,7 +682,7 @@ def report(results: dict[str, Any]) -> None:
         rows.append(
             (
                 f"push, {pp['browsers']} browsers: staleness",
-                f"p50 {pp['push']['p50']} ms  p99 {pp['push']['p99']} ms, 0 store reads/s",
+                f"p50 {pp['push']['p50']} ms  p99 {pp['push']['p99']} ms, store reads not counted",
             )
         )
     for accept in results.get("accept", []):
@@ -593,6 +696,16 @@ def report(results: dict[str, Any]) -> None:
                     f"({r['requests']} answers, {accept['refused']} refused)",
                 )
             )
+    return rows
+
+
+def report(results: dict[str, Any]) -> None:
+    """The queue types side by side: one column each."""
+    types = list(results)
+    columns = {t: dict(report_rows(results[t])) for t in types}
+    labels = list(dict.fromkeys(label for t in types for label, _ in report_rows(results[t])))
+    rows = [("", " | ".join(types))]
+    rows += [(label, " | ".join(columns[t].get(label, "–") for t in types)) for label in labels]
     print(table(rows))
 
 
@@ -604,7 +717,39 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--profile", metavar="DIR", help="py-spy flame graphs of progress-svc")
+    parser.add_argument(
+        "--profile-format",
+        choices=("flamegraph", "raw", "speedscope"),
+        default="flamegraph",
+        help="py-spy's output (raw: collapsed stacks, one line each, easy to grep)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run every step with the progress_svc package found in DIR (an older "
+        "version, taken out with git show), before this checkout's, side by side",
+    )
+    parser.add_argument(
+        "--queue-types",
+        nargs="+",
+        choices=("classic", "quorum"),
+        default=["classic", "quorum"],
+        help="each step runs on each (quorum: production's setting)",
+    )
+    parser.add_argument(
+        "--guard",
+        action="store_true",
+        help="only the quick run of tests/test_bench_guard.py (its figures, for the docs)",
+    )
     arguments = parser.parse_args()
+    if arguments.guard:
+
+        async def guard() -> dict[str, float]:
+            with bench_env() as env:
+                return await guard_figures(env)
+
+        print(json.dumps(asyncio.run(guard()), indent=2))
+        sys.exit(0)
     outcome = asyncio.run(main(arguments))
     report(outcome)
     print(f"\nwritten {write_report('pipeline', outcome)}")

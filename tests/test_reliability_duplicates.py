@@ -214,10 +214,11 @@ async def settled(
 
 
 def comparable(doc: dict[str, Any]) -> dict[str, Any]:
-    """What must be the same: all but the ids, and the private list of seen ids (their
-    count is compared). A task's `seq` counts the changes applied, and a reordered step
-    that fills in the history is one more change, so it is left out for tasks."""
-    view = {k: v for k, v in doc.items() if k not in ("_id", "_seen")}
+    """What must be the same: all but the ids, the token of the write that stored it
+    (`_w`, progress_svc.repository), and the private list of seen ids (their count is
+    compared). A task's `seq` counts the changes applied, and a reordered step that
+    fills in the history is one more change, so it is left out for tasks."""
+    view = {k: v for k, v in doc.items() if k not in ("_id", "_seen", "_w")}
     if "_seen" in doc:
         view["seen_count"] = len(doc["_seen"]) // 16  # one 16-byte UUID each
     if doc["kind"].startswith("colis."):

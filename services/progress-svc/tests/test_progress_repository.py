@@ -3,15 +3,16 @@ past another writer."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import BulkWriteError
 
 from progress_svc.aggregate import Document
-from progress_svc.repository import ProgressRepository
+from progress_svc.repository import BULK_OPS, ProgressRepository
 
 
 @pytest.fixture
@@ -73,18 +74,18 @@ async def test_a_failed_write_leaves_no_copy_behind(repository) -> None:
 
 async def test_a_write_in_flight_across_forget_all_is_not_kept(repository) -> None:
     await repository.change("j", counting())
-    original = repository.collection.replace_one
+    original = repository.collection.bulk_write
 
     async def replace_then_reconnect(*args, **kwargs):  # type: ignore[no-untyped-def]
         result = await original(*args, **kwargs)
         repository.forget_all()  # the channel changed while this write was in flight
         return result
 
-    repository.collection.replace_one = replace_then_reconnect
+    repository.collection.bulk_write = replace_then_reconnect
     try:
         await repository.change("j", counting())
     finally:
-        repository.collection.replace_one = original
+        repository.collection.bulk_write = original
     # the other replica, active meanwhile, moved the document on
     await repository.collection.update_one({"_id": "j"}, {"$set": {"seq": 10}})
     doc, _ = await repository.change("j", counting())
@@ -155,18 +156,18 @@ async def test_forgetting_a_partition_keeps_the_other_partitions_copies(reposito
 
 async def test_a_write_in_flight_across_its_partitions_forget_is_not_kept(repository) -> None:
     await repository.change("j", counting(), "p0")
-    original = repository.collection.replace_one
+    original = repository.collection.bulk_write
 
     async def replace_then_take_over(*args, **kwargs):  # type: ignore[no-untyped-def]
         result = await original(*args, **kwargs)
         repository.forget("p0")  # the partition's channel changed meanwhile
         return result
 
-    repository.collection.replace_one = replace_then_take_over
+    repository.collection.bulk_write = replace_then_take_over
     try:
         await repository.change("j", counting(), "p0")
     finally:
-        repository.collection.replace_one = original
+        repository.collection.bulk_write = original
     await repository.collection.update_one({"_id": "j"}, {"$set": {"seq": 10}})
     doc, _ = await repository.change("j", counting(), "p0")
     assert doc is not None and doc["seq"] == 11
@@ -177,16 +178,84 @@ async def test_an_open_entry_upserted_by_another_writer_meanwhile_is_no_error(
 ) -> None:
     """Two writers of one job (a partition handed over): the other's upsert of the
     `progress_open` entry won, and the store refuses this one's insert with E11000."""
-    original = repository.open.update_one
+    original = repository.open.bulk_write
 
-    async def lost_the_race(*args, **kwargs):  # type: ignore[no-untyped-def]
-        await original(*args, **kwargs)
-        raise DuplicateKeyError("E11000 duplicate key error collection: progress_open")
+    async def lost_the_race(ops, **kwargs):  # type: ignore[no-untyped-def]
+        if not isinstance(ops[0], UpdateOne):
+            return await original(ops, **kwargs)
+        await original(ops, **kwargs)
+        raise BulkWriteError(
+            {
+                "writeErrors": [
+                    {"index": 0, "code": 11000, "errmsg": "E11000 duplicate key error"}
+                ],
+                "nMatched": 0,
+            }
+        )
 
-    repository.open.update_one = lost_the_race
+    repository.open.bulk_write = lost_the_race
     try:
         doc, changed = await repository.change("j", lambda current: {"_id": "j", "seq": 1})
     finally:
-        repository.open.update_one = original
+        repository.open.bulk_write = original
     assert changed and doc is not None
     assert [d["_id"] for d in await repository.open_ids()] == ["j"]
+
+
+def job_counting(job: str):  # type: ignore[no-untyped-def]
+    def compute(current: Document | None) -> Document:
+        seq = (current or {"seq": 0})["seq"] + 1
+        return {"_id": job, "seq": seq, "count": seq, "status": "running", "kind": "import"}
+
+    return compute
+
+
+@pytest.mark.timeout(120)
+async def test_many_jobs_written_at_once_go_to_the_store_together(repository) -> None:
+    """150 jobs: more than FerretDB 1.24's pool of 100 connections, which one update
+    command of 100 statements exhausted by itself (the store then hung for good)."""
+    calls: list[int] = []
+    original = repository.collection.bulk_write
+
+    async def counted(ops, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(ops))
+        return await original(ops, **kwargs)
+
+    repository.collection.bulk_write = counted
+    jobs = [f"j{i}" for i in range(150)]
+    await asyncio.gather(*(repository.change(j, job_counting(j)) for j in jobs))
+    await asyncio.gather(*(repository.change(j, job_counting(j)) for j in jobs))
+    assert sum(calls) == 300
+    assert max(calls) <= BULK_OPS
+    # what is ready while a group is in the store goes in the next one (the reads of
+    # documents not in memory end at different times): far fewer writes than documents
+    assert len(calls) <= 60, calls
+    assert sorted(e["_id"] for e in await repository.open_ids()) == sorted(jobs)
+    for job in jobs:
+        assert (await repository.get(job))["seq"] == 2
+
+
+async def test_in_a_group_only_the_write_whose_seq_is_gone_is_computed_again(
+    repository,
+) -> None:
+    """The fence inside a group: the bulk's count says one guard failed, not which; the
+    documents read back tell (each carries the token of the write that stored it)."""
+    jobs = ["a", "b"]  # both kept in memory (the fixture's cache holds two)
+    await asyncio.gather(*(repository.change(j, job_counting(j)) for j in jobs))
+    assert repository.cached("b") is not None
+    # another writer moved "b" on while this replica's copy still says seq 1
+    await repository.collection.update_one({"_id": "b"}, {"$set": {"seq": 7}})
+    computed: list[str] = []
+
+    def tracing(job: str):  # type: ignore[no-untyped-def]
+        def compute(current: Document | None) -> Document:
+            computed.append(job)
+            return job_counting(job)(current)
+
+        return compute
+
+    results = await asyncio.gather(*(repository.change(j, tracing(j)) for j in jobs))
+    assert computed.count("a") == 1
+    assert computed.count("b") == 2  # lost once to the other writer, computed again
+    assert [doc["seq"] for doc, _ in results] == [2, 8]
+    assert (await repository.get("b"))["seq"] == 8

@@ -11,6 +11,15 @@ On FerretDB the guard costs what a lookup by `_id` costs only with the project's
 build (deploy/local/ferretdb-sqlite-id-pushdown.patch): FerretDB 1.24 otherwise reads
 the whole collection for any filter but `_id` alone (docs/decisions.md).
 
+Writes are grouped: the documents of every job whose new state is ready while the
+previous group is in the store go in the next one, as one `bulk_write` (unordered) of
+guarded replaces and inserts, and their `progress_open` entries as one more before it
+(`_GroupWriter`). With a thousand busy jobs, one round trip per document was most of
+progress-svc's time (docs/performance.md, round three). The guard stays per document: a
+replace whose `seq` is gone matches nothing, and the bulk's counts do not say which, so
+each document carries the token of the write that stored it (`_w`) and a group with
+fewer matches than replaces reads its documents back to tell the written from the lost.
+
 The documents last written are kept in memory (`cached`), saving a read per write:
 with a thousand jobs in flight the read was a third of the store's work. A stale copy
 fails the guard and is read again; a partition's documents are also dropped whenever
@@ -25,25 +34,95 @@ too few. On FerretDB a query on `status` would read every document ever kept.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
+import logging
+import os
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    AsyncMongoClient,
+    DeleteOne,
+    InsertOne,
+    ReplaceOne,
+    UpdateOne,
+)
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from jauge_shared.contracts.progress import REPAIRS_COLLECTION
 from jauge_shared.errors import TransientError
 from jauge_shared.faults import FaultPoints
+from jauge_shared.mongo import gather_in_chunks
 from progress_svc.aggregate import TERMINAL, Document
+
+logger = logging.getLogger("progress_svc")
 
 COLLECTION = "progress"
 OPEN_COLLECTION = "progress_open"
 MAX_CONFLICTS = 100
 CACHED_DOCUMENTS = 2_000
+CONCURRENT_READS = 16
+# FerretDB 1.24 (SQLite) keeps a connection of its pool (100) for each statement of an
+# update or delete command until the whole command ends: a bulk of 100 waits for
+# itself, and every request to the database with it, for good (seen, goroutine dump)
+BULK_OPS = 32
+DUPLICATE_KEY = 11000
+WRITE_TOKEN = "_w"
+
+
+@dataclass
+class _Write:
+    """One document's write waiting for its group: True once stored, False if another
+    writer got there first (the caller reads again and recomputes)."""
+
+    job_id: str
+    current: Document | None
+    new: Document
+    opens: bool
+    closes: bool
+    done: asyncio.Future[bool] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class _GroupWriter:
+    """Sends the writes queued meanwhile as one group, one group at a time."""
+
+    def __init__(self, repository: ProgressRepository) -> None:
+        self.repository = repository
+        self._queued: list[_Write] = []
+        self._flusher: asyncio.Task[None] | None = None
+        # unique across replicas and restarts: which write stored a document
+        self._tokens = (f"{os.urandom(6).hex()}{n:x}" for n in itertools.count())
+
+    async def write(self, write: _Write) -> bool:
+        write.new[WRITE_TOKEN] = next(self._tokens)
+        self._queued.append(write)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await write.done
+
+    async def _flush(self) -> None:
+        try:
+            while self._queued:
+                await asyncio.sleep(0)  # this loop iteration's writers join the group
+                group, self._queued = self._queued, []
+                try:
+                    await self.repository._write_group(group)
+                except Exception as e:
+                    for write in group:
+                        if not write.done.done():
+                            write.done.set_exception(e)
+        finally:
+            self._flusher = None
 
 
 class ProgressRepository:
@@ -64,6 +143,8 @@ class ProgressRepository:
         self._cache_size = cached
         self._generation = 0
         self._partition_generations: dict[str, int] = {}
+        self._group = _GroupWriter(self)
+        self._reads = asyncio.Semaphore(CONCURRENT_READS)
 
     def forget_all(self) -> None:
         """Read every document from the store again (another writer may have run).
@@ -136,6 +217,13 @@ class ProgressRepository:
     async def get(self, job_id: str) -> Document | None:
         return await self.collection.find_one({"_id": job_id})
 
+    async def _read(self, job_id: str) -> Document | None:
+        # a thousand new jobs at once would otherwise be a thousand reads in flight:
+        # FerretDB (SQLite) was seen hanging for good under that, every request of the
+        # database waiting for a connection of its pool
+        async with self._reads:
+            return await self.get(job_id)
+
     async def change(
         self,
         job_id: str,
@@ -149,32 +237,116 @@ class ProgressRepository:
         for _ in range(MAX_CONFLICTS):
             # popped: whatever happens below, the copy is only kept again once written
             entry = self._cache.pop(job_id, None)
-            current = entry[1] if entry is not None else await self.get(job_id)
+            current = entry[1] if entry is not None else await self._read(job_id)
             new = compute(current)
             if new is None:
                 if current is not None:
                     self._remember(job_id, current, partition, generation)
                 return current, False
             opens = _is_open(new) and (current is None or not _is_open(current))
-            if opens:
-                await self._open(job_id, new.get("kind", ""))
+            closes = not _is_open(new) and (current is None or _is_open(current))
             if self.faults:
                 self.faults.hit("progress.before_write", f"{job_id}@{new['seq']}")
-            if current is None:
-                try:
-                    await self.collection.insert_one(new)
-                except DuplicateKeyError:
-                    continue
-            else:
-                guard = {"_id": job_id, "seq": current["seq"]}
-                result = await self.collection.replace_one(guard, new)
-                if result.matched_count != 1:
-                    continue  # another writer got there first: read again, recompute
+            if not await self._group.write(_Write(job_id, current, new, opens, closes)):
+                continue  # another writer got there first: read again, recompute
             self._remember(job_id, new, partition, generation)
-            if not _is_open(new) and (current is None or _is_open(current)):
-                await self.close_open(job_id)
             return new, True
         raise TransientError(f"too many concurrent changes to progress document {job_id}")
+
+    async def _write_group(self, group: list[_Write]) -> None:
+        """Stores a group: the `progress_open` entries of the documents that open, the
+        documents (each settled: written, lost to another writer, or its error), then
+        the entries of those that ended (an entry too many after a crash, never one too
+        few)."""
+        opening = [
+            UpdateOne(
+                {"_id": w.job_id}, {"$setOnInsert": {"kind": w.new.get("kind", "")}}, upsert=True
+            )
+            for w in group
+            if w.opens
+        ]
+        if opening:
+            # two writers of one job for a moment (a partition handed over, a replica
+            # frozen across a takeover): both upsert, and the store may refuse the
+            # second insert (E11000) instead of matching the entry the first one made
+            _, failed = await _bulk(self.open, opening, tolerate=(DUPLICATE_KEY,))
+            if failed:
+                raise next(iter(failed.values()))  # no document written without its entry
+        ops = [
+            InsertOne(w.new)
+            if w.current is None
+            else ReplaceOne({"_id": w.job_id, "seq": w.current["seq"]}, w.new)
+            for w in group
+        ]
+        matched, errors = await _bulk(self.collection, ops)
+        # settled only at the end: a caller goes on once its document is written and
+        # its `progress_open` entry removed, as when each was its own round trip
+        outcomes: dict[int, bool | Exception] = {}
+        unsure: list[int] = []
+        for index, write in enumerate(group):
+            error = errors.get(index)
+            if error is not None and error.code == DUPLICATE_KEY and write.current is None:
+                outcomes[index] = False  # another writer inserted it first
+            elif error is not None:
+                outcomes[index] = error
+            elif write.current is None:
+                outcomes[index] = True
+            else:
+                unsure.append(index)
+        if matched < len(unsure):
+            # some guard found its `seq` gone: which, only the documents say
+            stored = await gather_in_chunks([group[i].job_id for i in unsure], self._read)
+            for index, doc in zip(unsure, stored, strict=True):
+                token = group[index].new[WRITE_TOKEN]
+                outcomes[index] = doc is not None and doc.get(WRITE_TOKEN) == token
+        else:
+            outcomes.update(dict.fromkeys(unsure, True))
+        closing = [
+            DeleteOne({"_id": w.job_id})
+            for i, w in enumerate(group)
+            if w.closes and outcomes[i] is True
+        ]
+        if closing:
+            try:
+                _, failed = await _bulk(self.open, closing)
+                if failed:
+                    raise next(iter(failed.values()))
+            except Exception as e:  # written: the reconciler prunes the entry left
+                logger.warning("progress_open entries not removed", extra={"error": repr(e)})
+        for index, write in enumerate(group):
+            outcome = outcomes[index]
+            if isinstance(outcome, Exception):
+                write.done.set_exception(outcome)
+            else:
+                write.done.set_result(outcome)
+
+
+async def _bulk(
+    collection: AsyncCollection[Document], ops: list[Any], tolerate: tuple[int, ...] = ()
+) -> tuple[int, dict[int, OperationFailure]]:
+    """Unordered bulk writes of at most `BULK_OPS` operations each: the documents their
+    filters matched, and each failed operation's error by its index in `ops` (those
+    with a code in `tolerate` left out)."""
+    matched = 0
+    errors: dict[int, OperationFailure] = {}
+    for start in range(0, len(ops), BULK_OPS):
+        try:
+            result = await collection.bulk_write(ops[start : start + BULK_OPS], ordered=False)
+        except BulkWriteError as e:
+            details = e.details
+            matched += int(details.get("nMatched", 0))
+            errors.update(
+                {
+                    start + error["index"]: OperationFailure(
+                        error.get("errmsg", ""), error.get("code"), error
+                    )
+                    for error in details.get("writeErrors", [])
+                    if error.get("code") not in tolerate
+                }
+            )
+        else:
+            matched += result.matched_count
+    return matched, errors
 
 
 def _is_open(doc: Any) -> bool:

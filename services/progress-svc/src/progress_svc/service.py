@@ -77,9 +77,10 @@ class ProgressService:
         self.repository = repository
         self.announce = announce
         self.limits = limits
-        # hundreds of jobs writing at once only make SQLite (behind FerretDB) answer
-        # "database is locked" and back off; a bounded number of slots also lets each
-        # job's events pile up into bigger batches while they wait
+        # the documents in write at once: the repository sends their writes together
+        # (one bulk write per group, `repository._GroupWriter`), so the store sees a
+        # group at a time however many jobs wait; each job's events pile up into its
+        # next batch meanwhile
         self._write_slots = asyncio.Semaphore(concurrent_writes)
         self._jobs: dict[str, _JobQueue] = {}
         self._writers: set[asyncio.Task[None]] = set()

@@ -41,11 +41,11 @@ class ProgressSettings(ServiceSettings):
     recent_limit: PositiveInt = Field(default=20, description="Latest item results kept per job.")
     errors_limit: PositiveInt = Field(default=200, description="Item errors kept per job.")
     concurrent_writes: PositiveInt = Field(
-        default=16,
+        default=1024,
         description=(
-            "Progress documents being written at once (read, replace, announce). SQLite "
-            "behind FerretDB takes one write at a time, but the reads and the broker's "
-            "confirms overlap; measured best at 16 with 1,000 jobs (docs/performance.md)."
+            "Progress documents being written at once. Their writes go to the store "
+            "together, one bulk write per group (docs/performance.md, round three); a "
+            "job's next events wait for its write and go into its next batch."
         ),
     )
     reconcile_interval_s: PositiveFloat = Field(
