@@ -9,6 +9,12 @@ newer than what the socket already has is dropped.
 With thousands of sockets the hub's own cost matters (profiled at 5,000 sockets: the
 loop over every connection was 41% of the gateway's time), so connections are indexed
 by topic and a frame is encoded once for all the sockets it goes to.
+
+Behind uvicorn (`gateway.wire`), a frame is also compressed once for all its sockets,
+and a socket with nothing queued and room in its transport's buffer gets it written
+at once, from the dispatch: no writer task wakes up per frame. Only a socket that
+falls behind (its buffer over the high-water mark) queues, and there conflation keeps
+the newest state of each job, in `seq` order (issue 18, item 3).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.users import User
+from gateway.wire import PreparedFrame, RawSocket
 
 logger = logging.getLogger("gateway.hub")
 _tracer = trace.get_tracer("jauge.gateway.hub")
@@ -36,6 +43,7 @@ WS_CONNECTIONS = Gauge("jauge_ws_connections", "Open WebSocket connections on th
 WS_FRAMES = Counter("jauge_ws_frames_sent_total", "Frames sent to WebSocket clients.", ["type"])
 WS_COALESCED = Counter("jauge_ws_frames_coalesced_total", "Updates replaced by a newer one unsent.")
 WS_DISCONNECTED_SLOW = Counter("jauge_ws_slow_disconnects_total", "Sockets closed for stalling.")
+_FRAMES = {kind: WS_FRAMES.labels(kind) for kind in ("snapshot", "update", "pong", "error")}
 PUSH_LATENCY = Histogram(
     "jauge_ws_push_seconds",
     "From progress.updated received to frame written, per frame.",
@@ -53,16 +61,29 @@ class SlowConsumerError(Exception):
 class Connection:
     """One socket's subscriptions and outgoing queue."""
 
-    def __init__(self, user: User, send: SendText, *, limit: int, stall_timeout_s: float) -> None:
+    def __init__(
+        self,
+        user: User,
+        send: SendText,
+        *,
+        limit: int,
+        stall_timeout_s: float,
+        raw: RawSocket | None = None,
+    ) -> None:
         self.user = user
         self._send = send
+        # frames written straight to the transport (`gateway.wire`); None: ASGI send
+        self._raw = raw
+        self._writing = False  # the writer holds a frame it has not written yet
         self.limit = limit
         self.stall_timeout_s = stall_timeout_s
         self.topics: set[str] = set()
         # topics whose snapshot is being read: an update arriving meanwhile is itself
         # the first state the client sees, so it goes out as the snapshot
         self._snapshotting: set[str] = set()
-        self._pending: OrderedDict[tuple[str, str], tuple[Frame, float, str | None]] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, str], tuple[Frame, float, PreparedFrame | None]] = (
+            OrderedDict()
+        )
         self._hub: Hub | None = None
         self._sent_seq: dict[tuple[str, str], int] = {}
         self._wakeup = asyncio.Event()
@@ -86,9 +107,13 @@ class Connection:
         self._snapshotting.discard(topic)
 
     def offer(
-        self, key: tuple[str, str], frame: Frame, received: float, text: str | None = None
+        self,
+        key: tuple[str, str],
+        frame: Frame,
+        received: float,
+        prepared: PreparedFrame | None = None,
     ) -> None:
-        """Queue a frame (`text`: already encoded); an update not newer than what the
+        """Queue a frame (`prepared`: already encoded); an update not newer than what the
         socket has is dropped."""
         seq = _seq_of(frame)
         queued = self._pending.get(key)
@@ -99,21 +124,50 @@ class Connection:
             ):
                 return
             if key[0] in self._snapshotting or (queued and queued[0]["type"] == "snapshot"):
-                frame, text = {**frame, "type": "snapshot"}, None  # still the topic's first
+                frame, prepared = {**frame, "type": "snapshot"}, None  # still the topic's first
         elif frame["type"] == "snapshot":
             if seq is not None and seq <= self._sent_seq.get(key, -1):
                 return  # an update overtook the read and went out as the snapshot
             if queued and _newer(queued_seq, seq):
-                frame, text = {**queued[0], "type": "snapshot"}, None  # an update overtook it
+                frame, prepared = {**queued[0], "type": "snapshot"}, None  # overtaken
+        raw = self._raw
+        if (
+            raw is not None
+            and queued is None
+            and not self._pending
+            and not self._writing
+            and not self.closed.is_set()
+            and raw.writable()
+        ):
+            # nothing ahead of it and room in the buffer: written now, in order
+            self._write_raw(raw, key, frame, received, prepared)
+            return
         if queued is not None:
             WS_COALESCED.inc()
-        self._pending[key] = (frame, received, text)
+        self._pending[key] = (frame, received, prepared)
         self._pending.move_to_end(key)
         if len(self._pending) > self.limit:
             WS_DISCONNECTED_SLOW.inc()
             self.fail(1013, "client too slow")
             return
         self._wakeup.set()
+
+    def _write_raw(
+        self,
+        raw: RawSocket,
+        key: tuple[str, str],
+        frame: Frame,
+        received: float,
+        prepared: PreparedFrame | None,
+    ) -> None:
+        seq = _seq_of(frame)
+        if seq is not None:
+            self._sent_seq[key] = max(seq, self._sent_seq.get(key, -1))
+        if not raw.write(prepared or PreparedFrame(_encode(frame))):
+            return  # closing: the reader sees the disconnect
+        _FRAMES[frame["type"]].inc()
+        if received:
+            PUSH_LATENCY.observe(asyncio.get_running_loop().time() - received)
 
     def fail(self, code: int, reason: str) -> None:
         if self.close_reason is None:
@@ -122,25 +176,53 @@ class Connection:
         self._wakeup.set()
 
     async def run_writer(self) -> None:
+        if self._raw is not None:
+            await self._run_raw_writer(self._raw)
+            return
         loop = asyncio.get_running_loop()
         while not self.closed.is_set():
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending and not self.closed.is_set():
-                key, (frame, received, text) = self._pending.popitem(last=False)
+                key, (frame, received, prepared) = self._pending.popitem(last=False)
                 seq = _seq_of(frame)
                 if seq is not None:
                     self._sent_seq[key] = max(seq, self._sent_seq.get(key, -1))
                 try:
+                    self._writing = True
                     async with asyncio.timeout(self.stall_timeout_s):
-                        await self._send(text if text is not None else _encode(frame))
+                        await self._send(prepared.text if prepared else _encode(frame))
                 except TimeoutError:
                     WS_DISCONNECTED_SLOW.inc()
                     self.fail(1013, "client too slow")
                     return
-                WS_FRAMES.labels(frame["type"]).inc()
+                finally:
+                    self._writing = False
+                _FRAMES[frame["type"]].inc()
                 if received:
                     PUSH_LATENCY.observe(loop.time() - received)
+
+    async def _run_raw_writer(self, raw: RawSocket) -> None:
+        """What queued while the transport's buffer was full: written once it drains,
+        the frame taken off the queue only when it can be written at once."""
+        while not self.closed.is_set():
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending and not self.closed.is_set():
+                if not raw.writable():
+                    self._writing = True  # the dispatch must not write past the queue
+                    try:
+                        async with asyncio.timeout(self.stall_timeout_s):
+                            await raw.wait_writable()
+                    except TimeoutError:
+                        WS_DISCONNECTED_SLOW.inc()
+                        self.fail(1013, "client too slow")
+                        return
+                    finally:
+                        self._writing = False
+                    continue
+                key, (frame, received, prepared) = self._pending.popitem(last=False)
+                self._write_raw(raw, key, frame, received, prepared)
 
     def send_now(self, frame: Frame) -> None:
         """Control frames (pong, error) jump no queue but share the writer."""
@@ -202,10 +284,11 @@ class Hub:
             if not listeners:
                 continue
             frame = {"type": "update", "topic": topic, "job": job}
-            text = _encode(frame)
+            prepared = PreparedFrame(_encode(frame))
+            key = (topic, job_id)
             for connection in listeners:
                 if connection.user.may_see(owner):
-                    connection.offer((topic, job_id), frame, received, text)
+                    connection.offer(key, frame, received, prepared)
 
     async def close_all(self) -> None:
         for connection in list(self.connections):

@@ -24,6 +24,7 @@ from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, Connection
 from gateway.live import CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON, offer_snapshot
 from gateway.progress_view import ProgressView
 from gateway.security import ACCESS, WS_TICKET
+from gateway.wire import raw_socket_of
 from jauge_shared.mongo import store_unavailable
 
 router = APIRouter()
@@ -91,6 +92,7 @@ async def websocket_endpoint(
         websocket.send_text,
         limit=settings.ws_queue_limit,
         stall_timeout_s=settings.ws_stall_timeout_s,
+        raw=raw_socket_of(websocket.scope),
     )
     hub.add(connection)
     sessions.add(connection, claims)
