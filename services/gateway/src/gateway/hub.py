@@ -87,8 +87,14 @@ class Connection:
         self._hub: Hub | None = None
         self._sent_seq: dict[tuple[str, str], int] = {}
         self._wakeup = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None  # raw: only while frames queue
         self.closed = asyncio.Event()
         self.close_reason: tuple[int, str] | None = None
+
+    @property
+    def needs_writer(self) -> bool:
+        """Whether `run_writer` must run for frames to go out (not with a raw transport)."""
+        return self._raw is None
 
     def subscribe(self, topic: str) -> None:
         """Listen to `topic` from now on; its snapshot is read next (see `snapshot_sent`)."""
@@ -150,7 +156,11 @@ class Connection:
             WS_DISCONNECTED_SLOW.inc()
             self.fail(1013, "client too slow")
             return
-        self._wakeup.set()
+        if raw is None:
+            self._wakeup.set()
+        elif self._drainer is None or self._drainer.done():
+            # a task per socket only while its buffer is full, none the rest of the time
+            self._drainer = asyncio.get_running_loop().create_task(self._drain_raw(raw))
 
     def _write_raw(
         self,
@@ -176,8 +186,10 @@ class Connection:
         self._wakeup.set()
 
     async def run_writer(self) -> None:
+        """Sends what queues, through ASGI; with a raw transport there is nothing to do
+        here (see `_drain_raw`), this waits for the socket to close."""
         if self._raw is not None:
-            await self._run_raw_writer(self._raw)
+            await self.closed.wait()
             return
         loop = asyncio.get_running_loop()
         while not self.closed.is_set():
@@ -202,27 +214,30 @@ class Connection:
                 if received:
                     PUSH_LATENCY.observe(loop.time() - received)
 
-    async def _run_raw_writer(self, raw: RawSocket) -> None:
-        """What queued while the transport's buffer was full: written once it drains,
-        the frame taken off the queue only when it can be written at once."""
-        while not self.closed.is_set():
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending and not self.closed.is_set():
-                if not raw.writable():
-                    self._writing = True  # the dispatch must not write past the queue
-                    try:
-                        async with asyncio.timeout(self.stall_timeout_s):
-                            await raw.wait_writable()
-                    except TimeoutError:
-                        WS_DISCONNECTED_SLOW.inc()
-                        self.fail(1013, "client too slow")
-                        return
-                    finally:
-                        self._writing = False
-                    continue
-                key, (frame, received, prepared) = self._pending.popitem(last=False)
-                self._write_raw(raw, key, frame, received, prepared)
+    async def _drain_raw(self, raw: RawSocket) -> None:
+        """What queued while the transport's buffer was full, written once it drains;
+        a frame is taken off the queue only when it can be written at once."""
+        while self._pending and not self.closed.is_set():
+            if not raw.writable():
+                self._writing = True  # the dispatch must not write past the queue
+                try:
+                    async with asyncio.timeout(self.stall_timeout_s):
+                        await raw.wait_writable()
+                except TimeoutError:
+                    WS_DISCONNECTED_SLOW.inc()
+                    self.fail(1013, "client too slow")
+                    return
+                finally:
+                    self._writing = False
+                continue
+            key, (frame, received, prepared) = self._pending.popitem(last=False)
+            self._write_raw(raw, key, frame, received, prepared)
+
+    def stop(self) -> None:
+        """The socket's handler is done: nothing more is written."""
+        self.closed.set()
+        if self._drainer is not None:
+            self._drainer.cancel()
 
     def send_now(self, frame: Frame) -> None:
         """Control frames (pong, error) jump no queue but share the writer."""

@@ -96,17 +96,24 @@ async def websocket_endpoint(
     )
     hub.add(connection)
     sessions.add(connection, claims)
-    writer = asyncio.create_task(connection.run_writer())
-    reader = asyncio.create_task(_read_frames(websocket, connection, view))
-    closed = asyncio.create_task(connection.closed.wait())
+    # the socket lives as long as `closed` is unset: the reader sets it when the client
+    # leaves, the hub when it gives up on the socket; the writer is a task of its own
+    # only for a socket without a raw transport (a raw one queues only when its buffer
+    # is full, and then the hub drains it); fewer tasks, less memory per socket
+    tasks = [asyncio.create_task(_read_frames(websocket, connection, view))]
+    if connection.needs_writer:
+        tasks.append(asyncio.create_task(connection.run_writer()))
+    for task in tasks:
+        task.add_done_callback(lambda _: connection.closed.set())
     try:
-        await asyncio.wait({writer, reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+        await connection.closed.wait()
     finally:
         hub.remove(connection)
         sessions.remove(connection)
-        for task in (writer, reader, closed):
+        connection.stop()
+        for task in tasks:
             task.cancel()
-        for task in (writer, reader, closed):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if connection.close_reason is not None:
