@@ -86,7 +86,8 @@ class Connection:
         )
         self._hub: Hub | None = None
         self._sent_seq: dict[tuple[str, str], int] = {}
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event() if raw is None else None  # only the writer waits
+        self.on_fail: Callable[[], None] | None = None  # the socket's handler, to stop it
         self._drainer: asyncio.Task[None] | None = None  # raw: only while frames queue
         self.closed = asyncio.Event()
         self.close_reason: tuple[int, str] | None = None
@@ -156,9 +157,9 @@ class Connection:
             WS_DISCONNECTED_SLOW.inc()
             self.fail(1013, "client too slow")
             return
-        if raw is None:
+        if self._wakeup is not None:
             self._wakeup.set()
-        elif self._drainer is None or self._drainer.done():
+        elif raw is not None and (self._drainer is None or self._drainer.done()):
             # a task per socket only while its buffer is full, none the rest of the time
             self._drainer = asyncio.get_running_loop().create_task(self._drain_raw(raw))
 
@@ -183,18 +184,22 @@ class Connection:
         if self.close_reason is None:
             self.close_reason = (code, reason)
         self.closed.set()
-        self._wakeup.set()
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self.on_fail is not None:
+            self.on_fail()
 
     async def run_writer(self) -> None:
         """Sends what queues, through ASGI; with a raw transport there is nothing to do
         here (see `_drain_raw`), this waits for the socket to close."""
-        if self._raw is not None:
+        wakeup = self._wakeup
+        if wakeup is None:
             await self.closed.wait()
             return
         loop = asyncio.get_running_loop()
         while not self.closed.is_set():
-            await self._wakeup.wait()
-            self._wakeup.clear()
+            await wakeup.wait()
+            wakeup.clear()
             while self._pending and not self.closed.is_set():
                 key, (frame, received, prepared) = self._pending.popitem(last=False)
                 seq = _seq_of(frame)

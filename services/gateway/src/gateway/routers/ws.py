@@ -96,26 +96,43 @@ async def websocket_endpoint(
     )
     hub.add(connection)
     sessions.add(connection, claims)
-    # the socket lives as long as `closed` is unset: the reader sets it when the client
-    # leaves, the hub when it gives up on the socket; the writer is a task of its own
-    # only for a socket without a raw transport (a raw one queues only when its buffer
-    # is full, and then the hub drains it); fewer tasks, less memory per socket
-    tasks = [asyncio.create_task(_read_frames(websocket, connection, view))]
-    if connection.needs_writer:
-        tasks.append(asyncio.create_task(connection.run_writer()))
-    for task in tasks:
-        task.add_done_callback(lambda _: connection.closed.set())
+    # The handler reads the client's frames itself until the client leaves; when the hub
+    # gives up on the socket first (too slow, logged out, shutting down), `fail` stops
+    # that read. A socket without a raw transport has a writer task besides; a raw one
+    # is written from the dispatch (gateway.wire): one task per socket, not three.
+    handler = asyncio.current_task()
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        if handler is not None and not interrupted:
+            interrupted = True
+            handler.cancel()
+
+    connection.on_fail = interrupt
+    writer = asyncio.create_task(connection.run_writer()) if connection.needs_writer else None
+
+    def writer_done(_: asyncio.Task[None]) -> None:
+        if not connection.closed.is_set():  # the writer ended on its own: so does the socket
+            interrupt()
+
+    if writer is not None:
+        writer.add_done_callback(writer_done)
     try:
-        await connection.closed.wait()
+        await _read_frames(websocket, connection, view)
+    except asyncio.CancelledError:
+        if not interrupted or handler is None:
+            raise
+        handler.uncancel()
     finally:
+        connection.on_fail = None
         hub.remove(connection)
         sessions.remove(connection)
         connection.stop()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        if writer is not None:
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                await writer
         if connection.close_reason is not None:
             code, reason = connection.close_reason
             with contextlib.suppress(Exception):
