@@ -110,7 +110,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers = PasswordWorkers(settings.password_hash_concurrency, settings.password_hash_queue)
-        users = UserRepository(mongo, database_name(settings, DB_SUFFIX), workers)
+        users = UserRepository(
+            mongo, database_name(settings, DB_SUFFIX), workers, cache_s=settings.user_cache_s
+        )
         sessions = SessionWatch(users, settings.session_check_s)
         rpc = RpcClient(
             amqp_url(settings), connection_name(SERVICE) + "/rpc", settings.rpc_timeout_s

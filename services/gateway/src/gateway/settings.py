@@ -22,6 +22,14 @@ class GatewaySettings(ServiceSettings):
     ws_stall_timeout_s: float = Field(
         default=10.0, gt=0, description="A socket that accepts nothing this long is closed."
     )
+    user_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="A signed-in user read from the store is used this long by later "
+        "requests without reading it again (0: read for every request). A logout or a "
+        "disable made through this process applies at once, through another replica or "
+        "the CLI within this delay.",
+    )
     lot_check_cache_s: float = Field(
         default=2.0,
         ge=0,
