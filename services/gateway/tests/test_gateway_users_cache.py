@@ -60,7 +60,7 @@ async def test_a_user_is_read_once_while_cached_and_again_after(
 
 
 async def test_a_disable_or_logout_through_this_process_applies_at_once() -> None:
-    repo, collection = repository(cache_s=60.0)
+    repo, _collection = repository(cache_s=60.0)
     assert (await repo.get("alice")).disabled is False  # type: ignore[union-attr]
     await repo.disable("alice")
     assert (await repo.get("alice")).disabled is True  # type: ignore[union-attr]
