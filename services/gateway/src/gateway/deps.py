@@ -52,7 +52,15 @@ RpcDep = Annotated[RpcClient, Depends(_part("rpc"))]
 PublishersDep = Annotated[Publishers, Depends(_part("publishers"))]
 BrokerDep = Annotated[RabbitBroker, Depends(_part("broker"))]
 BucketsDep = Annotated[Buckets, Depends(_part("buckets"))]
-LotChecksDep = Annotated[LotChecks, Depends(_part("lot_checks"))]
+
+
+async def _lot_checks(connection: HTTPConnection) -> LotChecks:
+    """Made with the app (`create_app`), as the login limiter: no store or broker behind."""
+    checks: LotChecks = connection.app.state.lot_checks
+    return checks
+
+
+LotChecksDep = Annotated[LotChecks, Depends(_lot_checks)]
 MongoDep = Annotated[AsyncMongoClient[dict[str, Any]], Depends(_part("mongo"))]
 
 UNAUTHORIZED = HTTPException(

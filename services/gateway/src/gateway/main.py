@@ -26,6 +26,7 @@ from faststream.rabbit.publisher import RabbitPublisher
 from prometheus_client import REGISTRY
 
 from gateway.body_limit import BodySizeLimit, UploadQuota, UploadRoute
+from gateway.colis_rpc import LotChecks
 from gateway.commands import Publishers
 from gateway.deps import username_of_scope
 from gateway.error_handlers import install_error_handlers
@@ -146,6 +147,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.login_limiter = auth.LoginRateLimiter(settings.login_tracked_keys)
+    app.state.lot_checks = LotChecks(settings.lot_check_cache_s)
     app.include_router(rabbit)
     for module in ROUTERS:
         app.include_router(module.router)

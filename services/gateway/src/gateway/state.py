@@ -3,13 +3,12 @@ never take it whole, each asks for the one part it uses (`SettingsDep`, `ViewDep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from gateway.colis_rpc import LotChecks
 from gateway.commands import Publishers
 from gateway.handover import Buckets
 from gateway.hub import Hub
@@ -32,7 +31,3 @@ class GatewayState:
     rpc: RpcClient
     sessions: SessionWatch
     buckets: Buckets
-    lot_checks: LotChecks = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.lot_checks = LotChecks(self.settings.lot_check_cache_s)
