@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -76,6 +77,8 @@ class UserRepository:
         # within `cache_s`.
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, User]] = {}
+        self._reading: dict[str, asyncio.Future[User | None]] = {}
+        self._epoch = 0  # forgets so far: a read that saw one is not kept
 
     async def _verify(self, password: str, hashed: str) -> bool:
         if self.workers is None:  # the CLI: one check, nothing else waits on the loop
@@ -112,9 +115,21 @@ class UserRepository:
         selections timing out together broke the driver's topology lock (PyMongo
         4.20 on Python 3.11: "Lock is not acquired", then every later request hung)."""
         now = monotonic()
-        cached = self._cache.get(username) if self.cache_s > 0 else None
+        if self.cache_s <= 0:
+            return await self._read(username, now)
+        cached = self._cache.get(username)
         if cached is not None and cached[0] > now:
             return cached[1]
+        # one read for every request of this user arriving while it is on its way: under
+        # load the store's answer can take longer than `cache_s` itself
+        reading = self._reading.get(username)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_and_keep(username, now))
+            self._reading[username] = reading
+            reading.add_done_callback(lambda done: self._done_reading(username, done))
+        return await asyncio.shield(reading)
+
+    async def _read(self, username: str, now: float) -> User | None:
         if self.store_away_until > now:
             raise ServerSelectionTimeoutError("the store did not answer a moment ago")
         try:
@@ -122,16 +137,31 @@ class UserRepository:
         except ConnectionFailure:
             self.store_away_until = monotonic() + STORE_AWAY_RECHECK_S
             raise
-        user = _user(doc) if doc else None
-        if user is not None and self.cache_s > 0:  # an unknown name is never kept
+        return _user(doc) if doc else None
+
+    async def _read_and_keep(self, username: str, now: float) -> User | None:
+        epoch = self._epoch
+        user = await self._read(username, now)
+        if user is not None and epoch == self._epoch:  # nothing forgotten meanwhile
+            kept_until = monotonic() + self.cache_s  # from the answer, not the question
             if len(self._cache) >= MAX_CACHED_USERS:
                 self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            self._cache[username] = (now + self.cache_s, user)
+            self._cache[username] = (kept_until, user)
         return user
 
+    def _done_reading(self, username: str, done: asyncio.Future[User | None]) -> None:
+        if self._reading.get(username) is done:
+            del self._reading[username]
+        if not done.cancelled():
+            done.exception()  # each caller got it; not "never retrieved" if none waits
+
     def forget(self, username: str) -> None:
+        """A change to this user: the next request reads it afresh (a read on its way
+        now is neither kept nor joined)."""
         if self.cache_s > 0:
+            self._epoch += 1
             self._cache.pop(username, None)
+            self._reading.pop(username, None)
 
     async def authenticate(self, username: str, password: str) -> User | None:
         doc = await self.collection.find_one({"_id": username})
