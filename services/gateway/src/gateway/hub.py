@@ -176,7 +176,7 @@ class Connection:
             self._sent_seq[key] = max(seq, self._sent_seq.get(key, -1))
         if not raw.write(prepared or PreparedFrame(_encode(frame))):
             return  # closing: the reader sees the disconnect
-        _FRAMES[frame["type"]].inc()
+        _frames_of(frame["type"]).inc()
         if received:
             PUSH_LATENCY.observe(asyncio.get_running_loop().time() - received)
 
@@ -215,7 +215,7 @@ class Connection:
                     return
                 finally:
                     self._writing = False
-                _FRAMES[frame["type"]].inc()
+                _frames_of(frame["type"]).inc()
                 if received:
                     PUSH_LATENCY.observe(loop.time() - received)
 
@@ -247,6 +247,11 @@ class Connection:
     def send_now(self, frame: Frame) -> None:
         """Control frames (pong, error) jump no queue but share the writer."""
         self.offer(("ctl", str(id(frame))), frame, 0.0)
+
+
+def _frames_of(kind: str) -> Any:
+    """The frame counter's child for `kind`, looked up once for the usual kinds."""
+    return _FRAMES.get(kind) or WS_FRAMES.labels(kind)
 
 
 def _newer(a: int | None, b: int | None) -> bool:
