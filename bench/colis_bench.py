@@ -1,6 +1,8 @@
 """Benchmark of parcel (colis) tasks on the real stack (issue 4, point 9).
 
     .venv/bin/python bench/colis_bench.py [--clients 50] [--per-client 4] [--photo-kb 300]
+    .venv/bin/python bench/colis_bench.py --accept [--load-rate 1000] [--seconds 30]
+                                          [--profile DIR]
 
 Starts progress-svc, colis-svc and the gateway with deploy/local/stack.py on a RabbitMQ
 vhost and a database prefix of its own (removed afterwards), then:
@@ -8,6 +10,12 @@ vhost and a database prefix of its own (removed afterwards), then:
 1. answer time of `POST /api/lots/{id}/colis` with a ~300 KB photo, `--clients` clients
    posting at once, `--per-client` parcels each: p50, p90, p99, max;
 2. parcels completed per minute: from the first POST until every task is completed.
+
+With `--accept` (issue 18, item 1): the accept latency of the gateway's two busy routes
+while the pipeline works. `--clients` agents, half posting parcels with the photo, half
+starting imports, each posting again one second after its answer (then back to back),
+while `--load-rate` file.imported/s flow through progress-svc; `--profile DIR` records
+py-spy profiles of the gateway for each phase (raw, for `py-spy`'s folded stacks).
 
 Needs RabbitMQ (with its management API) and the document store running, as for the
 system tests (`deploy/local/infra.sh start`). No pytest.
@@ -17,11 +25,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import aio_pika
 import httpx
-from benchkit import COLIS_FORM, BenchEnv, bench_env, percentiles, photo_of_about, write_report
+from benchkit import (
+    COLIS_FORM,
+    BenchEnv,
+    bench_env,
+    file_event,
+    percentiles,
+    photo_of_about,
+    started,
+    write_report,
+)
 from pymongo import MongoClient
 from stack import add_user
 
@@ -116,20 +141,172 @@ async def run(args: argparse.Namespace, gateway: str, bench: BenchEnv) -> None:
         print(f"report: {write_report('colis', report)}")
 
 
+@contextlib.contextmanager
+def profiled(pid: int, out_dir: str | None, name: str) -> Iterator[None]:
+    """py-spy (the dev dependency) samples the gateway while `name` runs."""
+    if out_dir is None:
+        yield
+        return
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "50",
+            "--nonblocking",
+            "-o",
+            str(Path(out_dir) / f"gateway-{name}.folded"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+
+
+async def steady_load(bench: BenchEnv, rate: float, seconds: float) -> float:
+    """file.imported for 100 jobs at `rate` per second; returns the rate achieved."""
+    jobs = [f"load-{j}" for j in range(100)]
+    total = int(rate * seconds)
+    connection = await aio_pika.connect(bench.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("jauge.events")
+
+        async def publish(events: list[Any]) -> None:
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(e.model_dump_json().encode(), message_id=str(e.event_id)),
+                        routing_key=e.type,
+                    )
+                    for e in events
+                )
+            )
+
+        await publish([started(j, total) for j in jobs])
+        t0 = time.perf_counter()
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.perf_counter() - t0) * rate) + 1)
+            await publish([file_event(jobs[i % 100], i) for i in range(sent, due)])
+            sent = due
+            await asyncio.sleep(0.1)
+        return sent / (time.perf_counter() - t0)
+
+
+async def accept_phase(
+    args: argparse.Namespace, gateway: str, bench: BenchEnv, headers: dict[str, str], lot: str
+) -> dict[str, Any]:
+    photo = photo_of_about(args.photo_kb)
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    answers: dict[str, list[float]] = {"imports": [], "colis": []}
+    refused: list[str] = []
+    async with httpx.AsyncClient(
+        base_url=gateway, headers=headers, timeout=60, limits=limits
+    ) as http:
+        routes = {
+            "imports": lambda: http.post("/api/imports", json={"kind": "edi"}),
+            "colis": lambda: http.post(
+                f"/api/lots/{lot}/colis",
+                data=COLIS_FORM,
+                files={"image": ("p.jpg", photo, "image/jpeg")},
+            ),
+        }
+        deadline = time.perf_counter() + args.seconds
+
+        async def agent(route: str) -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    response = await routes[route]()
+                except httpx.TransportError as e:
+                    refused.append(f"{route} {type(e).__name__}")
+                    continue
+                if response.status_code == 202:
+                    answers[route].append((time.perf_counter() - t0) * 1000)
+                else:
+                    refused.append(f"{route} {response.status_code} {response.text[:100]}")
+                await asyncio.sleep(args.think)
+
+        load = asyncio.create_task(steady_load(bench, args.load_rate, args.seconds))
+        await asyncio.gather(*(agent(("colis", "imports")[i % 2]) for i in range(args.clients)))
+        achieved = await load
+    return {
+        "think_s": args.think,
+        "load_per_s": round(achieved, 1),
+        "refused": len(refused),
+        "refused_examples": refused[:3],
+        **{
+            route: {
+                "requests": len(ms),
+                **{k: round(v, 1) for k, v in percentiles(ms).items()},
+                "max": round(max(ms), 1) if ms else None,
+            }
+            for route, ms in answers.items()
+        },
+    }
+
+
+async def accept(args: argparse.Namespace, gateway: str, bench: BenchEnv, pid: int) -> None:
+    async with httpx.AsyncClient(base_url=gateway, timeout=60) as client:
+        token = (
+            await client.post(
+                "/api/auth/token", data={"username": "bench", "password": "bench-password"}
+            )
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        lot = (await client.post("/api/lots", json={"type_lot": "cargo"}, headers=headers)).json()
+    phases = []
+    for think in (1.0, 0.0):
+        args.think = think
+        print(f"[{time.strftime('%H:%M:%S')}] accept, {think:g} s between posts", flush=True)
+        with profiled(pid, args.profile, f"think-{think:g}"):
+            phases.append(await accept_phase(args, gateway, bench, headers, lot["id"]))
+        phase = phases[-1]
+        for route in ("imports", "colis"):
+            r = phase[route]
+            print(
+                f"  {route}: {r['requests']} answers, p50 {r['p50']:.0f} ms, "
+                f"p95 {r['p95']:.0f} ms, p99 {r['p99']:.0f} ms, max {r['max']} ms",
+                flush=True,
+            )
+        print(f"  load {phase['load_per_s']} events/s, {phase['refused']} refused", flush=True)
+    print(f"report: {write_report(args.report or 'colis-accept', {'phases': phases})}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--per-client", type=int, default=4)
     parser.add_argument("--photo-kb", type=int, default=300)
     parser.add_argument("--timeout-s", type=float, default=900)
+    parser.add_argument("--accept", action="store_true", help="accept latency under load")
+    parser.add_argument("--load-rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--profile", default=None, help="py-spy profiles of the gateway here")
+    parser.add_argument("--report", default=None)
     args = parser.parse_args()
     with bench_env() as bench:
         stack = bench.stack(JAUGE_RPC_TIMEOUT_S="30")
+        names = ["progress-svc", "colis-svc", "gateway"] + (["import-svc"] if args.accept else [])
         try:
-            started = [stack.start(n) for n in ("progress-svc", "colis-svc", "gateway")]
-            stack.wait_ready(started, timeout_s=180)
+            services = [stack.start(n) for n in names]
+            stack.wait_ready(services, timeout_s=180)
             add_user(bench.env(), "bench", "agent", "bench-password")
-            asyncio.run(run(args, stack.service("gateway").url, bench))
+            gateway = stack.service("gateway")
+            if args.accept:
+                asyncio.run(accept(args, gateway.url, bench, gateway.process.pid))
+            else:
+                asyncio.run(run(args, gateway.url, bench))
         finally:
             stack.stop_all()
 

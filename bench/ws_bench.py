@@ -809,13 +809,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     # the bench holds every client socket and the gateway every server one
     fds = raise_fd_limit(args.clients + FD_MARGIN)
     with bench_env() as env:
-        return await run(args, env, fds)
+        outcome = await run(args, env, fds)
+        # before the databases are dropped: on a busy shared FerretDB that can take minutes
+        report(outcome)
+        print(f"\nwritten {write_report(args.report or f'ws-{args.clients}', outcome)}")
+        return outcome
 
 
 if __name__ == "__main__":
     # SIGTERM (a time limit) unwinds like Ctrl-C, so the services and vhost are removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    arguments = parse_args()
-    outcome = asyncio.run(main(arguments))
-    report(outcome)
-    print(f"\nwritten {write_report(arguments.report or f'ws-{arguments.clients}', outcome)}")
+    asyncio.run(main(parse_args()))

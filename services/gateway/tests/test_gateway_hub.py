@@ -7,6 +7,7 @@ import json
 
 from gateway.hub import Connection, Hub
 from gateway.users import Role, User
+from gateway.wire import PreparedFrame, RawSocket
 
 ALICE = User("alice", Role.AGENT)
 BOB = User("bob", Role.AGENT)
@@ -156,3 +157,101 @@ async def test_subscriptions_follow_subscribe_unsubscribe_and_leave_nothing_behi
     hub.remove(connection)
     hub.dispatch(job(3, job_id="j2"))
     assert hub._by_topic == {} and hub.connections == set()
+
+
+class FakeRaw(RawSocket):
+    """A transport whose buffer is full until `room` is set (`gateway.wire.RawSocket`)."""
+
+    open = True  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.frames: list[dict] = []
+        self.room = asyncio.Event()
+        self.room.set()
+        self.texts: dict[str, int] = {}
+
+    def writable(self) -> bool:
+        return self.room.is_set()
+
+    async def wait_writable(self) -> None:
+        await self.room.wait()
+
+    def write(self, frame: PreparedFrame) -> bool:
+        self.frames.append(json.loads(frame.text))
+        self.texts[str(id(frame))] = self.texts.get(str(id(frame)), 0) + 1
+        return True
+
+
+def raw_connection(user: User = ALICE, *, stall_timeout_s: float = 5) -> tuple[Connection, FakeRaw]:
+    raw = FakeRaw()
+
+    async def unused(text: str) -> None:
+        raise AssertionError("a socket with a raw transport is not sent to through ASGI")
+
+    return Connection(user, unused, limit=10, stall_timeout_s=stall_timeout_s, raw=raw), raw
+
+
+async def test_with_room_in_the_buffer_a_frame_is_written_from_the_dispatch_itself() -> None:
+    hub = Hub()
+    sockets = [raw_connection() for _ in range(3)]
+    for connection, _ in sockets:
+        connection.topics.add("job:j1")
+        hub.add(connection)
+    hub.dispatch(job(1))  # no writer task running: nothing waits for one
+    assert [[f["job"]["seq"] for f in raw.frames] for _, raw in sockets] == [[1], [1], [1]]
+    # one PreparedFrame for the three sockets: encoded (and compressed) once
+    assert len({key for _, raw in sockets for key in raw.texts}) == 1
+
+
+async def test_a_socket_with_a_full_buffer_gets_the_newest_state_of_each_job_in_order() -> None:
+    hub = Hub()
+    slow, slow_raw = raw_connection(ADMIN)
+    quick, quick_raw = raw_connection(ADMIN)
+    for connection in (slow, quick):
+        connection.topics.add("jobs")
+        hub.add(connection)
+    writer = asyncio.create_task(slow.run_writer())
+    slow_raw.room.clear()
+    for seq in range(1, 31):
+        hub.dispatch(job(seq, job_id="a"))
+        hub.dispatch(job(seq, job_id="b"))
+    assert slow_raw.frames == [] and len(quick_raw.frames) == 60  # the slow one holds no one
+    slow_raw.room.set()
+    await asyncio.sleep(0.02)
+    hub.dispatch(job(31, job_id="a"))
+    await asyncio.sleep(0.02)
+    writer.cancel()
+    assert [(f["job"]["id"], f["job"]["seq"]) for f in slow_raw.frames] == [
+        ("a", 30),
+        ("b", 30),
+        ("a", 31),
+    ]
+
+
+async def test_a_frame_offered_while_the_queue_drains_goes_behind_it() -> None:
+    hub = Hub()
+    connection, raw = raw_connection()
+    connection.topics.add("job:j1")
+    hub.add(connection)
+    writer = asyncio.create_task(connection.run_writer())
+    raw.room.clear()
+    hub.dispatch(job(1))
+    await asyncio.sleep(0.01)  # the writer waits for room, the queue holds seq 1
+    hub.dispatch(job(2))
+    raw.room.set()
+    await asyncio.sleep(0.01)
+    writer.cancel()
+    assert [f["job"]["seq"] for f in raw.frames] == [2]
+
+
+async def test_a_raw_socket_whose_buffer_never_drains_is_closed() -> None:
+    connection, raw = raw_connection(stall_timeout_s=0.1)
+    connection.topics.add("job:j1")
+    hub = Hub()
+    hub.add(connection)
+    writer = asyncio.create_task(connection.run_writer())
+    raw.room.clear()
+    hub.dispatch(job(1))
+    await asyncio.wait_for(connection.closed.wait(), 2)
+    assert connection.close_reason == (1013, "client too slow")
+    await writer

@@ -7,6 +7,7 @@ French message; timeouts and broker failures are handled by `gateway.rpc`.
 from __future__ import annotations
 
 import asyncio
+from time import monotonic
 from typing import Any
 
 from fastapi import HTTPException
@@ -73,3 +74,45 @@ async def ask_control(rpc: RpcClient, command: Command) -> Any:
         message_id=str(command.event_id),
         type=command.type,
     )
+
+
+class LotChecks:
+    """Lots colis-svc said were open, for `lot_check_cache_s` (issue 18, item 1).
+
+    Fifty agents posting parcels into the same lot asked colis-svc about it before each
+    answer, and colis-svc answers behind its photo work: under load the check was most
+    of the form's wait. The check is a courtesy (a 404 or 409 at once rather than a
+    failed task): colis-svc's pipeline checks the lot again before it adds a parcel. So
+    an open lot is taken as open for a moment; closing it through this gateway forgets
+    it at once, through another replica within `lot_check_cache_s`. Only "open" is kept:
+    a refusal is asked again each time.
+    """
+
+    MAX_LOTS = 10_000
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._open_until: dict[str, float] = {}
+
+    def known_open(self, lot_id: str) -> bool:
+        until = self._open_until.get(lot_id)
+        return until is not None and until > monotonic()
+
+    def saw_open(self, lot_id: str) -> None:
+        if self.ttl_s <= 0:
+            return
+        now = monotonic()
+        if len(self._open_until) >= self.MAX_LOTS:
+            self._open_until = {k: v for k, v in self._open_until.items() if v > now}
+        self._open_until[lot_id] = now + self.ttl_s
+
+    def forget(self, lot_id: str) -> None:
+        self._open_until.pop(lot_id, None)
+
+
+async def check_lot_open(rpc: RpcClient, checks: LotChecks, lot_id: str, client_id: str) -> None:
+    """colis-svc's `precheck` (the lot exists and is open), unless it said so a moment ago."""
+    if checks.known_open(lot_id):
+        return
+    await read_colis(rpc, "precheck", lot_id=lot_id, client_id=client_id)
+    checks.saw_open(lot_id)

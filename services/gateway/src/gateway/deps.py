@@ -3,7 +3,7 @@ uses (the settings, the progress view, the RPC client...), never the whole state
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Cookie, Depends, HTTPException, status
@@ -14,6 +14,7 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, cookie_parser
 from starlette.types import Scope
 
+from gateway.colis_rpc import LotChecks
 from gateway.commands import Publishers
 from gateway.handover import Buckets
 from gateway.hub import Hub
@@ -30,10 +31,14 @@ SESSION_COOKIE = "jauge_session"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
-def _part(name: str) -> Callable[[HTTPConnection], Any]:
-    """A dependency answering one part of what the gateway opened at start-up."""
+def _part(name: str) -> Callable[[HTTPConnection], Awaitable[Any]]:
+    """A dependency answering one part of what the gateway opened at start-up.
 
-    def get(connection: HTTPConnection) -> Any:
+    `async` though it awaits nothing: FastAPI runs a plain `def` dependency in its
+    thread pool, and a parcel form named five of these (issue 18: 15% of the gateway's
+    time under load went into those thread hops and their locks)."""
+
+    async def get(connection: HTTPConnection) -> Any:
         return getattr(connection.app.state.gateway, name)
 
     get.__name__ = f"get_{name}"
@@ -51,6 +56,15 @@ BrokerDep = Annotated[RabbitBroker, Depends(_part("broker"))]
 BucketsDep = Annotated[Buckets, Depends(_part("buckets"))]
 NotificationsDep = Annotated[NotificationStore, Depends(_part("notifications"))]
 ProductivityDep = Annotated[Productivity, Depends(_part("productivity"))]
+
+
+async def _lot_checks(connection: HTTPConnection) -> LotChecks:
+    """Made with the app (`create_app`), as the login limiter: no store or broker behind."""
+    checks: LotChecks = connection.app.state.lot_checks
+    return checks
+
+
+LotChecksDep = Annotated[LotChecks, Depends(_lot_checks)]
 MongoDep = Annotated[AsyncMongoClient[dict[str, Any]], Depends(_part("mongo"))]
 
 UNAUTHORIZED = HTTPException(

@@ -27,6 +27,7 @@ from prometheus_client import REGISTRY
 
 from gateway import consumers
 from gateway.body_limit import BodySizeLimit, UploadQuota, UploadRoute
+from gateway.colis_rpc import LotChecks
 from gateway.commands import Publishers
 from gateway.deps import username_of_scope
 from gateway.error_handlers import install_error_handlers
@@ -140,7 +141,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers = PasswordWorkers(settings.password_hash_concurrency, settings.password_hash_queue)
-        users = UserRepository(mongo, database_name(settings, DB_SUFFIX), workers)
+        users = UserRepository(
+            mongo, database_name(settings, DB_SUFFIX), workers, cache_s=settings.user_cache_s
+        )
         sessions = SessionWatch(users, settings.session_check_s)
         rpc = RpcClient(
             amqp_url(settings), connection_name(SERVICE) + "/rpc", settings.rpc_timeout_s
@@ -176,6 +179,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.login_limiter = auth.LoginRateLimiter(settings.login_tracked_keys)
+    app.state.lot_checks = LotChecks(settings.lot_check_cache_s)
     app.include_router(rabbit)
     for module in ROUTERS:
         app.include_router(module.router)

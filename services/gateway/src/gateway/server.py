@@ -11,6 +11,7 @@ import uvicorn
 
 from gateway.main import create_app
 from gateway.settings import GatewaySettings
+from gateway.wire import JaugeWebSocketProtocol
 
 
 def listening_socket(config: uvicorn.Config, stall_timeout_s: float) -> socket.socket:
@@ -44,6 +45,8 @@ def run() -> None:
         # default trusts 127.0.0.1: anyone on the host could pick their address)
         proxy_headers=bool(settings.trusted_proxies.strip()),
         forwarded_allow_ips=settings.trusted_proxies.strip() or None,
+        # frames compressed once for all sockets and written straight (gateway.wire)
+        ws=JaugeWebSocketProtocol,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s) + 1,

@@ -22,6 +22,21 @@ class GatewaySettings(ServiceSettings):
     ws_stall_timeout_s: float = Field(
         default=10.0, gt=0, description="A socket that accepts nothing this long is closed."
     )
+    user_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="A signed-in user read from the store is used this long by later "
+        "requests without reading it again (0: read for every request). A logout or a "
+        "disable made through this process applies at once, through another replica or "
+        "the CLI within this delay.",
+    )
+    lot_check_cache_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="A lot colis-svc said was open is taken as open this long by the parcel "
+        "form, without asking again (0: ask every time). A lot closed meanwhile through "
+        "another replica still refuses the parcel, in its task rather than at the form.",
+    )
     mongo_timeout_ms: PositiveInt = Field(
         default=3000,
         description="How long the driver looks for a server before giving up: a request "

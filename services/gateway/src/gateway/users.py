@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,6 +19,7 @@ from jauge_shared.contracts import utc_now
 MAX_REVOKED = 100
 # after the store failed to answer, how long the others are refused without asking it
 STORE_AWAY_RECHECK_S = 1.0
+MAX_CACHED_USERS = 10_000
 
 
 class Role(StrEnum):
@@ -56,15 +58,27 @@ class UserExistsError(Exception):
 
 
 class UserRepository:
+    cache_s: float = 0.0
+
     def __init__(
         self,
         client: AsyncMongoClient[dict[str, Any]],
         database: str,
         workers: PasswordWorkers | None = None,
+        cache_s: float = 0.0,
     ) -> None:
         self.collection = client[database]["users"]
         self.store_away_until = 0.0
         self.workers = workers
+        # users read lately (`user_cache_s`): every authenticated request read its user
+        # from the store, and under load the store's answer was much of the request's
+        # wait (issue 18, item 1). A change made here (logout, disable, new password)
+        # forgets the user at once; one made by another replica or the CLI is seen
+        # within `cache_s`.
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, User]] = {}
+        self._reading: dict[str, asyncio.Future[User | None]] = {}
+        self._epoch = 0  # forgets so far: a read that saw one is not kept
 
     async def _verify(self, password: str, hashed: str) -> bool:
         if self.workers is None:  # the CLI: one check, nothing else waits on the loop
@@ -88,6 +102,7 @@ class UserRepository:
         return User(username, role, created_at=now)
 
     async def set_password(self, username: str, password: str) -> bool:
+        self.forget(username)
         result = await self.collection.update_one(
             {"_id": username},
             {"$set": {"password_hash": hash_password(password), "disabled": False}},
@@ -99,7 +114,23 @@ class UserRepository:
         second asks the driver and the others get the same 503 at once: many server
         selections timing out together broke the driver's topology lock (PyMongo
         4.20 on Python 3.11: "Lock is not acquired", then every later request hung)."""
-        if self.store_away_until > monotonic():
+        now = monotonic()
+        if self.cache_s <= 0:
+            return await self._read(username, now)
+        cached = self._cache.get(username)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        # one read for every request of this user arriving while it is on its way: under
+        # load the store's answer can take longer than `cache_s` itself
+        reading = self._reading.get(username)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_and_keep(username, now))
+            self._reading[username] = reading
+            reading.add_done_callback(lambda done: self._done_reading(username, done))
+        return await asyncio.shield(reading)
+
+    async def _read(self, username: str, now: float) -> User | None:
+        if self.store_away_until > now:
             raise ServerSelectionTimeoutError("the store did not answer a moment ago")
         try:
             doc = await self.collection.find_one({"_id": username})
@@ -107,6 +138,30 @@ class UserRepository:
             self.store_away_until = monotonic() + STORE_AWAY_RECHECK_S
             raise
         return _user(doc) if doc else None
+
+    async def _read_and_keep(self, username: str, now: float) -> User | None:
+        epoch = self._epoch
+        user = await self._read(username, now)
+        if user is not None and epoch == self._epoch:  # nothing forgotten meanwhile
+            kept_until = monotonic() + self.cache_s  # from the answer, not the question
+            if len(self._cache) >= MAX_CACHED_USERS:
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            self._cache[username] = (kept_until, user)
+        return user
+
+    def _done_reading(self, username: str, done: asyncio.Future[User | None]) -> None:
+        if self._reading.get(username) is done:
+            del self._reading[username]
+        if not done.cancelled():
+            done.exception()  # each caller got it; not "never retrieved" if none waits
+
+    def forget(self, username: str) -> None:
+        """A change to this user: the next request reads it afresh (a read on its way
+        now is neither kept nor joined)."""
+        if self.cache_s > 0:
+            self._epoch += 1
+            self._cache.pop(username, None)
+            self._reading.pop(username, None)
 
     async def authenticate(self, username: str, password: str) -> User | None:
         doc = await self.collection.find_one({"_id": username})
@@ -134,13 +189,23 @@ class UserRepository:
             if _aware(r.get("exp")) > now and r.get("jti") != token_id
         ]
         kept = [*kept, {"jti": token_id, "exp": expires_at}][-MAX_REVOKED:]
-        await self.collection.update_one({"_id": username}, {"$set": {"revoked_tokens": kept}})
+        self.forget(username)
+        try:
+            await self.collection.update_one({"_id": username}, {"$set": {"revoked_tokens": kept}})
+        finally:
+            self.forget(username)  # a read racing the write is not kept either
 
     async def list(self) -> list[User]:
         return [_user(doc) async for doc in self.collection.find().sort("_id", 1)]
 
     async def disable(self, username: str) -> bool:
-        result = await self.collection.update_one({"_id": username}, {"$set": {"disabled": True}})
+        self.forget(username)
+        try:
+            result = await self.collection.update_one(
+                {"_id": username}, {"$set": {"disabled": True}}
+            )
+        finally:
+            self.forget(username)
         return result.matched_count == 1
 
 

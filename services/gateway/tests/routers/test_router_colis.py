@@ -152,3 +152,30 @@ async def test_a_parcel_and_its_history_are_read_from_colis_svc(gw: Gateway) -> 
     assert parcel.json() == {"id": "P1", "poids": "7.5"}
     assert history.json() == {"entries": [], "next": None}
     assert gw.rpc.asked_about("colis_history", "P1")
+
+
+async def test_an_open_lot_is_asked_about_once_for_a_burst_of_parcels(gw: Gateway) -> None:
+    gw.rpc.answer = precheck_ok
+    async with gw.client() as c:
+        for _ in range(3):
+            response = await c.post("/api/lots/L1/colis", data=FORM, headers=gw.auth())
+            assert response.status_code == 202, response.text
+        assert len(commands(gw, "colis.create")) == 3
+        assert sum(request.get("method") == "precheck" for _, request in gw.rpc.asked) == 1
+        # closing the lot through this gateway forgets it: the next parcel asks again
+        gw.rpc.answer = lambda key, body: {"ok": True, "result": lot_doc("ferme")}
+        assert (await c.post("/api/lots/L1/close", headers=gw.auth())).status_code == 200
+        gw.rpc.answer = lambda key, body: {"ok": False, "status": 409, "detail": "Lot fermé."}
+        response = await c.post("/api/lots/L1/colis", data=FORM, headers=gw.auth())
+    assert response.status_code == 409
+    assert len(commands(gw, "colis.create")) == 3
+
+
+def lot_doc(statut: str) -> dict[str, Any]:
+    return {
+        "id": "L1",
+        "numero_lot": "CARGO-20261207001",
+        "type_lot": "cargo",
+        "statut": statut,
+        "created_at": "2026-12-07T00:00:00Z",
+    }

@@ -31,9 +31,16 @@ from gateway.colis_form import (
     keep_photo,
     read_form,
 )
-from gateway.colis_rpc import call_colis, read_colis
+from gateway.colis_rpc import call_colis, check_lot_open
 from gateway.commands import Publishers, send_command
-from gateway.deps import BucketsDep, CurrentUser, PublishersDep, RpcDep, SettingsDep
+from gateway.deps import (
+    BucketsDep,
+    CurrentUser,
+    LotChecksDep,
+    PublishersDep,
+    RpcDep,
+    SettingsDep,
+)
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
 from gateway.handover import Buckets
 from gateway.photo_stream import PhotoSink
@@ -145,6 +152,7 @@ async def create_colis(
     settings: SettingsDep,
     publishers: PublishersDep,
     buckets: BucketsDep,
+    lot_checks: LotChecksDep,
 ) -> Any:
     """Multipart: the parcel form's fields and an optional `image`, or instead the
     `upload_id` of a resumable upload (`/api/uploads`) still on its way: the answer does
@@ -153,7 +161,7 @@ async def create_colis(
     async def validated(fields: dict[str, Any]) -> ColisData:
         data = ColisData.model_validate(fields)
         # the lot exists and is open (a 404 or 409 now, rather than a failed task)
-        await read_colis(rpc, "precheck", lot_id=lot_id, client_id=data.client_id)
+        await check_lot_open(rpc, lot_checks, lot_id, data.client_id)
         return data
 
     taken = await take_form(request, settings, buckets, user, validated)

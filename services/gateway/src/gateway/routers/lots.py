@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from gateway.audit_pages import AuditPage, Before, Limit, history
 from gateway.colis_rpc import call_colis
-from gateway.deps import CurrentUser, RpcDep
+from gateway.deps import CurrentUser, LotChecksDep, RpcDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
 from jauge_shared.contracts import TransportType
 
@@ -76,9 +76,13 @@ async def get_lot(lot_id: LotId, user: CurrentUser, rpc: RpcDep) -> Any:
 
 
 @router.post("/{lot_id}/close", response_model=Lot, responses=error_responses(404))
-async def close_lot(lot_id: LotId, user: CurrentUser, rpc: RpcDep) -> Any:
+async def close_lot(lot_id: LotId, user: CurrentUser, rpc: RpcDep, lot_checks: LotChecksDep) -> Any:
     """No parcel can be added to a closed lot. Closing a closed lot changes nothing."""
-    return await call_colis(rpc, "close_lot", lot_id=lot_id, user_id=user.username)
+    lot_checks.forget(lot_id)  # before and after: a check racing the close is not kept
+    try:
+        return await call_colis(rpc, "close_lot", lot_id=lot_id, user_id=user.username)
+    finally:
+        lot_checks.forget(lot_id)
 
 
 @router.post(

@@ -24,6 +24,7 @@ from gateway.hub import JOB_TOPIC_PREFIX, JOBS_TOPIC, NOTIFICATIONS_TOPIC, Conne
 from gateway.live import CLOSE_TRY_AGAIN_LATER, STORE_AWAY_REASON, offer_snapshot
 from gateway.progress_view import ProgressView
 from gateway.security import ACCESS, WS_TICKET
+from gateway.wire import raw_socket_of
 from jauge_shared.mongo import store_unavailable
 
 router = APIRouter()
@@ -91,22 +92,47 @@ async def websocket_endpoint(
         websocket.send_text,
         limit=settings.ws_queue_limit,
         stall_timeout_s=settings.ws_stall_timeout_s,
+        raw=raw_socket_of(websocket.scope),
     )
     hub.add(connection)
     sessions.add(connection, claims)
-    writer = asyncio.create_task(connection.run_writer())
-    reader = asyncio.create_task(_read_frames(websocket, connection, view))
-    closed = asyncio.create_task(connection.closed.wait())
+    # The handler reads the client's frames itself until the client leaves; when the hub
+    # gives up on the socket first (too slow, logged out, shutting down), `fail` stops
+    # that read. A socket without a raw transport has a writer task besides; a raw one
+    # is written from the dispatch (gateway.wire): one task per socket, not three.
+    handler = asyncio.current_task()
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        if handler is not None and not interrupted:
+            interrupted = True
+            handler.cancel()
+
+    connection.on_fail = interrupt
+    writer = asyncio.create_task(connection.run_writer()) if connection.needs_writer else None
+
+    def writer_done(_: asyncio.Task[None]) -> None:
+        if not connection.closed.is_set():  # the writer ended on its own: so does the socket
+            interrupt()
+
+    if writer is not None:
+        writer.add_done_callback(writer_done)
     try:
-        await asyncio.wait({writer, reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+        await _read_frames(websocket, connection, view)
+    except asyncio.CancelledError:
+        if not interrupted or handler is None:
+            raise
+        handler.uncancel()
     finally:
+        connection.on_fail = None
         hub.remove(connection)
         sessions.remove(connection)
-        for task in (writer, reader, closed):
-            task.cancel()
-        for task in (writer, reader, closed):
+        connection.stop()
+        if writer is not None:
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                await writer
         if connection.close_reason is not None:
             code, reason = connection.close_reason
             with contextlib.suppress(Exception):
