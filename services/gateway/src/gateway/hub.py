@@ -15,6 +15,10 @@ and a socket with nothing queued and room in its transport's buffer gets it writ
 at once, from the dispatch: no writer task wakes up per frame. Only a socket that
 falls behind (its buffer over the high-water mark) queues, and there conflation keeps
 the newest state of each job, in `seq` order (issue 18, item 3).
+
+Over 300 lines on purpose: a connection's queue and the hub's topic index change
+together (the dispatch writes into a socket's transport or its pending map directly);
+split, each half would reach into the other's internals.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The `progress` collection: read, and compare-and-set on `seq`.
 
+Over 300 lines on purpose: the grouped writer, the guard and the cache of last-written
+documents decide together whether a write was lost; apart, the rule would be split.
+
 No transactions are needed: each change is a whole-document replace guarded by the
 `seq` it was computed from, so concurrent replicas never lose each other's updates;
 the loser reads again and recomputes. The guard is also the fence against a replica
