@@ -205,20 +205,24 @@ class ImportRepository:
         files = await self.file_results(job)
         return sum(1 for f in files if not wanted or f["state"] in wanted)
 
-    async def file_results(self, job: Doc) -> list[Doc]:
+    async def file_results(self, job: Doc, known: dict[str, Doc] | None = None) -> list[Doc]:
         """The job's files in index order, read by `_id` from the job's `names`.
 
         FerretDB scans the collection for a filter on `job_id`, and this runs several
         times per import, so the files are read by `_id`, a bounded number at a time.
         Only a job whose start failed before recording `names` (see the service's
         `_prepare`) falls back to the query; a name without its file is skipped.
+        `known`: files already in hand, by name, final (announced), not read again.
         """
         names: list[str] | None = job.get("names")
         if names is None:
             cursor = self.files.find({"job_id": job["_id"]}).sort("index", ASCENDING)
             return [doc async for doc in cursor]
-        found = await gather_in_chunks(names, lambda name: self.get_file(job["_id"], name))
-        return [doc for doc in found if doc is not None]
+        known = known or {}
+        missing = [name for name in names if name not in known]
+        found = await gather_in_chunks(missing, lambda name: self.get_file(job["_id"], name))
+        read = {doc["name"]: doc for doc in found if doc is not None}
+        return [d for d in (known.get(name) or read.get(name) for name in names) if d is not None]
 
     async def recorded_results(self, job: Doc) -> list[Doc]:
         """Every result recorded for the job's files, done or not (by `_id`)."""

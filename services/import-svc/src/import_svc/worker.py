@@ -83,7 +83,7 @@ class FileWorker:
         for event in item_events(job["_id"], file):
             await flow.emit(event)
         await flow.repo.mark_announced(job["_id"], command.item)
-        await self.end.check_completion(job["_id"], announced=command.item)
+        await self.end.check_completion(job["_id"], announced=command.item, file=file)
 
     async def _renew(self, job_id: str) -> None:
         """The lease, renewed at most ten times per lease: at 100 files a second, once
