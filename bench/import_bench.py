@@ -1,6 +1,6 @@
 """Import benchmark: N small EDI files through the real stack, end to end.
 
-    .venv/bin/python bench/import_bench.py --files 2000 [--replicas 2]
+    .venv/bin/python bench/import_bench.py --files 2000 [--replicas 2] [--profile DIR]
 
 Starts progress-svc, import-svc (x replicas) and the gateway as local processes
 (deploy/local/stack.py) on a RabbitMQ vhost, a database prefix and a data folder of
@@ -10,15 +10,23 @@ its own, removed afterwards; the broker and the store must be running
 - files/s: files divided by the job's running time (import.started → import.finished);
 - end latency: from the last file's result being stored by import-svc to the gauge's
   final state arriving on a WebSocket subscribed to the job.
+
+With `--profile DIR`, py-spy (a dev dependency) samples each import-svc replica while
+the import runs and writes one flame graph per replica (and a raw folded file for
+`grep`) into DIR.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +39,29 @@ from stack import add_user
 from jauge_testkit.import_files import make_interchange, sample_invoice
 
 TERMINAL = {"completed", "failed", "cancelled"}
+PY_SPY = Path(sys.executable).parent / "py-spy"
+
+
+@contextlib.contextmanager
+def profiled(pids: list[int], out_dir: str | None) -> Iterator[None]:
+    """py-spy records each import-svc replica while the import runs (`--profile DIR`)."""
+    if out_dir is None:
+        yield
+        return
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    spies = []
+    for i, pid in enumerate(pids):
+        for fmt, suffix in (("flamegraph", "svg"), ("raw", "folded")):
+            out = Path(out_dir) / f"import-svc-{i}.{suffix}"
+            cmd = [str(PY_SPY), "record", "--pid", str(pid), "-o", str(out), "-f", fmt]
+            spies.append(subprocess.Popen([*cmd, "--nonblocking", "--rate", "50"]))
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        for spy in spies:
+            spy.wait(60)
 
 
 def write_files(inbox: Path, count: int) -> None:
@@ -46,21 +77,28 @@ async def run(args: argparse.Namespace) -> int:
         env = bench.env()
         try:
             stack.start("progress-svc")
-            for _ in range(args.replicas):
-                stack.start("import-svc")
+            replicas = [stack.start("import-svc") for _ in range(args.replicas)]
             stack.start("gateway")
             add_user(env, "bench", "admin", "bench-password")
             stack.wait_ready(timeout_s=120)
             write_files(bench.data_dir / "inbox" / "edi", args.files)
-            final, seen_final_at, wall = await import_and_watch(
-                stack.service("gateway").url, args.timeout_s
-            )
+            with profiled([r.process.pid for r in replicas], args.profile):
+                final, seen_final_at, wall = await import_and_watch(
+                    stack.service("gateway").url, args.timeout_s
+                )
         finally:
             stack.stop_all()
         with MongoClient(bench.mongo_url, tz_aware=True) as mongo:
             # each file's first recorded result carries when it was stored
             results = mongo[f"{bench.db_prefix}_import"]["file_results"].find({})
             last_file = max(d["finished_at"] for d in results if d.get("finished_at"))
+        # printed before the bench's databases are dropped (slow on a busy FerretDB)
+        return report(args, final, seen_final_at, wall, last_file)
+
+
+def report(
+    args: argparse.Namespace, final: dict, seen_final_at: datetime, wall: float, last_file: datetime
+) -> int:
     started = datetime.fromisoformat(final["started_at"])
     ended = datetime.fromisoformat(final["finished_at"])
     running_s = (ended - started).total_seconds()
@@ -86,7 +124,7 @@ async def run(args: argparse.Namespace) -> int:
         ("end latency", f"{figures['end_latency_s']:.2f} s (last file stored → final gauge)"),
     ]
     print(table(rows))
-    print(f"report: {write_report(f'import-{args.files}', figures)}")
+    print(f"report: {write_report(args.report or f'import-{args.files}', figures)}")
     return 0 if final["status"] == "completed" and final["processed"] == args.files else 1
 
 
@@ -123,6 +161,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--timeout-s", type=float, default=1800.0)
+    parser.add_argument("--report", help="the report's name (default import-FILES)")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy flame graphs of import-svc")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 

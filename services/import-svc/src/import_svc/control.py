@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from import_svc.context import ENDED, Workflow
+from import_svc.ending import JobEnd
 from import_svc.events import finished_event
 from import_svc.files import FileStore
 from import_svc.repository import FileFate, FileState, JobState
@@ -41,8 +42,9 @@ logger = logging.getLogger("import_svc")
 
 
 class ImportControl:
-    def __init__(self, flow: Workflow, on_released: Callable[[], None]) -> None:
+    def __init__(self, flow: Workflow, end: JobEnd, on_released: Callable[[], None]) -> None:
         self.flow = flow
+        self.end = end  # its supplier totals: a cancelled import's files read stay imported
         self.on_released = on_released  # the lock is free: the next import may start
 
     # --- cancel -------------------------------------------------------------------
@@ -110,6 +112,10 @@ class ImportControl:
         settled = (FileState.ANNOUNCED.value, FileState.RETURNED.value)
         if any(f["state"] not in settled for f in files):
             return  # a worker still reads one: its announce calls this again
+        if job["kind"] == ImportKind.EDI.value:
+            # before the end, not after it: the totals take each job's change once
+            # (totals.py), and an end that crashed is announced again without them
+            await self.end.update_totals(job, await flow.repo.recorded_results(job), [])
         now = flow.clock()
         ended = await flow.repo.move_job(
             job_id, JobState.CANCELLING, JobState.CANCELLED, now, finished_at=now

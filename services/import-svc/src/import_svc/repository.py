@@ -18,10 +18,23 @@ from pymongo import ASCENDING, AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from import_svc.totals import add_totals
 from jauge_shared.mongo import gather_in_chunks
 
 Doc = dict[str, Any]
 STALE_TRANSITION = timedelta(seconds=60)
+# what the supplier totals count of an invoice
+TOTALS_FIELDS = {
+    "supplier_id": True,
+    "supplier_name": True,
+    "type": True,
+    "net": True,
+    "tax": True,
+    "gross": True,
+}
+# the last jobs whose change a supplier's totals hold: one import runs at a time, so a
+# clean-up run again always finds its own job among them
+KEEP_APPLIED_JOBS = 20
 
 
 def invoice_key(supplier_id: str, number: str) -> str:
@@ -70,6 +83,7 @@ class ImportRepository:
         self.transitions = self.db["job_transitions"]
         self.results = self.db["file_results"]
         self.source_files = self.db["source_files"]
+        self.dropped = self.db["dropped_invoices"]
 
     async def ensure_indexes(self) -> None:
         await self.jobs.create_index([("state", ASCENDING), ("requested_at", ASCENDING)])
@@ -87,8 +101,10 @@ class ImportRepository:
             return False
         return True
 
-    async def get_job(self, job_id: str) -> Doc | None:
-        return await self.jobs.find_one({"_id": job_id})
+    async def get_job(self, job_id: str, *, names: bool = True) -> Doc | None:
+        """`names=False` leaves out the file names (a 2,000-file job's are 40 KB), which
+        the file worker reads twice per file and never needs."""
+        return await self.jobs.find_one({"_id": job_id}, None if names else {"names": False})
 
     async def set_job_fields(self, job_id: str, **fields: Any) -> None:
         """Facts about a job that are not a transition (its files, its queue position
@@ -156,13 +172,8 @@ class ImportRepository:
 
     async def finish_file(self, job_id: str, name: str, result: Doc) -> Doc:
         """Record a file's result once; the first recorded result wins and is returned."""
-        key = f"{job_id}/{name}"
-        with contextlib.suppress(DuplicateKeyError):  # an earlier delivery recorded it first
-            await self.results.insert_one({"_id": key, **result})
-        stored = await self.results.find_one({"_id": key})
-        assert stored is not None
-        stored.pop("_id")
-        await self._advance(key, FileState.PENDING, {"state": FileState.DONE.value, **stored})
+        stored = await self.record_result(job_id, name, result)
+        await self.mark_done(job_id, name, stored)
         return stored
 
     async def take_file(self, job_id: str, name: str, fate: FileFate) -> bool:
@@ -182,6 +193,23 @@ class ImportRepository:
 
     async def set_file_fields(self, job_id: str, name: str, **fields: Any) -> None:
         await self.files.update_one({"_id": f"{job_id}/{name}"}, {"$set": fields})
+
+    async def record_result(self, job_id: str, name: str, result: Doc) -> Doc:
+        """The file's result, recorded once: the first recorded wins and is returned
+        (read back only when an earlier delivery recorded it first)."""
+        key = f"{job_id}/{name}"
+        try:
+            await self.results.insert_one({"_id": key, **result})
+        except DuplicateKeyError:
+            stored = await self.results.find_one({"_id": key})
+            assert stored is not None
+            stored.pop("_id")
+            return stored
+        return dict(result)
+
+    async def mark_done(self, job_id: str, name: str, stored: Doc) -> None:
+        key = f"{job_id}/{name}"
+        await self._advance(key, FileState.PENDING, {"state": FileState.DONE.value, **stored})
 
     async def mark_announced(self, job_id: str, name: str) -> None:
         key = f"{job_id}/{name}"
@@ -206,19 +234,31 @@ class ImportRepository:
         files = await self.file_results(job)
         return sum(1 for f in files if not wanted or f["state"] in wanted)
 
-    async def file_results(self, job: Doc) -> list[Doc]:
+    async def file_results(self, job: Doc, known: dict[str, Doc] | None = None) -> list[Doc]:
         """The job's files in index order, read by `_id` from the job's `names`.
 
         FerretDB scans the collection for a filter on `job_id`, and this runs several
         times per import, so the files are read by `_id`, a bounded number at a time.
         Only a job whose start failed before recording `names` (see the service's
         `_prepare`) falls back to the query; a name without its file is skipped.
+        `known`: files already in hand, by name, final (announced), not read again.
         """
         names: list[str] | None = job.get("names")
         if names is None:
             cursor = self.files.find({"job_id": job["_id"]}).sort("index", ASCENDING)
             return [doc async for doc in cursor]
-        found = await gather_in_chunks(names, lambda name: self.get_file(job["_id"], name))
+        known = known or {}
+        missing = [name for name in names if name not in known]
+        found = await gather_in_chunks(missing, lambda name: self.get_file(job["_id"], name))
+        read = {doc["name"]: doc for doc in found if doc is not None}
+        return [d for d in (known.get(name) or read.get(name) for name in names) if d is not None]
+
+    async def recorded_results(self, job: Doc) -> list[Doc]:
+        """Every result recorded for the job's files, done or not (by `_id`)."""
+        names: list[str] = job.get("names") or []
+        found = await gather_in_chunks(
+            names, lambda name: self.results.find_one({"_id": f"{job['_id']}/{name}"})
+        )
         return [doc for doc in found if doc is not None]
 
     # invoices
@@ -227,6 +267,23 @@ class ImportRepository:
         key = invoice_key(invoice["supplier_id"], invoice["number"])
         await self.invoices.replace_one({"_id": key}, {"_id": key, **invoice}, upsert=True)
         return key
+
+    async def save_invoices(self, invoices: list[Doc]) -> None:
+        """Several at once (one round trip), each keyed as `save_invoice` keys it."""
+        if invoices:
+            await self.invoices.bulk_write(
+                [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in invoices],
+                ordered=False,
+            )
+
+    async def stored_invoices(self, keys: list[str]) -> dict[str, Doc]:
+        """The invoices stored under these keys now (by `_id`), with what the supplier
+        totals count of them: their previous version, before a file replaces them."""
+        found = await gather_in_chunks(
+            keys,
+            lambda key: self.invoices.find_one({"_id": key}, {**TOTALS_FIELDS, "job_id": True}),
+        )
+        return {doc["_id"]: doc for doc in found if doc is not None}
 
     async def search_invoices(
         self,
@@ -284,19 +341,29 @@ class ImportRepository:
         kept = set(keys)
         return {"orphans": [k for k in previous["keys"] if k not in kept], "update": True}
 
-    async def drop_orphans(self, job_id: str, name: str, keys: list[str]) -> list[str]:
+    async def drop_orphans(self, job_id: str, name: str, keys: list[str]) -> list[Doc]:
         """Delete the invoices a file no longer holds, unless this job stored them again
-        from another file. Returns their suppliers."""
-        suppliers = []
+        from another file. Returns what the supplier totals counted of each dropped one.
+
+        Each is recorded (first record wins) before it is deleted, so a clean-up run
+        again after a crash still knows what it dropped, and takes it off the totals
+        once: the totals' own marker says whether this job's change was applied.
+        """
+        dropped = []
         for key in keys:
+            record_id = f"{job_id}\x1f{key}"
             doc = await self.invoices.find_one(
-                {"_id": key}, {"job_id": True, "source_file": True, "supplier_id": True}
+                {"_id": key}, {**TOTALS_FIELDS, "job_id": True, "source_file": True}
             )
-            if doc is None or doc["job_id"] == job_id or doc["source_file"] != name:
-                continue
-            await self.invoices.delete_one({"_id": key})
-            suppliers.append(doc["supplier_id"])
-        return suppliers
+            if doc is not None and doc["job_id"] != job_id and doc["source_file"] == name:
+                kept = {k: doc.get(k) for k in TOTALS_FIELDS}
+                with contextlib.suppress(DuplicateKeyError):
+                    await self.dropped.insert_one({"_id": record_id, "job_id": job_id, **kept})
+                await self.invoices.delete_one({"_id": key})
+            record = await self.dropped.find_one({"_id": record_id})
+            if record is not None:
+                dropped.append({k: record.get(k) for k in TOTALS_FIELDS})
+        return dropped
 
     async def record_source(self, job_id: str, name: str, supplier: str, keys: list[str]) -> None:
         record_id = f"{supplier}\x1f{name}"
@@ -306,7 +373,35 @@ class ImportRepository:
             upsert=True,
         )
 
-    async def recompute_supplier_totals(self, suppliers: set[str], now: datetime) -> list[Doc]:
+    async def apply_supplier_deltas(
+        self, job_id: str, deltas: dict[str, Doc], now: datetime
+    ) -> list[Doc]:
+        """Add one job's change to each supplier's totals, once (docs/imports.md).
+
+        The job's id goes into the totals document in the same write as the new figures,
+        so a clean-up run again (a crash, a replica taking over) finds it there and adds
+        nothing. Read then write by `_id`: one import runs at a time, and its clean-up
+        once at a time (`JobEnd._finishing`, the `cleaning` transition's marker).
+        """
+        written = []
+        for supplier, delta in sorted(deltas.items()):
+            current = await self.supplier_totals.find_one({"_id": supplier})
+            applied = (current or {}).get("applied_jobs", [])
+            if job_id in applied:
+                continue
+            document = {
+                "_id": supplier,
+                **add_totals(current, delta),
+                "updated_at": now,
+                "applied_jobs": [*applied, job_id][-KEEP_APPLIED_JOBS:],
+            }
+            await self.supplier_totals.replace_one({"_id": supplier}, document, upsert=True)
+            written.append(document)
+        return written
+
+    async def recompute_supplier_totals(
+        self, suppliers: set[str], now: datetime, job_id: str | None = None
+    ) -> list[Doc]:
         """Counts and sums of these suppliers' documents, recomputed from scratch.
 
         One pass over the invoices (FerretDB scans for any filter but `_id`, so one scan
@@ -343,14 +438,16 @@ class ImportRepository:
             entry["supplier_name"] = entry["supplier_name"] or doc.get("supplier_name")
         written = []
         for supplier, entry in sorted(totals.items()):
-            if not entry["invoices"] and not entry["credit_notes"]:
-                await self.supplier_totals.delete_one({"_id": supplier})
-                continue
+            current = await self.supplier_totals.find_one({"_id": supplier}, {"applied_jobs": True})
+            applied = (current or {}).get("applied_jobs", [])
+            if job_id is not None and job_id not in applied:
+                applied = [*applied, job_id][-KEEP_APPLIED_JOBS:]
             document = {
                 "_id": supplier,
                 **entry,
                 **{f: str(entry[f]) for f in ("net", "tax", "gross")},
                 "updated_at": now,
+                "applied_jobs": applied,
             }
             await self.supplier_totals.replace_one({"_id": supplier}, document, upsert=True)
             written.append(document)

@@ -58,7 +58,7 @@ class ImportService:
             file_delay_s=file_delay_s,
         )
         self.end = JobEnd(flow, on_released=self._schedule_soon)
-        self.control = ImportControl(flow, on_released=self._schedule_soon)
+        self.control = ImportControl(flow, self.end, on_released=self._schedule_soon)
         self.jobs = JobFlow(flow, self.end, self.control)
         self.worker = FileWorker(flow, self.end, on_settled=self.control.end_if_settled)
         self.background: set[asyncio.Task[None]] = set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from import_svc.context import ENDED, Workflow
 from import_svc.ending import JobEnd
 from import_svc.events import PRODUCER, file_result, item_events
 from import_svc.processing import FileOutcome, process_file, row_key
-from import_svc.repository import FileFate, FileState, JobState
+from import_svc.repository import FileFate, FileState, JobState, invoice_key
+from import_svc.totals import snapshot
 from jauge_shared.contracts import ImportFile, ImportKind
 from jauge_shared.identity import connection_name
 
@@ -39,10 +41,11 @@ class FileWorker:
         # a file announced: a cancelled import may now end (control.py)
         self.on_settled = on_settled
         self._test_gate = asyncio.Lock()
+        self._renewed: tuple[str, datetime] | None = None  # job, when this replica renewed
 
     async def import_file(self, command: ImportFile) -> None:
         flow = self.flow
-        job = await flow.repo.get_job(command.job_id)
+        job = await flow.repo.get_job(command.job_id, names=False)
         file = await flow.repo.get_file(command.job_id, command.item)
         if job is None or file is None:
             logger.warning("file of an unknown job", extra={"job_id": command.job_id})
@@ -54,7 +57,7 @@ class FileWorker:
             return
         if job["state"] not in MAY_READ:
             return
-        await flow.lock.renew(job["_id"], flow.clock())
+        await self._renew(job["_id"])
         if file["state"] == FileState.PENDING.value:
             if flow.file_delay_s:  # tests only (settings.test_file_delay_s): one at a time
                 async with self._test_gate:
@@ -63,8 +66,16 @@ class FileWorker:
                 return  # a cancel put it back where it came from, unread (control.py)
             path = flow.files.work(job["_id"]) / command.item
             outcome = await asyncio.to_thread(process_file, command.kind, path, flow.max_file_bytes)
-            sources = await self._save_invoices(job["_id"], command.item, outcome)
-            await self._save_rows(command.kind, job["_id"], command.item, outcome)
+            invoices = {
+                invoice_key(i["supplier_id"], i["number"]): {
+                    "_id": invoice_key(i["supplier_id"], i["number"]),
+                    **i,
+                    "job_id": job["_id"],
+                    "source_file": command.item,
+                }
+                for i in outcome.invoices  # the last of a number twice in one file wins
+            }
+            sources = await self._sources(job["_id"], command.item, list(invoices.values()))
             # which replica did the work: shows in the report that replicas share files
             result = {
                 **file_result(outcome),
@@ -72,11 +83,15 @@ class FileWorker:
                 "finished_at": flow.clock(),
                 **sources,
             }
-            await flow.repo.finish_file(job["_id"], command.item, result)
+            # recorded before the invoices are written: a file read again after a crash
+            # keeps its first reading's `before`s, not its own writes (totals.py)
+            stored = await flow.repo.record_result(job["_id"], command.item, result)
+            await flow.repo.save_invoices(list(invoices.values()))
+            await self._save_rows(command.kind, job["_id"], command.item, outcome)
+            await flow.repo.mark_done(job["_id"], command.item, stored)
             flow.faults.hit("import.file_stored")
-            file = await flow.repo.get_file(command.job_id, command.item)
-            assert file is not None
-            current = await flow.repo.get_job(command.job_id)
+            file = {**file, **stored, "state": FileState.DONE.value}
+            current = await flow.repo.get_job(command.job_id, names=False)
             if current is None or current["state"] not in MAY_READ:
                 # the job ran out of time while this file was read: it went back to the
                 # inbox with the others and was counted as not processed, so say nothing
@@ -88,21 +103,45 @@ class FileWorker:
         for event in item_events(job["_id"], file):
             await flow.emit(event)
         await flow.repo.mark_announced(job["_id"], command.item)
-        await self.end.check_completion(job["_id"])
+        await self.end.check_completion(job["_id"], announced=command.item, file=file)
         if self.on_settled is not None:
             await self.on_settled(job["_id"])
 
-    async def _save_invoices(self, job_id: str, name: str, outcome: FileOutcome) -> dict[str, Any]:
-        """Store the file's invoices; note per supplier what the clean-up must do."""
+    async def _renew(self, job_id: str) -> None:
+        """The lease, renewed at most ten times per lease: at 100 files a second, once
+        per file was 100 scans of the lock's generations a second, for nothing (the
+        scheduler's pass renews it too, every `scheduler_interval_s`)."""
+        flow = self.flow
+        now = flow.clock()
+        last = self._renewed
+        if last is not None and last[0] == job_id and now - last[1] < flow.lock.lease / 10:
+            return
+        await flow.lock.renew(job_id, now)
+        self._renewed = (job_id, now)
+
+    async def _sources(
+        self, job_id: str, name: str, invoices: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Per supplier, the file's invoice keys, what the clean-up must do (orphans),
+        and each invoice's change for the totals: as stored before, as written now."""
         repo = self.flow.repo
-        by_supplier: dict[str, list[str]] = {}
-        for invoice in outcome.invoices:
-            key = await repo.save_invoice({**invoice, "job_id": job_id, "source_file": name})
-            by_supplier.setdefault(invoice["supplier_id"], []).append(key)
+        before = await repo.stored_invoices([doc["_id"] for doc in invoices])
+        by_supplier: dict[str, list[dict[str, Any]]] = {}
+        for doc in invoices:
+            by_supplier.setdefault(doc["supplier_id"], []).append(doc)
         sources = []
-        for supplier, keys in sorted(by_supplier.items()):
+        for supplier, docs in sorted(by_supplier.items()):
+            keys = [doc["_id"] for doc in docs]
             previous = await repo.previous_keys(job_id, name, supplier, keys)
-            sources.append({"supplier": supplier, "keys": keys, **previous})
+            changes = [
+                {
+                    "key": doc["_id"],
+                    "before": snapshot(before.get(doc["_id"])),
+                    "after": snapshot(doc),
+                }
+                for doc in docs
+            ]
+            sources.append({"supplier": supplier, "keys": keys, **previous, "changes": changes})
         return {"sources": sources} if sources else {}
 
     async def _save_rows(
