@@ -45,6 +45,7 @@ from gateway.routers import (
     lots,
     ops,
     pages,
+    search,
     tariffs,
     tasks,
     uploads,
@@ -91,6 +92,7 @@ ROUTERS = (
     colis,
     uploads,
     tasks,
+    search,
     audit,
 )
 
