@@ -17,10 +17,13 @@ from typing import Annotated, Any
 import orjson
 from fastapi import HTTPException, Query
 
+from gateway.errors import error_responses
+
 BAD_CURSOR = HTTPException(
     400, detail="Curseur de pagination invalide : repartez de la première page."
 )
 
+BAD_CURSOR_RESPONSE = error_responses(400, e400="A cursor that is not one of ours")
 Cursor = Annotated[
     str | None,
     Query(
@@ -70,3 +73,13 @@ def page(
     if len(docs) <= limit:
         return docs, None
     return docs[:limit], encode(docs[limit - 1], key)
+
+
+def key_cursor(key: str) -> str:
+    """A cursor of a list read in `_id` order alone (another service's, which names the
+    last key of its page)."""
+    return encode({"_id": key}, "_id")
+
+
+def after_key(cursor: str | None) -> str | None:
+    return decode(cursor)[1] if cursor is not None else None

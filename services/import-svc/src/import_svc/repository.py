@@ -207,8 +207,11 @@ class ImportRepository:
         job_id: str | None,
         job_ids: list[str] | None,
         limit: int,
-        offset: int,
-    ) -> tuple[int, list[Doc]]:
+        after: str | None,
+    ) -> tuple[list[Doc], str | None]:
+        """One page of the invoices matching, in key order (supplier, then number), and
+        the key to start the next page after (None at the end): a range on `_id`, never
+        a skip over the pages before, nor a count of them all."""
         query: Doc = {}
         if supplier:
             pattern = re.escape(supplier)
@@ -223,14 +226,13 @@ class ImportRepository:
             query["job_id"] = {"$in": allowed}
         elif job_id:
             query["job_id"] = job_id
-        total = await self.invoices.count_documents(query)
-        cursor = (
-            self.invoices.find(query, {"_id": False})
-            .sort([("supplier_id", ASCENDING), ("number", ASCENDING)])
-            .skip(offset)
-            .limit(limit)
-        )
-        return total, [doc async for doc in cursor]
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        found = self.invoices.find(query).sort("_id", ASCENDING).limit(limit + 1)
+        docs = [doc async for doc in found]
+        next_after = str(docs[limit - 1]["_id"]) if len(docs) > limit else None
+        page = [{k: v for k, v in doc.items() if k != "_id"} for doc in docs[:limit]]
+        return page, next_after
 
     # what each supplier's file held when it was last imported, to find orphans
     async def previous_keys(self, job_id: str, name: str, supplier: str, keys: list[str]) -> Doc:

@@ -47,7 +47,9 @@ class JobPage(BaseModel):
     )
 
 
-@router.get("", response_model=JobPage, response_model_by_alias=True)
+@router.get(
+    "", response_model=JobPage, response_model_by_alias=True, responses=keyset.BAD_CURSOR_RESPONSE
+)
 async def list_jobs(
     user: CurrentUser,
     view: ViewDep,

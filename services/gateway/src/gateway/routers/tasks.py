@@ -111,7 +111,7 @@ def ref(description: str) -> Any:
     return Query(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description=description)
 
 
-@router.get("")
+@router.get("", responses=keyset.BAD_CURSOR_RESPONSE)
 async def list_tasks(
     user: CurrentUser,
     view: ViewDep,
