@@ -50,9 +50,11 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function renderRecent() {
     const body = Jauge.$("#recent tbody");
+    // newest first: what started after the page's first row goes above it
+    const top = pageIds.length ? Date.parse(jobs.get(pageIds[0])?.created_at || 0) : -Infinity;
     const fresh = !pager || !pager.onFirstPage ? [] : [...jobs.values()].filter((job) =>
       !pageIds.includes(job.id) && matches(job) &&
-      (!job.created_at || Date.parse(job.created_at) > pager.loadedAt));
+      (!job.created_at || Date.parse(job.created_at) > top));
     const shown = [...fresh.sort(newest), ...pageIds.map((id) => jobs.get(id)).filter(Boolean)];
     const rows = shown
       .map((job) => {
@@ -78,7 +80,6 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!params.get("kind")) params.set("kind", "import"); // every kind of import
     params.set("limit", String(JaugePager.pageSize()));
     if (cursor) params.set("cursor", cursor);
-    pager.loadedAt = Date.now() - 2000; // what starts from now on is newer
     const data = await Jauge.api("GET", "/api/jobs?" + params);
     const items = Array.isArray(data) ? data : data.items || [];
     for (const job of items) apply(job);

@@ -113,7 +113,9 @@ document.addEventListener("DOMContentLoaded", () => {
 
   // filters and pages (pager.js): each list shows one page of the tasks the filter form
   // lets through; a live update refreshes a card shown, and adds one to a first page if
-  // the page has room or the task is newer than the page
+  // the list has no other page, or if it goes before the page's first card (the failed
+  // and completed lists are newest first; the active one, oldest first, grows at its end)
+  const SORT_KEY = { failed: "updated_at", completed: "finished_at" };
   const filterForm = Jauge.$("#task-filters");
   const pagers = {};
   function matches(job) {
@@ -129,8 +131,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const old = document.getElementById(`task-${job.id}`);
     const list = where && Jauge.$(`#list-${where}`);
     const pager = where && pagers[where];
-    const joins = !pager || (pager.onFirstPage &&
-      (!pager.nextCursor || Date.parse(job.created_at || 0) > pager.loadedAt));
+    const joins = !pager || (pager.onFirstPage && (!pager.nextCursor ||
+      (SORT_KEY[where] && Date.parse(job[SORT_KEY[where]] || 0) > pager.top)));
     if (!where || (old?.parentElement !== list && !joins)) {
       old?.remove(); counts(); return;
     }
@@ -150,7 +152,6 @@ document.addEventListener("DOMContentLoaded", () => {
     params.set("state", state);
     params.set("limit", String(JaugePager.pageSize()));
     if (cursor) params.set("cursor", cursor);
-    pagers[state].loadedAt = Date.now() - 2000; // what starts from now on is newer
     const data = await Jauge.api("GET", "/api/tasks?" + params);
     const list = Jauge.$(`#list-${state}`);
     const cards = [];
@@ -162,6 +163,8 @@ document.addEventListener("DOMContentLoaded", () => {
         cards.push(cardFor(job));
       }
     }
+    const first = (Array.isArray(data) ? data : data.items || [])[0];
+    pagers[state].top = first && SORT_KEY[state] ? Date.parse(first[SORT_KEY[state]] || 0) : -Infinity;
     list.querySelectorAll(".task").forEach((el) => el.remove());
     list.append(...cards);
     counts();
