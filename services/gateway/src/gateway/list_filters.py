@@ -9,9 +9,12 @@ dashboard's figures are.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, WithJsonSchema
 
 from gateway.users import User
 from jauge_shared.contracts import ImportKind, ProgressStatus
@@ -33,6 +36,21 @@ STATES: dict[str, tuple[list[str], str, int]] = {
     "failed": (FAILED, "updated_at", -1),
     "completed": ([TaskStatus.COMPLETED.value], "finished_at", -1),
 }
+
+
+def iso_date_only(value: Any) -> Any:
+    """`2026-12-07` only: pydantic would also take a number (`0`) as a Unix time, which
+    the OpenAPI document (`format: date`) does not allow."""
+    if not isinstance(value, date) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
+        raise ValueError("date AAAA-MM-JJ attendue")
+    return value
+
+
+IsoDate = Annotated[
+    date,
+    BeforeValidator(iso_date_only),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}),
+]
 
 
 def visible_to(user: User) -> dict[str, Any]:

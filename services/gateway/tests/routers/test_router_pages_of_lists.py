@@ -134,3 +134,12 @@ async def test_a_cursor_that_is_not_ours_is_a_400_and_limits_are_bounded(gw: Gat
 def test_a_cursor_keeps_the_date_and_id_of_the_last_shown() -> None:
     doc = {"_id": "job7", "created_at": (when := datetime.now(UTC))}
     assert keyset.decode(keyset.encode(doc, "created_at")) == (when, "job7")
+
+
+async def test_a_day_is_a_date_not_a_number(gw: Gateway) -> None:
+    async with gw.client() as c:
+        jobs = await c.get("/api/jobs", params={"day": "0"}, headers=gw.auth())
+        tasks = await c.get("/api/tasks", params={"day": "20261207"}, headers=gw.auth())
+        fine = await c.get("/api/tasks", params={"day": "2026-12-07"}, headers=gw.auth())
+    assert jobs.status_code == tasks.status_code == 422
+    assert fine.status_code == 200

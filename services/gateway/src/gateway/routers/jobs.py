@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
@@ -19,7 +19,7 @@ from gateway import keyset
 from gateway.deps import CurrentSession, CurrentUser, HubDep, SessionsDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.hub import JOB_TOPIC_PREFIX, Connection
-from gateway.list_filters import JobFilters
+from gateway.list_filters import IsoDate, JobFilters
 from gateway.live import offer_snapshot
 from gateway.progress_view import NOT_FOUND
 from jauge_shared.contracts import ProgressDocument, ProgressStatus
@@ -65,7 +65,7 @@ async def list_jobs(
     since: Annotated[
         IsoDateTime | None, Query(description="Updated at or after (ISO 8601)")
     ] = None,
-    day: Annotated[date | None, Query(description="Started on this day (UTC)")] = None,
+    day: Annotated[IsoDate | None, Query(description="Started on this day (UTC)")] = None,
     owner: Annotated[
         str | None, Query(max_length=64, description="Admin only: one user's jobs")
     ] = None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
@@ -20,7 +19,7 @@ from gateway import keyset
 from gateway.colis_rpc import ask_control
 from gateway.deps import CurrentUser, RpcDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
-from gateway.list_filters import FAILED, TaskFilters, TaskState
+from gateway.list_filters import FAILED, IsoDate, TaskFilters, TaskState
 from gateway.quantities import DIMENSION_DIGITS, WEIGHT_DIGITS, quantity_pattern
 from gateway.upload_access import bind_upload
 from jauge_shared.contracts import (
@@ -121,7 +120,7 @@ async def list_tasks(
     ] = None,
     lot: Annotated[str | None, ref("Lot id")] = None,
     client: Annotated[str | None, ref("Client id")] = None,
-    day: Annotated[date | None, Query(description="Created on this day (UTC)")] = None,
+    day: Annotated[IsoDate | None, Query(description="Created on this day (UTC)")] = None,
     owner: Annotated[str | None, Query(max_length=64, description="Admin only")] = None,
     cursor: keyset.Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
