@@ -98,7 +98,7 @@ async def test_parcels_created_at_once_all_complete_with_unique_numbers_and_exac
         while time.monotonic() < deadline:
             done = (
                 await alice.http.get("/api/tasks", params={"state": "completed", "limit": 500})
-            ).json()
+            ).json()["items"]
             if len({t["id"] for t in done} & set(by_task)) == count:
                 break
             await asyncio.sleep(0.5)
@@ -180,7 +180,7 @@ async def test_a_permanent_failure_stops_at_once_and_a_corrected_retry_completes
         assert task["retry_count"] == 0 and task["next_retry_at"] is None
         assert task["message"] == "Client inconnu : cli-inconnu."
         assert len(task["errors"]) == 1 and task["can_retry"] is True
-        failed = (await alice.http.get("/api/tasks", params={"state": "failed"})).json()
+        failed = (await alice.http.get("/api/tasks", params={"state": "failed"})).json()["items"]
         assert task_id in [t["id"] for t in failed]
         missing = await alice.http.get(f"/api/colis/{task_id}")
         assert missing.status_code == 404  # no parcel

@@ -84,7 +84,7 @@ async def test_rest_isolation_between_agents_and_admin(gateway) -> None:
             token = await login(gateway, user, f"{user}-password")
             headers = {"Authorization": f"Bearer {token}"}
             listed = await client.get("/api/jobs", headers=headers)
-            assert {j["id"] for j in listed.json()} == visible
+            assert {j["id"] for j in listed.json()["items"]} == visible
             for job_id in ("job-a", "job-b"):
                 one = await client.get(f"/api/jobs/{job_id}", headers=headers)
                 assert one.status_code == (200 if job_id in visible else 404)

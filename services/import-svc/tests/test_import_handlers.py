@@ -46,7 +46,7 @@ class FakeQueries:
         return ImportReport(found=True, job_id=request.job_id, kind="edi")
 
     async def invoices(self, request: InvoiceSearchRequest) -> InvoiceList:
-        return InvoiceList(total=0)
+        return InvoiceList(invoices=[])
 
 
 def route(routing_key: str) -> str:

@@ -150,14 +150,28 @@ async def test_invoices_are_searched_by_supplier_number_and_visible_jobs(repo) -
     await _import(repo, "job-a", "a.edi", [sample_invoice(1, "F1", n_lines=1)])
     await _import(repo, "job-b", "b.edi", [sample_invoice(2, "F2", n_lines=1)])
     search = repo.search_invoices
-    base = {"supplier": None, "number": None, "job_id": None, "limit": 10, "offset": 0}
-    assert (await search(**{**base, "job_ids": None}))[0] == 2
-    assert (await search(**{**base, "job_ids": ["job-a"]}))[1][0]["number"] == "F1"
-    assert (await search(**{**base, "job_ids": []}))[0] == 0
-    assert (await search(**{**base, "job_ids": ["job-a"], "job_id": "job-b"}))[0] == 0
-    assert (await search(**{**base, "job_ids": None, "number": "F2"}))[0] == 1
+    base = {"supplier": None, "number": None, "job_id": None, "limit": 10, "after": None}
+    assert len((await search(**{**base, "job_ids": None}))[0]) == 2
+    assert (await search(**{**base, "job_ids": ["job-a"]}))[0][0]["number"] == "F1"
+    assert (await search(**{**base, "job_ids": []}))[0] == []
+    assert (await search(**{**base, "job_ids": ["job-a"], "job_id": "job-b"}))[0] == []
+    assert len((await search(**{**base, "job_ids": None, "number": "F2"}))[0]) == 1
     name_part = sample_invoice(2, "F2", n_lines=1).supplier_name.split()[0]
-    assert (await search(**{**base, "job_ids": None, "supplier": name_part}))[0] >= 1
+    assert len((await search(**{**base, "job_ids": None, "supplier": name_part}))[0]) >= 1
+
+
+async def test_invoices_come_a_page_at_a_time_after_the_last_key(repo) -> None:
+    await _import(repo, "job-a", "a.edi", [sample_invoice(n, f"F{n}", n_lines=1) for n in range(5)])
+    base = {"supplier": None, "number": None, "job_id": None, "job_ids": None, "limit": 2}
+    numbers: list[str] = []
+    after = None
+    for _ in range(5):
+        page, after = await repo.search_invoices(**base, after=after)
+        assert len(page) <= 2 and all("_id" not in doc for doc in page)
+        numbers += [doc["number"] for doc in page]
+        if after is None:
+            break
+    assert sorted(numbers) == [f"F{n}" for n in range(5)] and len(set(numbers)) == 5
 
 
 def test_interchange_fixture_sanity() -> None:

@@ -16,7 +16,7 @@ from uuid import uuid4
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from colis_svc import audit
+from colis_svc import audit, search
 from colis_svc.documents import public_client, public_colis, public_lot
 from colis_svc.domain import (
     LotStatut,
@@ -49,6 +49,7 @@ from jauge_shared.contracts.colis_rpc import (
     LotHistory,
     Precheck,
     PrecheckUpdate,
+    Search,
     ShipLot,
     UpdateClient,
 )
@@ -145,6 +146,8 @@ class ColisQueries:
             case AuditPage():
                 # every change to lots and parcels (the gateway lets admins only)
                 return await self.audit.page(audit.ALL, query.limit, query.before)
+            case Search():
+                return await search.search(self.repo, query.q)
 
     async def create_client(self, query: CreateClient) -> Doc:
         name, phone = _client_fields(query.name, query.phone)

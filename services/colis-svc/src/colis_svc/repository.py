@@ -170,6 +170,16 @@ class ColisRepository:
     async def get_lot(self, lot_id: str) -> Doc | None:
         return await self.lots.find_one({"_id": lot_id})
 
+    async def lot_by_number(self, numero: str) -> Doc | None:
+        """The lot numbered `numero`, found by `_id` twice (its reservation, then the lot):
+        the only lookup FerretDB answers from an index. A number reserved by a process
+        that died before storing its lot finds nothing."""
+        reserved = await self.lot_numbers.find_one({"_id": numero})
+        if reserved is None:
+            return None
+        lot = await self.lots.find_one({"_id": reserved["lot_id"]})
+        return lot if lot is not None and lot.get("numero_lot") == numero else None
+
     async def set_lot_statut(self, lot_id: str, statut: LotStatut, now: datetime) -> None:
         when = "shipped_at" if statut is LotStatut.EXPEDIE else "closed_at"
         await self.lots.update_one({"_id": lot_id}, {"$set": {"statut": statut.value, when: now}})
@@ -216,6 +226,15 @@ class ColisRepository:
                 return numero
             except DuplicateKeyError:
                 continue
+
+    async def colis_by_number(self, numero: str) -> Doc | None:
+        """The parcel holding tracking number `numero`, by `_id` twice as `lot_by_number`;
+        a number reserved but never held (a crash, a lost race) finds nothing."""
+        reserved = await self.tracking_numbers.find_one({"_id": numero})
+        if reserved is None:
+            return None
+        parcel = await self.colis.find_one({"_id": reserved["colis_id"]})
+        return parcel if parcel is not None and parcel.get("numero_suivi") == numero else None
 
     async def insert_colis(self, colis: Doc) -> bool:
         """False when this parcel already exists (a resumed or redelivered creation)."""

@@ -14,40 +14,38 @@ caller may not see is answered exactly as one that does not exist (404, or no sn
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import HTTPException, status
 from pymongo.asynchronous.collection import AsyncCollection
 
+from gateway import keyset
 from gateway.durations import RecentDurations, Sample
+from gateway.list_filters import (
+    ACTIVE,
+    TASK_KINDS,
+    JobFilters,
+    TaskFilters,
+    whose,
+)
 from gateway.recent import RecentJobs
 from gateway.users import User
-from jauge_shared.contracts import ProgressDocument, ProgressStatus, TaskStatus
-from jauge_shared.contracts.colis import ACTIVE_STATUSES, FAILED_STATUSES
+from jauge_shared.contracts import ProgressDocument, TaskStatus
 from jauge_shared.contracts.colis import can_cancel as shared_can_cancel
 from jauge_shared.contracts.colis import can_retry as shared_can_retry
 
 Progress = AsyncCollection[dict[str, Any]]
 Doc = dict[str, Any]  # a progress document as stored
 Job = dict[str, Any]  # a progress document as the API and the sockets show it
-TaskState = Literal["active", "failed", "completed"]
+Page = tuple[list[Job], str | None]  # a page of a list, and the cursor of the next one
 
 NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, detail="Tâche introuvable.")
-TASK_KINDS = ["colis.create", "colis.update"]
-# colis-svc's status sets (jauge_shared.contracts.colis), as stored in `step_status`
-ACTIVE = sorted(status.value for status in ACTIVE_STATUSES)
-FAILED = sorted(status.value for status in FAILED_STATUSES)
 ETA_SAMPLE = 20  # completed tasks per operation behind an ETA
 JOBS_SNAPSHOT_LIMIT = 100  # jobs in a `jobs` subscription's snapshot
 
 
 def to_public(doc: Doc) -> Job:
     return ProgressDocument.model_validate(doc).model_dump(mode="json", by_alias=True)
-
-
-def visible_to(user: User) -> dict[str, Any]:
-    """The filter of what the caller may see, for the queries of many documents."""
-    return {} if user.is_admin else {"owner": user.username}
 
 
 def can_retry(doc: Doc, user: User) -> bool:
@@ -80,14 +78,6 @@ def present(doc: Doc, user: User, averages: dict[str, float], now: datetime) -> 
         (now + timedelta(seconds=eta)).isoformat() if eta is not None else None
     )
     return view
-
-
-def task_scope(user: User, owner: str | None) -> dict[str, Any]:
-    """The caller's parcel tasks; an admin's are everyone's, or one `owner`'s."""
-    query: dict[str, Any] = {"kind": {"$in": TASK_KINDS}, **visible_to(user)}
-    if owner and user.is_admin:
-        query["owner"] = owner
-    return query
 
 
 class ProgressView:
@@ -169,25 +159,12 @@ class ProgressView:
 
     # --- lists -------------------------------------------------------------------------
 
-    async def jobs(
-        self,
-        user: User,
-        *,
-        kind: str | None,
-        status_: ProgressStatus | None,
-        since: datetime | None,
-        limit: int,
-    ) -> list[Job]:
-        """The jobs and tasks the caller may see, newest first."""
-        query: dict[str, Any] = visible_to(user)
-        if kind:
-            query["kind"] = kind
-        if status_:
-            query["status"] = status_.value
-        if since:
-            query["updated_at"] = {"$gte": since}
-        cursor = self.progress.find(query).sort("updated_at", -1).limit(limit)
-        return [to_public(doc) async for doc in cursor]
+    async def jobs(self, user: User, filters: JobFilters, cursor: str | None, limit: int) -> Page:
+        """The jobs and tasks the caller may see, newest started first, a page at a time."""
+        query = {**filters.query(user), **keyset.after(cursor, "created_at", -1)}
+        found = self.progress.find(query).sort(keyset.sort("created_at", -1)).limit(limit + 1)
+        docs, next_cursor = keyset.page([doc async for doc in found], limit, "created_at")
+        return [to_public(doc) for doc in docs], next_cursor
 
     async def newest_jobs(self, user: User) -> list[Job]:
         """The `jobs` subscription's snapshot, from memory once loaded."""
@@ -198,33 +175,26 @@ class ProgressView:
         query = {"owner": user.username, "kind": "import.edi"}
         return [doc["_id"] async for doc in self.progress.find(query, {"_id": True})]
 
-    async def tasks(self, user: User, state: TaskState, owner: str | None, limit: int) -> list[Job]:
-        """`active`: waiting or running, oldest first; `failed`: retryable first;
-        `completed`: the last 24 h, newest first."""
+    async def tasks(self, user: User, filters: TaskFilters, cursor: str | None, limit: int) -> Page:
+        """`active`: waiting or running, oldest first; `failed`: newest first, the
+        retryable ones first within a page; `completed`: the last 24 h, newest first."""
         now = datetime.now(UTC)
-        query = task_scope(user, owner)
-        sort: list[tuple[str, int]] = [("updated_at", -1)]
-        if state == "active":
-            query["step_status"] = {"$in": ACTIVE}
-            sort = [("created_at", 1)]
-        elif state == "failed":
-            query["step_status"] = {"$in": FAILED}
-        else:
-            query["step_status"] = TaskStatus.COMPLETED.value
-            query["finished_at"] = {"$gte": now - timedelta(hours=24)}
-            sort = [("finished_at", -1)]
+        key, direction = filters.sort_key()
+        query = {**filters.query(user, now), **keyset.after(cursor, key, direction)}
         averages = await self.durations.averages()
-        cursor = self.progress.find(query).sort(sort).limit(limit)
-        tasks = [present(doc, user, averages, now) async for doc in cursor]
-        if state == "failed":  # retryable first, each group newest first (sort is stable)
+        found = self.progress.find(query).sort(keyset.sort(key, direction)).limit(limit + 1)
+        docs, next_cursor = keyset.page([doc async for doc in found], limit, key)
+        tasks = [present(doc, user, averages, now) for doc in docs]
+        if filters.state == "failed":  # retryable first, each group newest first (stable)
             tasks.sort(key=lambda t: not t["can_retry"])
-        return tasks
+        return tasks, next_cursor
 
     async def task_stats(self, user: User, owner: str | None) -> dict[str, Any]:
         """Today's figures (UTC day) for the caller's tasks, or everyone's for an admin."""
         now = datetime.now(UTC)
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        query = {**task_scope(user, owner), "created_at": {"$gte": midnight}}
+        tasks = {"kind": {"$in": TASK_KINDS}, **whose(user, owner)}
+        query = {**tasks, "created_at": {"$gte": midnight}}
         counts: dict[str, int] = {}
         async for doc in self.progress.find(query, {"step_status": 1}):
             key = str(doc.get("step_status"))
@@ -235,7 +205,7 @@ class ProgressView:
             TaskStatus.FAILED_FINAL.value, 0
         )
         active_query = {
-            **task_scope(user, owner),
+            **tasks,
             "step_status": {"$in": [*ACTIVE, "failed_retry"]},
         }
         active = await self.progress.count_documents(active_query)

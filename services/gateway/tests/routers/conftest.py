@@ -3,7 +3,8 @@ made of fakes instead of a store and a broker (the lifespan, which would connect
 never runs under httpx's ASGITransport).
 
 - `FakeCollection`: the progress collection, with the few query operators the
-  progress view uses ($in, $gte, $ne), sort, limit and projections ignored;
+  progress view uses ($in, $ne, $gt(e), $lt(e), $or, dotted keys), sort and limit,
+  projections ignored;
 - `FakeRpc`: the request/reply client; `answer(routing_key, body)` scripts the service,
   and `asked` keeps every request (routing key, decoded body);
 - `FakePublisher`: what `send_command` publishes, kept in `published`, or refused.
@@ -39,28 +40,50 @@ from jauge_shared.contracts import message_type
 SECRET = "router-tests-" + "x" * 40
 
 
+def _value(doc: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):  # "summary.client_id"
+        doc = doc.get(part) if isinstance(doc, dict) else None  # type: ignore[assignment]
+    return doc
+
+
+def _compares(value: Any, op: str, arg: Any) -> bool:
+    if op == "$in":
+        return value in arg
+    if op == "$ne":
+        return bool(value != arg)
+    if value is None:
+        return False
+    return {
+        "$gte": lambda: value >= arg,
+        "$gt": lambda: value > arg,
+        "$lte": lambda: value <= arg,
+        "$lt": lambda: value < arg,
+    }[op]()
+
+
 def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
     for key, wanted in query.items():
-        value = doc.get(key)
+        if key == "$or":
+            if not any(_matches(doc, branch) for branch in wanted):
+                return False
+            continue
+        value = _value(doc, key)
         if isinstance(wanted, dict):
-            for op, arg in wanted.items():
-                if op == "$in" and value not in arg:
-                    return False
-                if op == "$gte" and (value is None or value < arg):
-                    return False
-                if op == "$ne" and value == arg:
-                    return False
+            if not all(_compares(value, op, arg) for op, arg in wanted.items()):
+                return False
         elif value != wanted:
             return False
     return True
 
 
 class FakeCursor:
-    def __init__(self, docs: list[dict[str, Any]]) -> None:
+    def __init__(self, docs: list[dict[str, Any]], sorts: list[tuple[str, int]]) -> None:
         self.docs = docs
+        self.sorts = sorts
 
     def sort(self, key: Any, direction: int = 1) -> FakeCursor:
         keys = key if isinstance(key, list) else [(key, direction)]
+        self.sorts.extend(keys)
         for name, way in reversed(keys):
             present = [d for d in self.docs if d.get(name) is not None]
             absent = [d for d in self.docs if d.get(name) is None]
@@ -81,13 +104,16 @@ class FakeCollection:
     def __init__(self, *docs: dict[str, Any]) -> None:
         self.docs: dict[str, dict[str, Any]] = {d["_id"]: d for d in docs}
         self.queries: list[dict[str, Any]] = []
+        self.finds: list[tuple[dict[str, Any], list[tuple[str, int]]]] = []  # and sorts
 
     def add(self, doc: dict[str, Any]) -> None:
         self.docs[doc["_id"]] = doc
 
     def find(self, query: dict[str, Any] | None = None, *_: Any) -> FakeCursor:
         self.queries.append(query or {})
-        return FakeCursor([d for d in self.docs.values() if _matches(d, query or {})])
+        found = [d for d in self.docs.values() if _matches(d, query or {})]
+        self.finds.append((query or {}, []))
+        return FakeCursor(found, self.finds[-1][1])
 
     async def find_one(self, query: dict[str, Any], *_: Any) -> dict[str, Any] | None:
         self.queries.append(query)

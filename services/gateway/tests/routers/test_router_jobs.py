@@ -10,13 +10,14 @@ if TYPE_CHECKING:
 
 
 async def test_an_agent_lists_only_their_own_jobs_newest_first(gw: Gateway) -> None:
-    older = gw.add_job("alice", updated_at=gw.now - timedelta(minutes=5))
-    newer = gw.add_job("alice", updated_at=gw.now - timedelta(minutes=1))
+    older = gw.add_job("alice", created_at=gw.now - timedelta(minutes=5))
+    newer = gw.add_job("alice", created_at=gw.now - timedelta(minutes=1))
     gw.add_job("bob")
     async with gw.client() as c:
         response = await c.get("/api/jobs", headers=gw.auth("alice"))
     assert response.status_code == 200
-    assert [j["id"] for j in response.json()] == [newer["_id"], older["_id"]]
+    assert [j["id"] for j in response.json()["items"]] == [newer["_id"], older["_id"]]
+    assert response.json()["next_cursor"] is None
 
 
 async def test_an_admin_lists_everyones_jobs_filtered_by_kind_and_status(gw: Gateway) -> None:
@@ -30,7 +31,7 @@ async def test_an_admin_lists_everyones_jobs_filtered_by_kind_and_status(gw: Gat
             params={"kind": "import.edi", "status": "completed", "limit": 10},
             headers=gw.auth("root"),
         )
-    ids = [j["id"] for j in response.json()]
+    ids = [j["id"] for j in response.json()["items"]]
     assert len(ids) == 2 and wanted["_id"] in ids
 
 
@@ -40,7 +41,7 @@ async def test_since_keeps_the_jobs_updated_after_it(gw: Gateway) -> None:
     since = (gw.now - timedelta(hours=1)).isoformat()
     async with gw.client() as c:
         response = await c.get("/api/jobs", params={"since": since}, headers=gw.auth())
-    assert [j["id"] for j in response.json()] == [recent["_id"]]
+    assert [j["id"] for j in response.json()["items"]] == [recent["_id"]]
 
 
 async def test_one_job_is_shown_by_its_public_id(gw: Gateway) -> None:

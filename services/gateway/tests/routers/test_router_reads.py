@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 async def test_an_agent_sees_the_invoices_of_their_own_imports_only(gw: Gateway) -> None:
     mine = gw.add_job("alice", kind="import.edi")
     gw.add_job("bob", kind="import.edi")
-    gw.rpc.answer = lambda key, body: {"total": 0, "invoices": []}
+    gw.rpc.answer = lambda key, body: {"invoices": [], "next_after": None}
     async with gw.client() as c:
         response = await c.get("/api/invoices", headers=gw.auth("alice"))
     assert response.status_code == 200
@@ -25,17 +25,22 @@ async def test_an_agent_sees_the_invoices_of_their_own_imports_only(gw: Gateway)
 async def test_an_agent_without_imports_is_answered_without_asking(gw: Gateway) -> None:
     async with gw.client() as c:
         response = await c.get("/api/invoices", headers=gw.auth("alice"))
-    assert response.json() == {"total": 0, "invoices": []}
+    assert response.json() == {"items": [], "next_cursor": None}
     assert not gw.rpc.asked
 
 
 async def test_an_admin_searches_every_invoice(gw: Gateway) -> None:
-    gw.rpc.answer = lambda key, body: {"total": 1, "invoices": [{"number": "F1"}]}
+    gw.rpc.answer = lambda key, body: {"invoices": [{"number": "F1"}], "next_after": "S1:F1"}
     async with gw.client() as c:
         response = await c.get("/api/invoices", params={"number": "F1"}, headers=gw.auth("root"))
-    assert response.json()["total"] == 1
-    [(_, request)] = gw.rpc.asked
+        cursor = response.json()["next_cursor"]
+        await c.get("/api/invoices", params={"cursor": cursor}, headers=gw.auth("root"))
+        forged = await c.get("/api/invoices", params={"cursor": "eA"}, headers=gw.auth("root"))
+    assert response.json()["items"] == [{"number": "F1"}]
+    [(_, request), (_, following)] = gw.rpc.asked
     assert request["job_ids"] is None and request["number"] == "F1"
+    assert following["after"] == "S1:F1"  # the next page starts after the last key shown
+    assert forged.status_code == 400
 
 
 async def test_the_whole_audit_trail_is_for_admins(gw: Gateway) -> None:

@@ -18,7 +18,7 @@ async def test_active_tasks_are_the_callers_running_ones_oldest_first(gw: Gatewa
     async with gw.client() as c:
         response = await c.get("/api/tasks", headers=gw.auth("alice"))
     assert response.status_code == 200
-    assert [t["id"] for t in response.json()] == [early["_id"], late["_id"]]
+    assert [t["id"] for t in response.json()["items"]] == [early["_id"], late["_id"]]
 
 
 async def test_failed_tasks_list_the_retryable_first(gw: Gateway) -> None:
@@ -32,7 +32,7 @@ async def test_failed_tasks_list_the_retryable_first(gw: Gateway) -> None:
     )
     async with gw.client() as c:
         response = await c.get("/api/tasks", params={"state": "failed"}, headers=gw.auth())
-    tasks = response.json()
+    tasks = response.json()["items"]
     assert [t["id"] for t in tasks] == [retryable["_id"], spent["_id"]]
     assert [t["can_retry"] for t in tasks] == [True, False]
 
@@ -51,8 +51,8 @@ async def test_completed_tasks_are_those_of_the_last_day(gw: Gateway) -> None:
     today = gw.add_task("alice", "completed", finished_at=gw.now - timedelta(hours=1))
     async with gw.client() as c:
         response = await c.get("/api/tasks", params={"state": "completed"}, headers=gw.auth())
-    assert [t["id"] for t in response.json()] == [today["_id"]]
-    assert response.json()[0]["can_cancel"] is False
+    assert [t["id"] for t in response.json()["items"]] == [today["_id"]]
+    assert response.json()["items"][0]["can_cancel"] is False
 
 
 async def test_a_running_task_gets_an_eta_from_the_latest_completions(gw: Gateway) -> None:

@@ -54,12 +54,12 @@ class ImportQueries:
         )
 
     async def invoices(self, request: InvoiceSearchRequest) -> InvoiceList:
-        total, docs = await self.repo.search_invoices(
+        docs, next_after = await self.repo.search_invoices(
             supplier=request.supplier,
             number=request.number,
             job_id=request.job_id,
             job_ids=request.job_ids,
             limit=request.limit,
-            offset=request.offset,
+            after=request.after,
         )
-        return InvoiceList(total=total, invoices=docs)
+        return InvoiceList(invoices=docs, next_after=next_after)

@@ -60,7 +60,7 @@ from pymongo import (
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from jauge_shared.contracts.progress import REPAIRS_COLLECTION
+from jauge_shared.contracts.progress import PROGRESS_LIST_INDEXES, REPAIRS_COLLECTION
 from jauge_shared.errors import TransientError
 from jauge_shared.faults import FaultPoints
 from jauge_shared.mongo import gather_in_chunks
@@ -181,6 +181,8 @@ class ProgressRepository:
         await self.collection.create_index([("owner", ASCENDING), ("updated_at", DESCENDING)])
         await self.collection.create_index([("status", ASCENDING)])
         await self.collection.create_index([("kind", ASCENDING)])
+        for keys in PROGRESS_LIST_INDEXES:  # the gateway's paged lists
+            await self.collection.create_index(list(keys))
         await self.repairs.create_index([("at", DESCENDING)])
 
     async def list_open_documents(self) -> None:

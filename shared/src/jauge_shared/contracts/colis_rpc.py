@@ -146,6 +146,14 @@ class AuditPage(_Page):
     method: Literal["audit"] = "audit"
 
 
+class Search(_Query):
+    """A parcel by tracking number or a lot by number, as someone typed it (colis-svc's
+    `search.py` forgives case, spaces, dashes, look-alike letters and one swap)."""
+
+    method: Literal["search"] = "search"
+    q: str = Field(min_length=1, max_length=100)
+
+
 ColisQuery = Annotated[
     ListClients
     | CreateClient
@@ -163,7 +171,8 @@ ColisQuery = Annotated[
     | PrecheckUpdate
     | ColisHistory
     | LotHistory
-    | AuditPage,
+    | AuditPage
+    | Search,
     Field(discriminator="method"),
 ]
 COLIS_QUERY: TypeAdapter[ColisQuery] = TypeAdapter(ColisQuery)

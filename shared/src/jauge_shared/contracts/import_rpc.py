@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 from jauge_shared.contracts.fields import ID_PATTERN
 
 RPC_ID_PATTERN = ID_PATTERN
-# The store's skip is a signed 64-bit integer: a larger offset made import-svc fail on
-# the read and leave the gateway waiting for its timeout (a 504). No page exists that far.
-MAX_OFFSET = 1_000_000_000
+# an invoice's key, `supplier_id:number` (import-svc's `invoice_key`), as a page's bound
+MAX_INVOICE_KEY = 400
 
 
 class _Rpc(BaseModel):
@@ -45,7 +44,11 @@ class InvoiceSearchRequest(_Rpc):
         description="Only invoices of these jobs (an agent's own); None for an admin.",
     )
     limit: int = Field(default=100, ge=1, le=1000)
-    offset: NonNegativeInt = Field(default=0, le=MAX_OFFSET)
+    after: str | None = Field(
+        default=None,
+        max_length=MAX_INVOICE_KEY,
+        description="The previous page's `next_after`: the page starts after that key.",
+    )
 
 
 class InboxRequest(_Rpc):
@@ -119,9 +122,15 @@ class RejectedFile(_Rpc):
 
 
 class InvoiceList(_Rpc):
-    total: NonNegativeInt
+    """One page of invoices, in key order (supplier, then number)."""
+
+    # required: the handler's reply is checked against its return type, where a model
+    # of defaults only would swallow the 503 reply (a dict) as an empty page
     invoices: list[dict[str, Any]] = Field(
-        default_factory=list, description="Invoice documents, as in DESIGN.md (amounts as strings)."
+        description="Invoice documents, as in DESIGN.md (amounts as strings)."
+    )
+    next_after: str | None = Field(
+        default=None, description="The key to ask `after` for the next page; null at the end."
     )
 
 

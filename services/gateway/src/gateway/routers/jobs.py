@@ -12,12 +12,14 @@ import anyio
 import orjson
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.types import Receive, Scope, Send
 
+from gateway import keyset
 from gateway.deps import CurrentSession, CurrentUser, HubDep, SessionsDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.hub import JOB_TOPIC_PREFIX, Connection
+from gateway.list_filters import IsoDate, JobFilters
 from gateway.live import offer_snapshot
 from gateway.progress_view import NOT_FOUND
 from jauge_shared.contracts import ProgressDocument, ProgressStatus
@@ -38,19 +40,42 @@ def iso_only(value: Any) -> Any:
 IsoDateTime = Annotated[datetime, BeforeValidator(iso_only)]
 
 
-@router.get("", response_model=list[ProgressDocument], response_model_by_alias=True)
+class JobPage(BaseModel):
+    items: list[ProgressDocument]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
+
+
+@router.get(
+    "", response_model=JobPage, response_model_by_alias=True, responses=keyset.BAD_CURSOR_RESPONSE
+)
 async def list_jobs(
     user: CurrentUser,
     view: ViewDep,
-    kind: Annotated[str | None, Query(max_length=40, description="e.g. import.edi")] = None,
+    kind: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            pattern=r"^[a-z_.]+$",
+            description="A kind (`import.edi`) or a family of kinds (`import`, `colis`)",
+        ),
+    ] = None,
     status_: Annotated[ProgressStatus | None, Query(alias="status")] = None,
     since: Annotated[
         IsoDateTime | None, Query(description="Updated at or after (ISO 8601)")
     ] = None,
+    day: Annotated[IsoDate | None, Query(description="Started on this day (UTC)")] = None,
+    owner: Annotated[
+        str | None, Query(max_length=64, description="Admin only: one user's jobs")
+    ] = None,
+    cursor: keyset.Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[dict[str, Any]]:
-    """The jobs and tasks the caller may see, newest first."""
-    return await view.jobs(user, kind=kind, status_=status_, since=since, limit=limit)
+) -> dict[str, Any]:
+    """The jobs and tasks the caller may see, newest started first, `limit` a page."""
+    filters = JobFilters(kind=kind, status=status_, since=since, day=day, owner=owner)
+    items, next_cursor = await view.jobs(user, filters, cursor, limit)
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get(

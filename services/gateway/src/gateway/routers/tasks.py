@@ -15,10 +15,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from gateway import keyset
 from gateway.colis_rpc import ask_control
 from gateway.deps import CurrentUser, RpcDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
-from gateway.progress_view import FAILED, TaskState
+from gateway.list_filters import FAILED, IsoDate, TaskFilters, TaskState
 from gateway.quantities import DIMENSION_DIGITS, WEIGHT_DIGITS, quantity_pattern
 from gateway.upload_access import bind_upload
 from jauge_shared.contracts import (
@@ -105,16 +106,37 @@ class Accepted(BaseModel):
     retry_count: int | None = None
 
 
-@router.get("")
+def ref(description: str) -> Any:
+    return Query(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description=description)
+
+
+@router.get("", responses=keyset.BAD_CURSOR_RESPONSE)
 async def list_tasks(
     user: CurrentUser,
     view: ViewDep,
     state: Annotated[TaskState, Query()] = "active",
+    status_: Annotated[
+        TaskStatus | None, Query(alias="status", description="One status of the state's")
+    ] = None,
+    lot: Annotated[str | None, ref("Lot id")] = None,
+    client: Annotated[str | None, ref("Client id")] = None,
+    day: Annotated[IsoDate | None, Query(description="Created on this day (UTC)")] = None,
     owner: Annotated[str | None, Query(max_length=64, description="Admin only")] = None,
+    cursor: keyset.Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[dict[str, Any]]:
-    """`active`: waiting or running; `failed`: retryable first; `completed`: last 24 h."""
-    return await view.tasks(user, state, owner, limit)
+) -> dict[str, Any]:
+    """`active`: waiting or running, oldest first; `failed`: newest first, retryable
+    first within a page; `completed`: last 24 h. `{items, next_cursor}`."""
+    filters = TaskFilters(
+        state=state,
+        status=status_.value if status_ else None,
+        lot_id=lot,
+        client_id=client,
+        day=day,
+        owner=owner,
+    )
+    items, next_cursor = await view.tasks(user, filters, cursor, limit)
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/stats")

@@ -35,11 +35,28 @@ document.addEventListener("DOMContentLoaded", () => {
     renderGauge();
   }
 
+  // the list: one page of the imports the filter form lets through (pager.js); a live
+  // update refreshes a row shown, and adds a new import to a first page
+  const filterForm = Jauge.$("#import-filters");
+  let pageIds = [];
+  function matches(job) {
+    const f = JaugePager.filtersOf(filterForm);
+    if (f.get("kind") && job.kind !== f.get("kind")) return false;
+    if (f.get("status") && job.status !== f.get("status")) return false;
+    if (f.get("owner") && job.owner !== f.get("owner")) return false;
+    return !f.get("day") || String(job.created_at || "").slice(0, 10) === f.get("day"); // UTC day
+  }
+  const newest = (a, b) => Date.parse(b.created_at || 0) - Date.parse(a.created_at || 0);
+
   function renderRecent() {
     const body = Jauge.$("#recent tbody");
-    const rows = [...jobs.values()]
-      .sort((a, b) => Date.parse(b.created_at || 0) - Date.parse(a.created_at || 0))
-      .slice(0, 20)
+    // newest first: what started after the page's first row goes above it
+    const top = pageIds.length ? Date.parse(jobs.get(pageIds[0])?.created_at || 0) : -Infinity;
+    const fresh = !pager || !pager.onFirstPage ? [] : [...jobs.values()].filter((job) =>
+      !pageIds.includes(job.id) && matches(job) &&
+      (!job.created_at || Date.parse(job.created_at) > top));
+    const shown = [...fresh.sort(newest), ...pageIds.map((id) => jobs.get(id)).filter(Boolean)];
+    const rows = shown
       .map((job) => {
         const kind = job.kind.replace(/^import\./, "");
         return h("tr", { "data-job-id": job.id },
@@ -56,6 +73,21 @@ document.addEventListener("DOMContentLoaded", () => {
     body.replaceChildren(...(rows.length ? rows
       : [h("tr", { class: "empty" }, h("td", { colspan: "7", text: "Aucun import pour l'instant." }))]));
   }
+
+  // one page of the list, from the API; returns the next page's cursor
+  async function loadPage(cursor) {
+    const params = JaugePager.filtersOf(filterForm);
+    if (!params.get("kind")) params.set("kind", "import"); // every kind of import
+    params.set("limit", String(JaugePager.pageSize()));
+    if (cursor) params.set("cursor", cursor);
+    const data = await Jauge.api("GET", "/api/jobs?" + params);
+    const items = Array.isArray(data) ? data : data.items || [];
+    for (const job of items) apply(job);
+    pageIds = items.map((job) => job.id);
+    renderRecent();
+    return Array.isArray(data) ? null : data.next_cursor;
+  }
+  const pager = new JaugePager.Pager(Jauge.$("#recent"), "imports", loadPage);
 
   function apply(job) {
     if (!isImport(job) || !live.fresh(job)) return;
@@ -174,17 +206,18 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 
-  (async () => {
-    try {
-      // one small request per kind: an admin's many parcel tasks never crowd imports out
-      const lists = await Promise.all(Object.keys(Jauge.IMPORT_KINDS).map((kind) =>
-        Jauge.api("GET", `/api/jobs?kind=import.${kind}&limit=20`)));
-      for (const job of lists.flat()) apply(job);
-      renderRecent();
-    } catch (err) {
-      Jauge.showError(err);
-    }
-  })();
+  function applyFilters() {
+    JaugePager.remember(filterForm);
+    return pager.reset();
+  }
+  filterForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    Jauge.busy(filterForm.querySelector("button[type=submit]"), applyFilters);
+  });
+  filterForm.addEventListener("reset", () => setTimeout(applyFilters)); // once the form is emptied
+  filterForm.status.append(...Object.entries(Jauge.STATUS).map(([value, text]) => h("option", { value, text })));
+  JaugePager.fillForm(filterForm);
+  pager.reset();
   Jauge.showInbox();
   setInterval(Jauge.showInbox, 15000); // files dropped in the inboxes meanwhile
   live.subscribe("jobs");

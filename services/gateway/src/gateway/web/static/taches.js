@@ -105,21 +105,71 @@ document.addEventListener("DOMContentLoaded", () => {
     renderTask(tasks.get(photo.task_id));
   });
 
+  function cardFor(job) {
+    const card = Jauge.taskCard(job, actions(job));
+    const photo = photos.get(job.id);
+    if (photo && !Jauge.TERMINAL.has(job.status)) card.querySelector(".task-step").after(JaugeUploads.line(photo));
+    return card;
+  }
+
+  // filters and pages (pager.js): each list shows one page of the tasks the filter form
+  // lets through; a live update refreshes a card shown, and adds one to a first page if
+  // the list has no other page, or if it goes before the page's first card (the failed
+  // and completed lists are newest first; the active one, oldest first, grows at its end)
+  const SORT_KEY = { failed: "updated_at", completed: "finished_at" };
+  const filterForm = Jauge.$("#task-filters");
+  const pagers = {};
+  function matches(job) {
+    const f = JaugePager.filtersOf(filterForm);
+    if (f.get("status") && job.step_status !== f.get("status")) return false;
+    if (f.get("lot") && job.lot_id !== f.get("lot")) return false;
+    if (f.get("client") && (job.summary || {}).client_id !== f.get("client")) return false;
+    return !f.get("day") || String(job.created_at || "").slice(0, 10) === f.get("day"); // UTC day
+  }
+
   function renderTask(job) {
-    const where = section(job);
+    const where = section(job) && matches(job) ? section(job) : null;
     const old = document.getElementById(`task-${job.id}`);
-    if (!where) { old?.remove(); counts(); return; }
-    const list = Jauge.$(`#list-${where}`);
+    const list = where && Jauge.$(`#list-${where}`);
+    const pager = where && pagers[where];
+    const joins = !pager || (pager.onFirstPage && (!pager.nextCursor ||
+      (SORT_KEY[where] && Date.parse(job[SORT_KEY[where]] || 0) > pager.top)));
+    if (!where || (old?.parentElement !== list && !joins)) {
+      old?.remove(); counts(); return;
+    }
     // keep an open retry form open while the task's bar moves
     if (old && old.parentElement === list && old.querySelector("details[open]") && where === "failed") {
       return;
     }
-    const card = Jauge.taskCard(job, actions(job));
-    const photo = photos.get(job.id);
-    if (photo && !Jauge.TERMINAL.has(job.status)) card.querySelector(".task-step").after(JaugeUploads.line(photo));
+    const card = cardFor(job);
     if (old && old.parentElement === list) old.replaceWith(card);
     else { old?.remove(); list.prepend(card); }
     counts();
+  }
+
+  // one page of a list, from the API; returns the next page's cursor
+  async function loadPage(state, cursor) {
+    const params = JaugePager.filtersOf(filterForm);
+    params.set("state", state);
+    params.set("limit", String(JaugePager.pageSize()));
+    if (cursor) params.set("cursor", cursor);
+    const data = await Jauge.api("GET", "/api/tasks?" + params);
+    const list = Jauge.$(`#list-${state}`);
+    const cards = [];
+    for (const item of Array.isArray(data) ? data : data.items || []) {
+      if (live.fresh(item)) tasks.set(item.id, item);
+      const job = tasks.get(item.id);
+      if (section(job) === state && matches(job)) {
+        document.getElementById(`task-${job.id}`)?.remove();
+        cards.push(cardFor(job));
+      }
+    }
+    const first = (Array.isArray(data) ? data : data.items || [])[0];
+    pagers[state].top = first && SORT_KEY[state] ? Date.parse(first[SORT_KEY[state]] || 0) : -Infinity;
+    list.querySelectorAll(".task").forEach((el) => el.remove());
+    list.append(...cards);
+    counts();
+    return Array.isArray(data) ? null : data.next_cursor;
   }
 
   function counts() {
@@ -178,19 +228,41 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
+  const LABELS = { active: "tâches en cours", failed: "tâches en échec", completed: "tâches complétées" };
+  for (const state of ["active", "failed", "completed"]) {
+    pagers[state] = new JaugePager.Pager(Jauge.$(`#list-${state}`), LABELS[state], (c) => loadPage(state, c));
+  }
+
+  // the form's choices: the statuses, the lots and the clients; then the address's filters
+  async function fillFilters() {
+    filterForm.status.append(...Object.entries(Jauge.STEPS).map(([value, text]) => h("option", { value, text })));
+    filterForm.client.append(...clients.map((c) => h("option", { value: c.id, text: c.name })));
+    try {
+      const lots = await Jauge.api("GET", "/api/lots");
+      for (const lot of Array.isArray(lots) ? lots : lots.items || []) {
+        filterForm.lot.append(h("option", { value: lot.id, text: lot.numero_lot }));
+      }
+    } catch (err) { /* the lot filter then offers no choice */ }
+    JaugePager.fillForm(filterForm);
+  }
+
+  function applyFilters() {
+    JaugePager.remember(filterForm);
+    return Promise.all(Object.values(pagers).map((pager) => pager.reset()));
+  }
+  filterForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    Jauge.busy(filterForm.querySelector("button[type=submit]"), applyFilters);
+  });
+  filterForm.addEventListener("reset", () => setTimeout(applyFilters)); // once the form is emptied
+
   (async () => {
     try {
       const list = await Jauge.api("GET", "/api/clients");
       clients.push(...(Array.isArray(list) ? list : list.items || []));
     } catch (err) { /* the retry form then offers no client choice */ }
-    await Promise.all(["active", "failed", "completed"].map(async (state) => {
-      try {
-        const data = await Jauge.api("GET", `/api/tasks?state=${state}`);
-        for (const job of Array.isArray(data) ? data : data.items || []) apply(job);
-      } catch (err) {
-        Jauge.showError(err);
-      }
-    }));
+    await fillFilters();
+    await Promise.all(Object.values(pagers).map((pager) => pager.reset()));
     counts();
     live.subscribe("jobs");
     live.connect();

@@ -1,0 +1,93 @@
+"""Paged lists on the real store: progress-svc declares the indexes the gateway's lists
+read (PROGRESS_LIST_INDEXES), and the gateway's keyset pages of `/api/jobs` and
+`/api/tasks` cover every document once, in order, on FerretDB's own comparison of dates
+and ids (the router tests' fake store only mimics it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from gateway.list_filters import JobFilters, TaskFilters
+from gateway.progress_view import ProgressView
+from gateway.users import Role, User
+from jauge_shared.contracts.progress import PROGRESS_LIST_INDEXES
+from progress_svc.repository import ProgressRepository
+
+ALICE = User("alice", Role.AGENT)
+ROOT = User("root", Role.ADMIN)
+
+
+async def all_pages(read: Any, limit: int) -> list[list[str]]:
+    pages, cursor = [], None
+    while True:
+        items, cursor = await read(cursor, limit)
+        assert len(items) <= limit
+        pages.append([item["id"] for item in items])
+        if cursor is None:
+            return pages
+
+
+async def test_pages_cover_each_document_once_and_the_indexes_are_declared(test_env) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(test_env.mongo_url, tz_aware=True)
+    database = f"{test_env.db_prefix}_progress"
+    try:
+        await ProgressRepository(client, database).ensure_indexes()
+        progress = client[database]["progress"]
+        keys = [list(ix["key"].items()) async for ix in await progress.list_indexes()]
+        for wanted in PROGRESS_LIST_INDEXES:
+            assert [(name, int(way)) for name, way in wanted] in [
+                [(name, int(way)) for name, way in key] for key in keys
+            ]
+        now = datetime.now(UTC).replace(microsecond=0)
+        same = now - timedelta(minutes=5)  # equal dates: `_id` decides
+        docs = [
+            {
+                "_id": f"imp{n:02d}",
+                "kind": "import.edi",
+                "owner": "alice" if n % 3 else "bob",
+                "status": "completed",
+                "created_at": same if n % 2 else now - timedelta(seconds=n),
+                "updated_at": now,
+                "seq": 1,
+            }
+            for n in range(13)
+        ] + [
+            {
+                "_id": f"task{n:02d}",
+                "kind": "colis.create",
+                "owner": "alice",
+                "status": "failed",
+                "step_status": "failed_final" if n % 2 else "failed",
+                "lot_id": "L1" if n < 4 else "L2",
+                "created_at": now,
+                "updated_at": same if n % 2 else now - timedelta(seconds=n),
+                "seq": 1,
+            }
+            for n in range(9)
+        ]
+        await progress.insert_many(docs)
+        view = ProgressView(progress)
+
+        mine = JobFilters(kind="import")
+        pages = await all_pages(lambda c, n: view.jobs(ALICE, mine, c, n), 3)
+        alices = sorted(d["_id"] for d in docs if d["owner"] == "alice" and "step_status" not in d)
+        assert sorted(i for p in pages for i in p) == alices and len(pages) == 3
+        flat = [i for p in pages for i in p]
+        dated = {d["_id"]: (d["created_at"], d["_id"]) for d in docs}
+        assert flat == sorted(flat, key=lambda i: dated[i], reverse=True)
+
+        everyone = await all_pages(lambda c, n: view.jobs(ROOT, JobFilters(), c, n), 4)
+        assert sorted(i for p in everyone for i in p) == sorted(d["_id"] for d in docs)
+
+        failed = TaskFilters(state="failed")
+        tasks = await all_pages(lambda c, n: view.tasks(ALICE, failed, c, n), 2)
+        assert sorted(i for p in tasks for i in p) == sorted(f"task{n:02d}" for n in range(9))
+        in_lot = TaskFilters(state="failed", status="failed_final", lot_id="L1")
+        [[*one]] = await all_pages(lambda c, n: view.tasks(ALICE, in_lot, c, n), 5)
+        assert sorted(one) == ["task01", "task03"]
+    finally:
+        await client.drop_database(database)
+        await client.close()
