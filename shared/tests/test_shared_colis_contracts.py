@@ -49,7 +49,7 @@ def test_only_the_five_changes_are_never_asked_twice() -> None:
     changes = {"create_client", "update_client", "create_lot", "close_lot", "ship_lot"}
     assert changes == COLIS_RPC_CHANGES
     methods = [model.model_fields["method"].default for model in QUERY_MODELS]
-    assert len(methods) == len(set(methods)) == 17
+    assert len(methods) == len(set(methods)) == 18
 
 
 def test_the_summary_is_french_for_every_frame() -> None:
