@@ -9,7 +9,14 @@ import re
 from typing import Any
 
 import pytest
-from browser_support import agent_browser, login, missing_routes, playwright, screenshot
+from browser_support import (
+    agent_browser,
+    doc_screenshot,
+    login,
+    missing_routes,
+    playwright,
+    screenshot,
+)
 from playwright.sync_api import Page, expect
 from stack import Stack, add_user
 
@@ -122,6 +129,7 @@ def test_an_agent_creates_a_lot_and_a_parcel_and_follows_the_task_live(
         numero = row.locator("td").first.inner_text()
         assert numero and numero != "–"
         screenshot(page, "13-lot-colis")
+        doc_screenshot(page, "colis-creation")
 
         done.get_by_role("link", name="Voir le colis").click()
         dashboard.wait_for_url(re.compile(r"/colis/[^/]+$"))
@@ -183,6 +191,7 @@ def test_an_agent_retries_a_failed_task_with_corrected_data_and_cancels_another(
         expect(card.get_by_label("Poids (kg)")).to_have_value("8")
         card.get_by_label("Poids (kg)").fill("15")
         screenshot(page, "15-taches-correction")
+        doc_screenshot(page, "taches-correction")
         card.get_by_role("button", name="Relancer avec ces données").click()
         expect(page.locator("#flash")).to_contain_text("relancée")
         done = page.locator(f"#list-completed #task-{first}")
