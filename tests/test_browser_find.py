@@ -16,6 +16,9 @@ import pytest
 from browser_support import agent_browser, doc_screenshot, login, playwright
 from playwright.sync_api import APIRequestContext, Page, expect
 from stack import add_user
+from system_imports_support import write_inbox
+
+from jauge_testkit.import_files import make_interchange, sample_invoice
 
 pytestmark = pytest.mark.system
 
@@ -117,7 +120,10 @@ def test_a_person_finds_a_parcel_a_lot_and_pages_through_filtered_lists(
         assert "lot=" in page.url and "client=cli-demo-1" in page.url  # a view to share
 
         # three imports of alice's, then the admin's list: alice's EDI imports, two a page
-        for _ in range(3):
+        for i in range(3):
+            # an empty inbox is refused (409): one small supplier file before each import
+            invoice = sample_invoice(i + 1, f"F-FIND-{i}", n_lines=1)
+            write_inbox(test_env.data_dir, "edi", {f"find-{i}.edi": make_interchange([invoice])})
             started = page.request.post("/api/imports", data={"kind": "edi"})
             assert started.status == 202, started.text()
 

@@ -126,8 +126,8 @@ async def test_50_lots_created_at_once_by_two_replicas_have_unique_numbers(
         numbers = [lot["numero_lot"] for lot in lots]
         assert len(set(numbers)) == 50, sorted(numbers)
         assert all(re.fullmatch(r"EXPRESS-\d{8}\d{3}", n) for n in numbers)
-        listed = (await alice.http.get("/api/lots", params={"limit": 1000})).json()
-        assert {lot["id"] for lot in lots} <= {lot["id"] for lot in listed}
+        listed = (await alice.http.get("/api/lots", params={"limit": 500})).json()
+        assert {lot["id"] for lot in lots} <= {lot["id"] for lot in listed["items"]}
     finally:
         await alice.close()
 
@@ -207,7 +207,7 @@ async def test_a_permanent_failure_stops_at_once_and_a_corrected_retry_completes
         closed = await alice.http.post(f"/api/lots/{lot['id']}/close")
         assert closed.status_code == 200 and closed.json()["statut"] == "ferme"
         refused = await alice.create_colis(lot["id"], FORM)
-        assert refused.status_code == 409 and "ouvert" in refused.json()["detail"]
+        assert refused.status_code == 409 and "fermé" in refused.json()["detail"]
         invalid = await alice.create_colis(lot["id"], {**FORM, "poids": "lourd"})
         assert invalid.status_code == 422
     finally:

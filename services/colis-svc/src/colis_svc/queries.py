@@ -32,6 +32,8 @@ from colis_svc.runs import Emit, is_transient, utc_now
 from colis_svc.settings import SERVICE
 from jauge_shared.contracts import ColisRpcRequest, LotCreated, stable_event_id
 from jauge_shared.contracts.colis_rpc import (
+    CLIENT_NAME_MAX,
+    CLIENT_PHONE_MAX,
     COLIS_RPC_METHODS,
     AuditPage,
     CloseLot,
@@ -272,8 +274,12 @@ class ColisQueries:
 def _client_fields(name: str, phone: str) -> tuple[str, str]:
     """The client's name and phone, trimmed; a 422 in French when they are not valid."""
     name, phone = name.strip(), phone.strip()
-    if not name or len(name) > 200:
-        raise RpcError(422, "Client invalide : le nom est obligatoire (200 caractères au plus).")
-    if len(phone) > 40:
-        raise RpcError(422, "Client invalide : le téléphone a 40 caractères au plus.")
+    if not name or len(name) > CLIENT_NAME_MAX:
+        raise RpcError(
+            422, f"Client invalide : le nom est obligatoire ({CLIENT_NAME_MAX} caractères au plus)."
+        )
+    if len(phone) > CLIENT_PHONE_MAX:
+        raise RpcError(
+            422, f"Client invalide : le téléphone a {CLIENT_PHONE_MAX} caractères au plus."
+        )
     return name, phone

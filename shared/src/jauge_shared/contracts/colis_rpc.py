@@ -42,6 +42,15 @@ class ListClients(_Query):
     method: Literal["list_clients"] = "list_clients"
 
 
+# A client's name and phone as an agent types them. colis-svc trims them and refuses,
+# in French, what breaks these bounds; the API's schema states the same bounds, so that
+# its clients know them beforehand (a name needs a character that is not a space).
+CLIENT_NAME_MAX = 200
+CLIENT_PHONE_MAX = 40
+ClientName = Annotated[str, Field(min_length=1, max_length=CLIENT_NAME_MAX, pattern=r"\S")]
+ClientPhone = Annotated[str, Field(max_length=CLIENT_PHONE_MAX)]
+
+
 class CreateClient(_Query):
     CHANGES: ClassVar[bool] = True
     method: Literal["create_client"] = "create_client"

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from gateway.colis_rpc import call_colis
 from gateway.deps import CurrentUser, RpcDep
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
+from jauge_shared.contracts.colis_rpc import ClientName, ClientPhone
 
 router = APIRouter(
     prefix="/api/clients", tags=["colis"], responses={**AUTHENTICATED, **THROUGH_BROKER}
@@ -22,18 +23,17 @@ class Client(BaseModel):
     phone: str = ""
 
 
-# Only a bound on the size here: colis-svc checks the name (required, 200 characters at
-# most) and the phone (40), and says what is wrong in French (a 422).
+# colis-svc's bounds (contracts/colis_rpc.py), stated in the schema too
 class NewClient(BaseModel):
-    name: str = Field(max_length=1000, description="Required, 200 characters at most.")
-    phone: str = Field(default="", max_length=1000, description="40 characters at most.")
+    name: ClientName
+    phone: ClientPhone = ""
 
 
 class ClientChange(BaseModel):
     """Only the fields given change."""
 
-    name: str | None = Field(default=None, max_length=1000)
-    phone: str | None = Field(default=None, max_length=1000)
+    name: ClientName | None = None
+    phone: ClientPhone | None = None
 
 
 ClientId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

@@ -103,10 +103,12 @@ async def retry_failed(
     settings: SettingsDep,
     publishers: PublishersDep,
     buckets: BucketsDep,
+    # a list that may be empty rather than None: the schema then offers no `null`, which
+    # a multipart form cannot carry (it would come as the text "null")
     files: Annotated[
-        list[UploadFile] | None,
+        list[UploadFile],
         File(description="Corrected files: each replaces the rejected file of its name."),
-    ] = None,
+    ] = [],  # noqa: B006 (FastAPI copies a default, it is never shared)
 ) -> Accepted:
     """A new import of only the files that failed in this one (as kept by import-svc, or
     replaced by a file sent here under the same name), linked to it both ways."""
