@@ -23,12 +23,14 @@ class GatewaySettings(ServiceSettings):
         default=10.0, gt=0, description="A socket that accepts nothing this long is closed."
     )
     user_cache_s: float = Field(
-        default=1.0,
+        default=0.0,
         ge=0,
         description="A signed-in user read from the store is used this long by later "
         "requests without reading it again (0: read for every request). A logout or a "
         "disable made through this process applies at once, through another replica or "
-        "the CLI within this delay.",
+        "the CLI within this delay. Off by default: with it on, a store outage let "
+        "requests through to colis-svc, whose reads then waited out the request's "
+        "deadline (a 504 after 20 s) instead of the gateway's 503 at once.",
     )
     lot_check_cache_s: float = Field(
         default=2.0,
