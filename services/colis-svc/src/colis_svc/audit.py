@@ -18,7 +18,6 @@ costs about 2k lookups by `_id`, whatever the size of all history.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
@@ -28,6 +27,7 @@ from uuid import uuid4
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from colis_svc.chains import append_link
 from jauge_shared.contracts import CancelColisTask, ColisData, ColisOperation, RetryColisTask
 from jauge_shared.mongo import gather_in_chunks
 
@@ -135,18 +135,7 @@ class AuditLog:
         return True
 
     async def _append(self, chain: str, entry_id: str) -> int:
-        head = await self.heads.find_one({"_id": chain})
-        n = int(head["next"]) if head else 1
-        while True:
-            try:
-                await self.links.insert_one({"_id": f"{chain}:{n}", "entry": entry_id})
-                break
-            except DuplicateKeyError:
-                n += 1  # another writer took it: the next one
-        # a hint only: racing writers may leave it behind the end, never past it
-        with contextlib.suppress(DuplicateKeyError):
-            await self.heads.update_one({"_id": chain}, {"$max": {"next": n + 1}}, upsert=True)
-        return n
+        return await append_link(self.links, self.heads, chain, {"entry": entry_id})
 
     # ------------------------------------------------------------------ the changes
     async def lot_created(self, lot: Doc, who: str | None) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
+from colis_svc.chains import append_link
 from colis_svc.domain import LOT_TYPES, format_lot_number, parse_lot_number
 from jauge_shared.mongo import gather_in_chunks
 
@@ -98,17 +99,7 @@ class LotIndex:
 
     # ------------------------------------------------------------------ chains
     async def _append(self, chain: str, value: str) -> None:
-        head = await self.heads.find_one({"_id": chain})
-        n = int(head["next"]) if head else 1
-        while True:
-            try:
-                await self.links.insert_one({"_id": f"{chain}:{n}", "value": value})
-                break
-            except DuplicateKeyError:
-                n += 1
-        # a hint only: racing writers may leave it behind the end, never past it
-        with contextlib.suppress(DuplicateKeyError):
-            await self.heads.update_one({"_id": chain}, {"$max": {"next": n + 1}}, upsert=True)
+        await append_link(self.links, self.heads, chain, {"value": value})
 
     async def _add_once(self, marker: str, chain: str, value: str) -> None:
         if await self.links.find_one({"_id": marker}, {"_id": True}) is not None:
