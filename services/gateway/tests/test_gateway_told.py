@@ -180,3 +180,19 @@ async def test_steps_handled_at_once_are_applied_in_their_order(db) -> None:
         ("validation", 2.0),
         ("creation", 2.0),
     ]
+
+
+async def test_the_first_steps_of_a_new_day_counted_at_once_all_count(db) -> None:
+    # tasks of one day seen at the same instant by the two halves of one upsert: on
+    # FerretDB both find no day and both insert; the loser's count must not be lost
+    # (it was a DuplicateKeyError, a dead letter, in the network fault test)
+    counters = Productivity(db)
+    tasks = [f"t{n}" for n in range(12)]
+    await asyncio.gather(
+        *(counters.apply(step(0, TaskStatus.PENDING, 0, task_id=t)) for t in tasks)
+    )
+    finished = [step(1, TaskStatus.COMPLETED, 3, task_id=t) for t in tasks]
+    assert await asyncio.gather(*(counters.apply(e) for e in finished)) == [True] * len(tasks)
+    (alice,) = (await counters.figures("today", None, T0))["agents"]
+    assert alice["parcels"] == len(tasks)
+    assert [(s["step"], s["count"]) for s in alice["steps"]] == [("pending", len(tasks))]

@@ -10,6 +10,9 @@ from typing import Any, TypeVar
 
 import pymongo
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+from pymongo.results import UpdateResult
 
 # the store's half of the one transient rule (jauge_shared.errors), where callers find it
 from jauge_shared.errors import store_unavailable as store_unavailable
@@ -82,3 +85,24 @@ async def gather_in_chunks(
     for start in range(0, len(items), size):
         results += await asyncio.gather(*(call(item) for item in items[start : start + size]))
     return results
+
+
+async def upsert_one(
+    collection: AsyncCollection[dict[str, Any]],
+    filter_: dict[str, Any],
+    update: dict[str, Any],
+    *,
+    replace: bool = False,
+) -> UpdateResult:
+    """An upsert by `_id` that two writers may send at the same instant.
+
+    Both may find no document and both insert: one wins, the other gets
+    DuplicateKeyError. MongoDB retries such an upsert itself; FerretDB does not. The
+    loser's write changed nothing, and the document now exists, so sending it once
+    more is an update that applies it (an `$inc` is counted once, not lost).
+    """
+    write = collection.replace_one if replace else collection.update_one
+    try:
+        return await write(filter_, update, upsert=True)
+    except DuplicateKeyError:
+        return await write(filter_, update, upsert=True)

@@ -18,7 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from import_svc.totals import add_totals
-from jauge_shared.mongo import gather_in_chunks
+from jauge_shared.mongo import gather_in_chunks, upsert_one
 
 Doc = dict[str, Any]
 
@@ -51,7 +51,7 @@ class InvoiceQueries:
     async def save_invoice(self, invoice: Doc) -> str:
         """Keyed by supplier and number: importing the same invoice again updates it."""
         key = invoice_key(invoice["supplier_id"], invoice["number"])
-        await self.invoices.replace_one({"_id": key}, {"_id": key, **invoice}, upsert=True)
+        await upsert_one(self.invoices, {"_id": key}, {"_id": key, **invoice}, replace=True)
         return key
 
     async def save_invoices(self, invoices: list[Doc]) -> None:
@@ -155,10 +155,11 @@ class InvoiceQueries:
 
     async def record_source(self, job_id: str, name: str, supplier: str, keys: list[str]) -> None:
         record_id = f"{supplier}\x1f{name}"
-        await self.source_files.replace_one(
+        await upsert_one(
+            self.source_files,
             {"_id": record_id},
             {"_id": record_id, "keys": sorted(keys), "job_id": job_id},
-            upsert=True,
+            replace=True,
         )
 
     async def apply_supplier_deltas(
