@@ -37,14 +37,8 @@ class CountingCollection:
 
 
 def repository(cache_s: float) -> tuple[UserRepository, CountingCollection]:
-    repo = UserRepository.__new__(UserRepository)
     collection = CountingCollection()
-    repo.collection = collection  # type: ignore[assignment]
-    repo.store_away_until = 0.0
-    repo.cache_s = cache_s
-    repo._cache = {}
-    repo._reading = {}
-    repo._epoch = 0
+    repo = UserRepository({"jauge": {"users": collection}}, "jauge", cache_s=cache_s)  # type: ignore[arg-type]
     return repo, collection
 
 

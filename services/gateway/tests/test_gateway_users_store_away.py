@@ -4,10 +4,11 @@ lock and hung the gateway)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from pymongo.errors import ServerSelectionTimeoutError
+from pymongo.errors import NetworkTimeout, ServerSelectionTimeoutError
 
 from gateway import users as users_module
 from gateway.users import UserRepository
@@ -25,9 +26,7 @@ class AwayCollection:
 async def test_after_a_store_failure_the_next_callers_are_refused_without_asking_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    repository = UserRepository.__new__(UserRepository)
-    repository.collection = AwayCollection()  # type: ignore[assignment]
-    repository.store_away_until = 0.0
+    repository = UserRepository({"jauge": {"users": AwayCollection()}}, "jauge")  # type: ignore[arg-type]
     now = [100.0]
     monkeypatch.setattr(users_module, "monotonic", lambda: now[0])
 
@@ -40,3 +39,29 @@ async def test_after_a_store_failure_the_next_callers_are_refused_without_asking
     with pytest.raises(ServerSelectionTimeoutError):
         await repository.get("alice")
     assert repository.collection.asked == 2  # type: ignore[attr-defined]
+
+
+class HealingCollection:
+    """A read sent into the hang fails only once a later read has been answered."""
+
+    def __init__(self) -> None:
+        self.healed = asyncio.Event()
+
+    async def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        if not self.healed.is_set():
+            await self.healed.wait()
+            raise NetworkTimeout("timed out")
+        return {"_id": query["_id"], "password_hash": "x", "role": "agent"}
+
+
+async def test_a_read_sent_into_the_hang_failing_after_the_heal_refuses_nothing_after() -> None:
+    store = HealingCollection()
+    repository = UserRepository({"jauge": {"users": store}}, "jauge")  # type: ignore[arg-type]
+    sent_into_the_hang = asyncio.ensure_future(repository.get("alice"))
+    await asyncio.sleep(0)
+    store.healed.set()
+    assert (await repository.get("bob")).username == "bob"  # type: ignore[union-attr]
+    with pytest.raises(NetworkTimeout):
+        await sent_into_the_hang
+    # the late failure is not taken for the store being away now
+    assert (await repository.get("carol")).username == "carol"  # type: ignore[union-attr]

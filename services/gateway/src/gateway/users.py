@@ -69,6 +69,7 @@ class UserRepository:
     ) -> None:
         self.collection = client[database]["users"]
         self.store_away_until = 0.0
+        self._answered_from = 0.0  # when the latest read the store answered was sent
         self.workers = workers
         # users read lately (`user_cache_s`): every authenticated request read its user
         # from the store, and under load the store's answer was much of the request's
@@ -132,11 +133,18 @@ class UserRepository:
     async def _read(self, username: str, now: float) -> User | None:
         if self.store_away_until > now:
             raise ServerSelectionTimeoutError("the store did not answer a moment ago")
+        started = monotonic()
         try:
             doc = await self.collection.find_one({"_id": username})
         except ConnectionFailure:
-            self.store_away_until = monotonic() + STORE_AWAY_RECHECK_S
+            # only if nothing has answered since this read began: a read sent into a
+            # hang fails after it has healed, and must not refuse the reads that follow
+            # (a second of 503 after the heal, the store hang test under load)
+            if started >= self._answered_from:
+                self.store_away_until = monotonic() + STORE_AWAY_RECHECK_S
             raise
+        self._answered_from = max(self._answered_from, started)
+        self.store_away_until = 0.0
         return _user(doc) if doc else None
 
     async def _read_and_keep(self, username: str, now: float) -> User | None:
