@@ -1,11 +1,12 @@
 """The gateway's event consumers on the real broker and store (issue 16, points 9, 10):
-a notification redelivered is kept and pushed once, a failed document's republished
-snapshot is one notification, a malformed message goes to the DLQ, and the productivity
-counters ignore redelivered steps."""
+a notification redelivered is kept and pushed once, by every replica to the sockets it
+holds, a failed document's republished snapshot is one notification, a malformed
+message goes to the DLQ, and the productivity counters ignore redelivered steps."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -58,15 +59,18 @@ async def until(check: Any, timeout_s: float = 30.0) -> Any:
 
 async def test_told_once_per_event_and_counted_once_per_step(make_stack, test_env) -> None:
     stack: Stack = make_stack()
-    stack.start("gateway")
+    replicas = [stack.start("gateway"), stack.start("gateway")]
     stack.wait_ready()
     env = test_env.env()
     add_user(env, "alice", "agent", "alice-password")
-    base = stack.service("gateway").url
+    base = replicas[0].url
     token = await login(base, "alice", "alice-password")
     headers = {"Authorization": f"Bearer {token}"}
-    socket = await Socket.open(base, token)
-    await socket.subscribe("notifications")
+    # one socket on each replica: only one of them keeps the notifications (the durable
+    # queue's single active consumer), each must push them
+    sockets = [await Socket.open(replica.url, token) for replica in replicas]
+    for socket in sockets:
+        await socket.subscribe("notifications")
 
     told = NotificationRequested(
         producer="colis-svc", job_id="t1", user_id="alice", message="Colis C1 enregistré."
@@ -96,11 +100,12 @@ async def test_told_once_per_event_and_counted_once_per_step(make_stack, test_en
         env, b'{"type": "notification.requested", "user_id": 3}', key="notification.requested"
     )
 
-    first = await socket.until(lambda f: f.get("type") == "notification")
-    assert first["notification"]["message"] in (
-        "Colis C1 enregistré.",
-        "La tâche « Colis pour Awa » a échoué : Poids invalide",
-    )
+    for socket in sockets:
+        first = await socket.until(lambda f: f.get("type") == "notification")
+        assert first["notification"]["message"] in (
+            "Colis C1 enregistré.",
+            "La tâche « Colis pour Awa » a échoué : Poids invalide",
+        )
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
 
         async def listed() -> Any:
@@ -112,8 +117,13 @@ async def test_told_once_per_event_and_counted_once_per_step(make_stack, test_en
         page = (await http.get("/api/notifications")).json()
         assert sorted(n["kind"] for n in page["items"]) == ["colis", "failure"]
         assert page["unread"] == 2
-        pushed = [f for f in socket.frames if f.get("type") == "notification"]
-        assert len(pushed) <= 2
+        for socket in sockets:  # each replica pushed each notification once
+            with contextlib.suppress(TimeoutError):  # every frame that came, read
+                await socket.until(lambda f: False, timeout_s=0.5)
+            pushed = [
+                f["notification"]["id"] for f in socket.frames if f.get("type") == "notification"
+            ]
+            assert sorted(pushed) == sorted(n["id"] for n in page["items"]), pushed
 
         # the malformed one went to the gateway's DLQ, with the reason
         connection = await aio_pika.connect(env["JAUGE_AMQP_URL"])
@@ -168,4 +178,5 @@ async def test_told_once_per_event_and_counted_once_per_step(make_stack, test_en
             ("validation", 1, 2.0),
             ("creation", 1, 2.0),
         ]
-    await socket.close()
+    for socket in sockets:
+        await socket.close()

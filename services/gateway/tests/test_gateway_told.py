@@ -103,6 +103,7 @@ async def test_the_hub_tells_only_the_owners_sockets_that_listen() -> None:
         connection.snapshot_sent(NOTIFICATIONS_TOPIC)
         asyncio.get_running_loop().create_task(connection.run_writer())
     hub.notify("alice", {"id": "n1", "message": "x"})
+    hub.notify("alice", {"id": "n1", "message": "x"})  # a redelivery: pushed once
     await asyncio.sleep(0.05)
     assert len(sent["alice"]) == 1 and '"type":"notification"' in sent["alice"][0]
     assert sent["bob"] == [] and sent["root"] == []

@@ -234,3 +234,16 @@ def gateway_progress_queue(replica: str) -> RabbitQueue:
         durable=False,
         routing_key=RK.PROGRESS_UPDATED,
     )
+
+
+def gateway_notices_queue(replica: str) -> RabbitQueue:
+    """Each gateway replica's own queue of notification.requested: every replica pushes
+    them to its own sockets (the durable `gateway.notifications` only keeps them, on
+    one replica: its single active consumer)."""
+    return RabbitQueue(
+        f"gateway.notices.{replica}",
+        exclusive=True,
+        auto_delete=True,
+        durable=False,
+        routing_key=RK.NOTIFICATION_REQUESTED,
+    )

@@ -38,6 +38,9 @@ from gateway.users import User
 from gateway.wire import PreparedFrame, RawSocket
 
 logger = logging.getLogger("gateway.hub")
+# notifications pushed lately, remembered to push each once: duplicates come within
+# seconds (a redelivery, a snapshot republished), far fewer than this apart
+RECENT_NOTIFICATIONS = 4096
 _tracer = trace.get_tracer("jauge.gateway.hub")
 
 JOBS_TOPIC = "jobs"
@@ -277,6 +280,7 @@ class Hub:
     def __init__(self) -> None:
         self.connections: set[Connection] = set()
         self._by_topic: dict[str, set[Connection]] = {}
+        self._notified: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def add(self, connection: Connection) -> None:
         self.connections.add(connection)
@@ -322,7 +326,15 @@ class Hub:
                     connection.offer(key, frame, received, prepared)
 
     def notify(self, owner: str, notification: dict[str, Any]) -> None:
-        """One new notification to its owner's sockets that listen to `notifications`."""
+        """One new notification to its owner's sockets that listen to `notifications`,
+        once: a redelivered request, or a failure's snapshot published again, has the
+        same id and is not pushed again (the bell also keeps one per id)."""
+        key = (owner, str(notification["id"]))
+        if key in self._notified:
+            return
+        self._notified[key] = None
+        if len(self._notified) > RECENT_NOTIFICATIONS:
+            self._notified.popitem(last=False)
         listeners = self._by_topic.get(NOTIFICATIONS_TOPIC)
         if not listeners:
             return

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from faststream import AckPolicy
 from faststream.rabbit import RabbitExchange
 from faststream.rabbit.fastapi import RabbitRouter
 from faststream.rabbit.publisher import RabbitPublisher
@@ -77,7 +74,6 @@ from jauge_shared.contracts import (
     CreateColis,
     Message,
     PhotoReady,
-    ProgressUpdated,
     RequestImport,
     UpdateColis,
     message_type,
@@ -87,9 +83,7 @@ from jauge_shared.logging import configure_logging
 from jauge_shared.mongo import database_name, make_mongo_client
 from jauge_shared.topology import (
     COMMANDS_EXCHANGE,
-    EVENTS_EXCHANGE,
     QUEUES_BY_SERVICE,
-    gateway_progress_queue,
 )
 from jauge_shared.tracing import tracer_provider
 
@@ -129,11 +123,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     view = ProgressView(mongo[database_name(settings, PROGRESS_DB_SUFFIX)]["progress"])
     hub = Hub()
     live = LiveUpdates(hub, view)
-    subscribe_to_progress(rabbit, live)
+    consumers.register_replica(rabbit, live, hub)
     own = mongo[database_name(settings, DB_SUFFIX)]
     told = NotificationStore(own[NOTIFICATIONS])
     productivity = Productivity(own)
-    consumers.register(rabbit, settings, told, productivity, hub)
+    consumers.register(rabbit, settings, told, productivity)
 
     @rabbit.after_startup
     async def declare_own_queues(_app: FastAPI) -> None:
@@ -209,41 +203,6 @@ def make_publishers(rabbit: RabbitRouter) -> Publishers:
         return rabbit.publisher(name, exchange=exchange, schema=model, title=name)
 
     return {message_type(m): publisher(m, COMMANDS_EXCHANGE) for m in COMMANDS}
-
-
-def subscribe_to_progress(rabbit: RabbitRouter, live: LiveUpdates) -> None:
-    """This replica's own progress.updated queue, and its views rebuilt when the broker
-    connection comes back (the queue is exclusive: what was published meanwhile is lost)."""
-    replica = f"{socket.gethostname()}.{os.getpid()}"
-
-    @rabbit.subscriber(
-        gateway_progress_queue(replica),
-        exchange=EVENTS_EXCHANGE,
-        ack_policy=AckPolicy.ACK_FIRST,
-        title="gateway.progress.<replica>",
-        description="Every progress.updated, pushed to this replica's sockets.",
-    )
-    async def on_progress_updated(event: ProgressUpdated) -> None:
-        live.receive(event.job.model_dump(mode="json", by_alias=True))
-
-    rebuilding: set[asyncio.Task[None]] = set()
-
-    @rabbit.after_startup
-    async def declare_exchanges(_app: FastAPI) -> None:
-        await rabbit.broker.declare_exchange(COMMANDS_EXCHANGE)
-        await rabbit.broker.declare_exchange(EVENTS_EXCHANGE)
-        # FastStream's RabbitRouter takes no `on_reconnected`: the hook goes on the connection
-        connection = getattr(rabbit.broker, "_connection", None)
-        if connection is None:
-            logger.warning("no broker connection to watch: views not rebuilt on reconnect")
-            return
-
-        def reconnected(_: object) -> None:
-            task = asyncio.create_task(live.rebuild())
-            rebuilding.add(task)
-            task.add_done_callback(rebuilding.discard)
-
-        connection.reconnect_callbacks.add(reconnected)
 
 
 _ITEM_ID = r"[A-Za-z0-9_-]{1,64}"
