@@ -5,8 +5,9 @@ export UV_PYTHON_DOWNLOADS := never
 PY := .venv/bin/python
 SOAK_MINUTES ?= 30
 INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
+UNIT_TESTS := shared/tests ops/tests tools/tests testkit/tests services
 
-.PHONY: docs help deps infra-start infra-stop run cluster cluster-stop bench-partitions test test-slow browser validate-deploy bench bench-import bench-colis bench-ws bench-pages seed soak lint typecheck pytest format clean
+.PHONY: docs help deps infra-start infra-stop run cluster cluster-stop bench-partitions test test-slow browser validate-deploy bench bench-import bench-colis bench-ws bench-pages seed soak lint typecheck checks pytest pytest-unit pytest-system format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,7 +32,10 @@ cluster: deps ## three RabbitMQ nodes (deploy/local/cluster.sh), the services on
 cluster-stop: ## stop the three nodes of `make cluster`
 	deploy/local/cluster.sh stop
 
-test: infra-start browser lint typecheck validate-deploy pytest ## what CI runs
+test: infra-start browser checks pytest-system ## what CI runs
+
+checks: ## lint, types, deploy files and the unit tests, side by side (each takes one core)
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck validate-deploy pytest-unit
 
 browser: ## Debian's chromium for the browser tests
 	$(INFRA) install-browser
@@ -75,6 +79,12 @@ typecheck: ## mypy (strict on shared/)
 
 pytest: ## the whole test suite on the real broker and store
 	$(PY) -m pytest
+
+pytest-unit: ## each package's own tests (the store for some; no service started)
+	$(PY) -m pytest $(UNIT_TESTS)
+
+pytest-system: ## tests/: the services started on the real broker and store, faults, browsers
+	$(PY) -m pytest tests
 
 docs: ## regenerate docs/configuration.md and docs/asyncapi.json (tests fail when they are stale)
 	$(PY) -m jauge_tools.configdoc > docs/configuration.md

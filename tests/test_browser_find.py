@@ -121,11 +121,20 @@ def test_a_person_finds_a_parcel_a_lot_and_pages_through_filtered_lists(
 
         # three imports of alice's, then the admin's list: alice's EDI imports, two a page
         for i in range(3):
-            # an empty inbox is refused (409): one small supplier file before each import
+            # an empty inbox is refused (409): one small supplier file before each import,
+            # written once the import before has ended (a running import takes what the
+            # inbox holds when it lists it: this file too, had it come that early)
             invoice = sample_invoice(i + 1, f"F-FIND-{i}", n_lines=1)
             write_inbox(test_env.data_dir, "edi", {f"find-{i}.edi": make_interchange([invoice])})
             started = page.request.post("/api/imports", data={"kind": "edi"})
             assert started.status == 202, started.text()
+            job_id = started.json()["job_id"]
+            wait_until(
+                lambda job_id=job_id: (
+                    page.request.get(f"/api/jobs/{job_id}").json()["status"] == "completed"
+                ),
+                "an import",
+            )
 
         def finished() -> bool:
             jobs = page.request.get("/api/jobs", params={"kind": "import"}).json()["items"]

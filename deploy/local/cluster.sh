@@ -163,6 +163,7 @@ urls() {
 case "${1:-}" in
   start) start ;;
   stop) for n in 3 2 1; do stop_node "$n"; done ;;
+  kill) for n in 3 2 1; do kill_node "$n"; done ;;  # a throwaway cluster (tests): no clean stop
   status)
     for n in "${NODES[@]}"; do
       if port_open "$(amqp_port "$n")"; then echo "node $n: up ($(node_name "$n"), $(amqp_port "$n"))"
@@ -173,5 +174,5 @@ case "${1:-}" in
   start-node) start_node "$2" ;;
   kill-node) kill_node "$2" ;;
   ctl) shift; ctl "$@" ;;
-  *) echo "usage: $0 start|stop|status|urls|start-node N|kill-node N|ctl N args..." >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|status|urls|start-node N|kill-node N|ctl N args..." >&2; exit 2 ;;
 esac
