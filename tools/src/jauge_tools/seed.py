@@ -46,7 +46,8 @@ def parcels(n: int, agents: list[str], now: datetime, rng: random.Random) -> dic
         lots.append(
             {
                 "_id": f"seed-lot-{lot_index}",
-                "numero_lot": f"CARGO-{at:%Y%m%d}{lot_index:03d}",
+                # colis-svc's format (domain/lots.py): the counter starts at 1
+                "numero_lot": f"CARGO-{at:%Y%m%d}{lot_index + 1:03d}",
                 "type_lot": "cargo",
                 "statut": "ouvert",
                 "created_at": at,

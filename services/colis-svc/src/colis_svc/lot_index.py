@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import logging
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -36,6 +37,7 @@ from colis_svc.chains import append_link
 from colis_svc.domain import LOT_TYPES, format_lot_number, parse_lot_number
 from jauge_shared.mongo import gather_in_chunks
 
+logger = logging.getLogger("colis_svc")
 Doc = dict[str, Any]
 DAYS = "days"
 NAMESPACE_EXISTS = 48
@@ -194,10 +196,20 @@ class LotIndex:
     async def list_unlisted(self) -> None:
         """Chain the lots and parcels stored before the chains existed: one scan of each
         at start-up (as `ColisRepository.list_open_tasks`), then flags make it a no-op."""
-        unlisted = [d async for d in self.lots.find({"listed": {"$ne": True}}, {"numero_lot": 1})]
-        for day in sorted({parse_lot_number(lot["numero_lot"])[1] for lot in unlisted}):
+        unlisted = []
+        async for lot in self.lots.find({"listed": {"$ne": True}}, {"numero_lot": 1}):
+            try:
+                unlisted.append((parse_lot_number(lot["numero_lot"])[1], lot))
+            except (KeyError, TypeError, ValueError):
+                # one lot not of ours must not stop the service from starting (it did:
+                # a seeded lot numbered ...000); it stays out of the list, said once
+                logger.warning(
+                    "lot left out of the list: not a lot number",
+                    extra={"lot_id": lot["_id"], "numero_lot": str(lot.get("numero_lot"))[:64]},
+                )
+        for day in sorted({day for day, _ in unlisted}):
             await self.add_day(day)  # oldest first: the chain's order is the list's
-        for lot in unlisted:
+        for _, lot in unlisted:
             await self.lots.update_one({"_id": lot["_id"]}, {"$set": {"listed": True}})
         touched: set[str] = set()
         async for parcel in self.colis.find({"listed": {"$ne": True}}, {"lot_id": True}):
