@@ -7,7 +7,7 @@ SOAK_MINUTES ?= 30
 INFRA := JAUGE_PYTHON=$(CURDIR)/$(PY) deploy/local/infra.sh
 UNIT_TESTS := shared/tests ops/tests tools/tests testkit/tests services
 
-.PHONY: docs help deps infra-start infra-stop run cluster cluster-stop bench-partitions test test-slow browser validate-deploy bench bench-import bench-colis bench-ws bench-pages seed soak lint typecheck checks pytest pytest-unit pytest-system format clean
+.PHONY: docs help deps infra-start infra-stop run cluster cluster-stop bench-partitions test test-slow browser validate-deploy bench bench-import bench-colis bench-ws bench-pages seed soak lint typecheck checks pytest pytest-unit pytest-unit-gateway pytest-unit-others pytest-system format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,8 +34,9 @@ cluster-stop: ## stop the three nodes of `make cluster`
 
 test: infra-start browser checks pytest-system ## what CI runs
 
-checks: ## lint, types, deploy files and the unit tests, side by side (each takes one core)
-	$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck validate-deploy pytest-unit
+checks: ## lint, types, deploy files and the unit tests (in two halves), side by side
+	$(MAKE) --no-print-directory -j5 --output-sync=target lint typecheck validate-deploy \
+	  pytest-unit-gateway pytest-unit-others
 
 browser: ## Debian's chromium for the browser tests
 	$(INFRA) install-browser
@@ -82,6 +83,12 @@ pytest: ## the whole test suite on the real broker and store
 
 pytest-unit: ## each package's own tests (the store for some; no service started)
 	$(PY) -m pytest $(UNIT_TESTS)
+
+# the unit tests in two halves of about the same time, for `checks`
+pytest-unit-gateway:
+	$(PY) -m pytest services/gateway/tests services/import-svc/tests
+pytest-unit-others:
+	$(PY) -m pytest shared/tests ops/tests tools/tests testkit/tests services/colis-svc/tests services/progress-svc/tests
 
 pytest-system: ## tests/: the services started on the real broker and store, faults, browsers
 	$(PY) -m pytest tests

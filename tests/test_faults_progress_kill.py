@@ -73,6 +73,10 @@ async def kill_again_and_again(stack: Stack, rng: random.Random, kills_wanted: i
     return kills
 
 
+# In `make test-slow`, not `make test` (its 20 minutes): the partitioned test below kills
+# the same way (random instants, every event twice, compared with a run without kills)
+# over six partitions, and test_faults_kill kills the single queue's replica mid-load.
+@pytest.mark.slow
 async def test_progress_svc_killed_again_and_again_loses_no_update(
     make_stack: Any, test_env: Any
 ) -> None:
