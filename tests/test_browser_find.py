@@ -131,7 +131,7 @@ def test_a_person_finds_a_parcel_a_lot_and_pages_through_filtered_lists(
             job_id = started.json()["job_id"]
             wait_until(
                 lambda job_id=job_id: (
-                    page.request.get(f"/api/jobs/{job_id}").json()["status"] == "completed"
+                    page.request.get(f"/api/jobs/{job_id}").json().get("status") == "completed"
                 ),
                 "an import",
             )
