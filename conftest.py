@@ -19,12 +19,15 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import pytest
 from pymongo import MongoClient
 from stack import ROOT, Stack
+
+from jauge_shared.contracts.progress_lists import LISTS_COLLECTION, list_keys
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,14 @@ class TestEnvironment:
 
     def mongo(self) -> MongoClient:
         return MongoClient(self.mongo_url, tz_aware=True)
+
+    def store_progress(self, *docs: dict[str, Any]) -> None:
+        """Progress documents as progress-svc writes them: with their list entries."""
+        with self.mongo() as client:
+            database = client[f"{self.db_prefix}_progress"]
+            entries = {key for doc in docs for key in list_keys(doc)}
+            database[LISTS_COLLECTION].insert_many([{"_id": key} for key in sorted(entries)])
+            database["progress"].insert_many(list(docs))
 
 
 @pytest.fixture

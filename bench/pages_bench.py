@@ -28,6 +28,7 @@ from browser_support import CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import Page, sync_playwright
 from stack import add_user
 
+from jauge_shared.contracts.progress_lists import END, LISTS_COLLECTION, when
 from jauge_tools.seed import seed
 
 PAGES = ("/", "/lots", "/lots/seed-lot-0", "/taches", "/imports/seed-import-0")
@@ -84,26 +85,45 @@ def explain(mongo_url: str, prefix: str) -> list[dict[str, object]]:
     `SEARCH ... USING INDEX` reads one row, a `SCAN` (or no pushdown) reads the whole
     collection. MongoDB answers with its own planner output (shown as it is)."""
     now = datetime.now(UTC)
-    reads = [
-        ("gateway", "notifications", {"_id": "alice"}, None),
-        ("gateway", "productivity_days", {"_id": now.strftime("%Y-%m-%d")}, None),
-        ("gateway", "productivity_clocks", {"_id": "seed-task-0"}, None),
-        ("gateway", "users", {"_id": "alice"}, None),
-        ("progress", "progress", {"_id": "seed-task-0"}, None),
-        ("progress", "progress", {"owner": "alice"}, [("updated_at", -1)]),
-        ("progress", "progress", {"kind": {"$regex": "^colis"}, "status": "failed"}, None),
-        ("colis", "lots", {}, [("created_at", -1)]),
-        ("colis", "colis", {"lot_id": "seed-lot-0"}, None),
-        ("colis", "clients", {}, [("name", 1)]),
-        ("import", "jobs", {"_id": "seed-import-0"}, None),
-        ("import", "invoices", {"job_id": "seed-import-0"}, None),
+    today = when(now.replace(hour=0, minute=0, second=0, microsecond=0))
+
+    def entries(list_prefix: str, since: str = "") -> dict[str, object]:
+        return {"_id": {"$gte": list_prefix + since, "$lt": list_prefix + END}}
+
+    newest, limit = [("_id", -1)], 101
+    reads: list[tuple[str, str, dict[str, object], list[tuple[str, int]] | None, int]] = [
+        ("gateway", "notifications", {"_id": "alice"}, None, 0),
+        ("gateway", "productivity_days", {"_id": now.strftime("%Y-%m-%d")}, None, 0),
+        ("gateway", "productivity_clocks", {"_id": "seed-task-0"}, None, 0),
+        ("gateway", "users", {"_id": "alice"}, None, 0),
+        ("progress", "progress", {"_id": "seed-task-0"}, None, 0),
+        # the progress lists' pages (/ and /taches): ranges of their entries' `_id`s
+        ("progress", LISTS_COLLECTION, entries("jobs|import|alice|"), newest, limit),
+        ("progress", LISTS_COLLECTION, entries("jobs|import|*|"), newest, limit),
+        ("progress", LISTS_COLLECTION, entries("tasks|active|alice|"), [("_id", 1)], limit),
+        ("progress", LISTS_COLLECTION, entries("tasks|failed|*|"), newest, limit),
+        ("progress", LISTS_COLLECTION, entries("tasks|completed|alice|"), newest, limit),
+        # /api/tasks/stats: today's tasks and those running
+        ("progress", LISTS_COLLECTION, entries("jobs|colis|alice|", today), newest, 100),
+        ("progress", LISTS_COLLECTION, entries("tasks|busy|*|"), newest, 100),
+        # the lots and a lot's parcels: chains of links by `_id` (colis_svc/lot_index.py)
+        ("colis", "lot_links", {"_id": "days:1"}, None, 0),
+        ("colis", "lot_numbers", {"_id": "CARGO-20261207001"}, None, 0),
+        ("colis", "lot_links", {"_id": "parcels:seed-lot-0:1"}, None, 0),
+        ("colis", "lots", {"_id": "seed-lot-0"}, None, 0),
+        ("colis", "colis", {"_id": "seed-colis-0"}, None, 0),
+        ("colis", "clients", {}, [("name", 1)], 0),
+        ("import", "jobs", {"_id": "seed-import-0"}, None, 0),
+        ("import", "files", {"_id": "seed-import-0:0"}, None, 0),
     ]
     out: list[dict[str, object]] = []
     with MongoClient(mongo_url) as client:
-        for db, collection, query, sort in reads:
+        for db, collection, query, sort, at_most in reads:
             command: dict[str, object] = {"find": collection, "filter": query}
             if sort:
                 command["sort"] = dict(sort)
+            if at_most:
+                command["limit"] = at_most
             answer = client[f"{prefix}_{db}"].command("explain", command, verbosity="queryPlanner")
             plan = " ".join(str(p) for p in (answer.get("queryPlanner") or {}).get("Plan", []))
             if not plan:
@@ -111,7 +131,8 @@ def explain(mongo_url: str, prefix: str) -> list[dict[str, object]]:
             uses = "USING INDEX" in plan or "USING PRIMARY KEY" in plan
             if plan in ("{}", "None"):
                 plan = "no plan: the collection does not exist"
-            row = {"read": f"{db}.{collection} {query} sort={sort}", "index": uses, "plan": plan}
+            shown = f"{db}.{collection} {query} sort={sort} limit={at_most or None}"
+            row = {"read": shown, "index": uses, "plan": plan}
             out.append(row)
             verdict = "index" if uses else ("none " if plan.startswith("no plan") else "SCAN ")
             print(f"{verdict}  {row['read']}", flush=True)

@@ -39,23 +39,22 @@ def start_gateway(make_stack, test_env, **env: str) -> str:
 
 def seed_job(test_env, job_id: str, owner: str) -> None:
     now = datetime.now(UTC)
-    with test_env.mongo() as client:
-        client[f"{test_env.db_prefix}_progress"]["progress"].insert_one(
-            {
-                "_id": job_id,
-                "kind": "import.edi",
-                "owner": owner,
-                "title": "Import",
-                "status": "running",
-                "total": 10,
-                "processed": 1,
-                "failed": 0,
-                "percent": 10.0,
-                "seq": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+    test_env.store_progress(
+        {
+            "_id": job_id,
+            "kind": "import.edi",
+            "owner": owner,
+            "title": "Import",
+            "status": "running",
+            "total": 10,
+            "processed": 1,
+            "failed": 0,
+            "percent": 10.0,
+            "seq": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
 
 
 def ws_url(gateway: str) -> str:

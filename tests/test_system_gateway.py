@@ -50,10 +50,7 @@ def gateway(make_stack, test_env):
     add_user(env, "alice", "agent", "alice-password")
     add_user(env, "bob", "agent", "bob-password")
     add_user(env, "root", "admin", "root-password")
-    with test_env.mongo() as client:
-        client[f"{test_env.db_prefix}_progress"]["progress"].insert_many(
-            [progress_doc("job-a", "alice"), progress_doc("job-b", "bob")]
-        )
+    test_env.store_progress(progress_doc("job-a", "alice"), progress_doc("job-b", "bob"))
     return service.url
 
 

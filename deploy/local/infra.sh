@@ -22,8 +22,8 @@ FERRETDB_MODULE=github.com/FerretDB/FerretDB
 FERRETDB_BIN=${JAUGE_FERRETDB_BIN:-$TOOLS/bin/ferretdb}  # another binary: tests only
 # the patches applied to the FerretDB source (see install_ferretdb); change the build id
 # with them, so a binary built without them is rebuilt
-FERRETDB_PATCHES=("$ROOT/deploy/local/ferretdb-sqlite-id-index.patch" "$ROOT/deploy/local/ferretdb-sqlite-id-pushdown.patch")
-FERRETDB_BUILD=$FERRETDB_VERSION+jauge.2
+FERRETDB_PATCHES=("$ROOT/deploy/local/ferretdb-sqlite-id-index.patch" "$ROOT/deploy/local/ferretdb-sqlite-id-pushdown.patch" "$ROOT/deploy/local/ferretdb-sqlite-id-range.patch")
+FERRETDB_BUILD=$FERRETDB_VERSION+jauge.3
 RABBIT_NODE=jauge@localhost
 RABBIT_HOME=$VAR/rabbitmq
 FERRET_HOME=$VAR/ferretdb

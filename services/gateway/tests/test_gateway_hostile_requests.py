@@ -71,7 +71,7 @@ def make_app(**overrides: Any) -> tuple[FastAPI, SimpleNamespace]:
         users=users,
         hub=Hub(),
         sessions=SessionWatch(users, 3600),  # type: ignore[arg-type]
-        view=ProgressView(FakeProgress()),  # type: ignore[arg-type]
+        view=ProgressView(FakeProgress(), FakeProgress()),  # type: ignore[arg-type]
         rpc=None,  # the routes tried here refuse before asking a service
         publishers={},
         buckets=memory_buckets(),
@@ -465,7 +465,7 @@ async def test_a_session_watch_closes_what_a_logout_disable_or_expiry_ends() -> 
 
 async def test_an_sse_reader_that_takes_nothing_is_dropped_and_costs_no_memory() -> None:
     app, state = make_app(ws_stall_timeout_s=0.3)
-    state.view = ProgressView(FakeProgress({"_id": "j1", **job_doc(0)}))  # type: ignore[arg-type]
+    state.view = ProgressView(FakeProgress({"_id": "j1", **job_doc(0)}), FakeProgress())  # type: ignore[arg-type]
     sent_bodies = 0
     blocked = asyncio.Event()
 

@@ -22,6 +22,7 @@ from pymongo import AsyncMongoClient
 
 from gateway.productivity import STEP_ORDER, agent_key, day_id
 from jauge_shared.contracts import ProgressDocument, ProgressStatus
+from jauge_shared.contracts.progress_lists import LISTED_MARKER, LISTS_COLLECTION, list_keys
 
 app = typer.Typer(add_completion=False, help=__doc__)
 Doc = dict[str, Any]
@@ -192,8 +193,12 @@ async def seed(
         await _insert(client, f"{prefix}_colis", "clients", colis["clients"])
         await _insert(client, f"{prefix}_colis", "lots", colis["lots"])
         await _insert(client, f"{prefix}_colis", "colis", colis["colis"])
+        progress = colis["progress"] + jobs["progress"]
+        await _insert(client, f"{prefix}_progress", "progress", progress)
+        # their list entries, as progress-svc writes them, and the mark that all are listed
+        entries = sorted({key for doc in progress for key in list_keys(doc)} | {LISTED_MARKER})
         await _insert(
-            client, f"{prefix}_progress", "progress", colis["progress"] + jobs["progress"]
+            client, f"{prefix}_progress", LISTS_COLLECTION, [{"_id": key} for key in entries]
         )
         await _insert(client, f"{prefix}_import", "jobs", jobs["jobs"])
         await _insert(client, f"{prefix}_import", "invoices", jobs["invoices"])

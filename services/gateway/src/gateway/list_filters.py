@@ -1,10 +1,11 @@
 """The filters of the jobs list (`GET /api/jobs`, the imports page) and of the task
-dashboard (`GET /api/tasks`), as queries on the progress read model.
+dashboard (`GET /api/tasks`).
 
-Each list reads a range of one of progress-svc's `PROGRESS_LIST_INDEXES` (its equality
-fields, then the sort key), `limit + 1` documents after the cursor (`keyset.py`); the
-other filters (status, lot, client) only narrow that range. Days are UTC days, as the
-dashboard's figures are.
+Each list is read as a range of progress-svc's list entries
+(jauge_shared.contracts.progress_lists, gateway/list_pages.py): the family or state and
+whose, then a range of its dates (a day, the last 24 h) where the list is sorted by
+that date; the other filters (status, lot, client, a day of another date) are applied to
+the documents the range finds. Days are UTC days, as the dashboard's figures are.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pydantic import BeforeValidator, WithJsonSchema
 from gateway.users import User
 from jauge_shared.contracts import ImportKind, ProgressStatus
 from jauge_shared.contracts.colis import ACTIVE_STATUSES, FAILED_STATUSES, TaskStatus
+from jauge_shared.contracts.progress_lists import TASK_KINDS as LISTED_TASK_KINDS
+from jauge_shared.contracts.progress_lists import family_of, when
 
 TaskState = Literal["active", "failed", "completed"]
-TASK_KINDS = ["colis.create", "colis.update"]
+TASK_KINDS = list(LISTED_TASK_KINDS)
 # a family of kinds, as the imports page asks for all imports at once
 KIND_FAMILIES = {
     "import": sorted(f"import.{kind.value}" for kind in ImportKind),
@@ -30,11 +33,11 @@ KIND_FAMILIES = {
 ACTIVE = sorted(status.value for status in ACTIVE_STATUSES)
 FAILED = sorted(status.value for status in FAILED_STATUSES)
 COMPLETED_FOR = timedelta(hours=24)  # how long a completed task stays on the dashboard
-# each state's statuses, sort key and order (oldest waiting first, else newest first)
-STATES: dict[str, tuple[list[str], str, int]] = {
-    "active": (ACTIVE, "created_at", 1),
-    "failed": (FAILED, "updated_at", -1),
-    "completed": ([TaskStatus.COMPLETED.value], "finished_at", -1),
+# each state's statuses (its list and sort key: jauge_shared.contracts.progress_lists)
+STATES: dict[str, list[str]] = {
+    "active": ACTIVE,
+    "failed": FAILED,
+    "completed": [TaskStatus.COMPLETED.value],
 }
 
 
@@ -53,21 +56,21 @@ IsoDate = Annotated[
 ]
 
 
-def visible_to(user: User) -> dict[str, Any]:
-    """The filter of what the caller may see, for the queries of many documents."""
-    return {} if user.is_admin else {"owner": user.username}
-
-
-def whose(user: User, owner: str | None) -> dict[str, Any]:
-    """The caller's documents; an admin's are everyone's, or one `owner`'s."""
-    if owner and user.is_admin:
-        return {"owner": owner}
-    return visible_to(user)
-
-
-def on_day(day: date) -> dict[str, datetime]:
+def _day_bounds(day: date) -> dict[str, str]:
+    """A UTC day as the sorted keys of a list by date (progress_lists.when)."""
     start = datetime.combine(day, time(), tzinfo=UTC)
-    return {"$gte": start, "$lt": start + timedelta(days=1)}
+    return {"since": when(start), "until": when(start + timedelta(days=1))}
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _on(day: date, value: Any) -> bool:
+    at = _aware(value)
+    return at is not None and at.astimezone(UTC).date() == day
 
 
 @dataclass(frozen=True)
@@ -78,18 +81,26 @@ class JobFilters:
     day: date | None = None
     owner: str | None = None
 
-    def query(self, user: User) -> dict[str, Any]:
-        query: dict[str, Any] = whose(user, self.owner)
-        if self.kind:
-            family = KIND_FAMILIES.get(self.kind)
-            query["kind"] = {"$in": family} if family else self.kind
-        if self.status:
-            query["status"] = self.status.value
-        if self.since:
-            query["updated_at"] = {"$gte": self.since}
-        if self.day:
-            query["created_at"] = on_day(self.day)
-        return query
+    def family(self) -> str:
+        """The list to read: a family's, or every job's."""
+        if self.kind in KIND_FAMILIES:
+            return self.kind
+        return (family_of(self.kind) if self.kind else None) or "all"
+
+    def days(self) -> dict[str, str]:
+        """The range of the list's dates (started that day), if any."""
+        return _day_bounds(self.day) if self.day else {}
+
+    def accepts(self, doc: dict[str, Any], user: User) -> bool:
+        """The other filters, applied to a document of the list."""
+        if not user.may_see(doc.get("owner")):
+            return False
+        if self.kind and self.kind not in KIND_FAMILIES and doc.get("kind") != self.kind:
+            return False
+        if self.status and doc.get("status") != self.status.value:
+            return False
+        updated = _aware(doc.get("updated_at"))
+        return not self.since or (updated is not None and updated >= self.since)
 
 
 @dataclass(frozen=True)
@@ -101,25 +112,25 @@ class TaskFilters:
     day: date | None = None
     owner: str | None = None
 
-    def sort_key(self) -> tuple[str, int]:
-        _, key, direction = STATES[self.state]
-        return key, direction
+    def bounds(self, now: datetime) -> dict[str, str]:
+        """The range of the state's list: active tasks started that day; completed ones
+        of the last 24 h."""
+        if self.state == "active" and self.day:
+            return _day_bounds(self.day)
+        if self.state == "completed":
+            return {"since": when(now - COMPLETED_FOR)}
+        return {}
 
-    def query(self, user: User, now: datetime) -> dict[str, Any]:
-        statuses, _, _ = STATES[self.state]
+    def accepts(self, doc: dict[str, Any], user: User, now: datetime) -> bool:
+        """The other filters, applied to a document of the state's list."""
+        statuses = STATES[self.state]
         if self.status:  # one status of the state's, or none at all
             statuses = [self.status] if self.status in statuses else []
-        query: dict[str, Any] = {
-            "step_status": {"$in": statuses},
-            "kind": {"$in": TASK_KINDS},
-            **whose(user, self.owner),
-        }
-        if self.state == "completed":
-            query["finished_at"] = {"$gte": now - COMPLETED_FOR}
-        if self.lot_id:
-            query["lot_id"] = self.lot_id
-        if self.client_id:
-            query["summary.client_id"] = self.client_id
-        if self.day:
-            query["created_at"] = on_day(self.day)
-        return query
+        summary = doc.get("summary") or {}
+        return (
+            user.may_see(doc.get("owner"))
+            and doc.get("step_status") in statuses
+            and (not self.lot_id or doc.get("lot_id") == self.lot_id)
+            and (not self.client_id or summary.get("client_id") == self.client_id)
+            and (not self.day or _on(self.day, doc.get("created_at")))
+        )

@@ -78,6 +78,7 @@ from jauge_shared.contracts import (
     UpdateColis,
     message_type,
 )
+from jauge_shared.contracts.progress_lists import LISTS_COLLECTION
 from jauge_shared.identity import connection_name
 from jauge_shared.logging import configure_logging
 from jauge_shared.mongo import database_name, make_mongo_client
@@ -120,7 +121,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     connect_to_every_node(rabbit.broker, settings)  # every node of JAUGE_AMQP_URL
     publishers = make_publishers(rabbit)
     mongo = make_mongo_client(settings, SERVICE)
-    view = ProgressView(mongo[database_name(settings, PROGRESS_DB_SUFFIX)]["progress"])
+    progress_db = mongo[database_name(settings, PROGRESS_DB_SUFFIX)]
+    view = ProgressView(progress_db["progress"], progress_db[LISTS_COLLECTION])
     hub = Hub()
     live = LiveUpdates(hub, view)
     consumers.register_replica(rabbit, live, hub)

@@ -21,18 +21,14 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from gateway import keyset
 from gateway.durations import RecentDurations, Sample
-from gateway.list_filters import (
-    ACTIVE,
-    TASK_KINDS,
-    JobFilters,
-    TaskFilters,
-    whose,
-)
+from gateway.list_filters import ACTIVE, TASK_KINDS, JobFilters, TaskFilters
+from gateway.list_pages import ListPages, Range
 from gateway.recent import RecentJobs
 from gateway.users import User
 from jauge_shared.contracts import ProgressDocument, TaskStatus
 from jauge_shared.contracts.colis import can_cancel as shared_can_cancel
 from jauge_shared.contracts.colis import can_retry as shared_can_retry
+from jauge_shared.contracts.progress_lists import EVERYONE, job_id_of, prefix, scope_of, when
 
 Progress = AsyncCollection[dict[str, Any]]
 Doc = dict[str, Any]  # a progress document as stored
@@ -81,8 +77,9 @@ def present(doc: Doc, user: User, averages: dict[str, float], now: datetime) -> 
 
 
 class ProgressView:
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, lists: Progress) -> None:
         self.progress = progress
+        self.pages = ListPages(lists, progress)
         self.recent = RecentJobs(self._newest_stored, limit=JOBS_SNAPSHOT_LIMIT)
         self.durations = RecentDurations(TASK_KINDS, self._stored_durations, sample=ETA_SAMPLE)
 
@@ -103,20 +100,17 @@ class ProgressView:
         return [to_public(doc) async for doc in cursor]
 
     async def _stored_durations(self, kind: str, n: int) -> list[Sample]:
-        """The `n` latest completions of `kind` in the store (read once, by RecentDurations)."""
-        cursor = (
-            self.progress.find(
-                {"kind": kind, "step_status": "completed", "duration_s": {"$ne": None}},
-                {"duration_s": 1, "finished_at": 1},
+        """The `n` latest completions of `kind` in the store (read once, by
+        RecentDurations), from everyone's list of completed tasks."""
+        where = Range.of(prefix("tasks|completed", EVERYONE), newest_first=True)
+
+        def timed(doc: Doc) -> bool:
+            return doc.get("kind") == kind and bool(
+                doc.get("duration_s") and doc.get("finished_at")
             )
-            .sort("finished_at", -1)
-            .limit(n)
-        )
-        return [
-            (str(d["_id"]), d["finished_at"], float(d["duration_s"]))
-            async for d in cursor
-            if d.get("duration_s") and d.get("finished_at")
-        ]
+
+        docs, _ = await self.pages.page(where, None, n, timed)
+        return [(str(d["_id"]), d["finished_at"], float(d["duration_s"])) for d in docs]
 
     # --- one document ------------------------------------------------------------------
 
@@ -157,46 +151,67 @@ class ProgressView:
         doc = await self.task_doc(user, task_id)
         return present(doc, user, await self.durations.averages(), datetime.now(UTC))
 
-    # --- lists -------------------------------------------------------------------------
+    # --- lists ---------------------------------------------------------------------------
+
+    def _scope(self, user: User, owner: str | None) -> str:
+        """Whose list: the caller's; an admin's is everyone's, or one `owner`'s."""
+        if user.is_admin:
+            return scope_of(owner) if owner else EVERYONE
+        return scope_of(user.username)
 
     async def jobs(self, user: User, filters: JobFilters, cursor: str | None, limit: int) -> Page:
         """The jobs and tasks the caller may see, newest started first, a page at a time."""
-        query = {**filters.query(user), **keyset.after(cursor, "created_at", -1)}
-        found = self.progress.find(query).sort(keyset.sort("created_at", -1)).limit(limit + 1)
-        docs, next_cursor = keyset.page([doc async for doc in found], limit, "created_at")
-        return [to_public(doc) for doc in docs], next_cursor
+        where = Range.of(
+            prefix(f"jobs|{filters.family()}", self._scope(user, filters.owner)),
+            newest_first=True,
+            **filters.days(),
+        )
+        docs, next_key = await self.pages.page(
+            where, keyset.after_key(cursor), limit, lambda doc: filters.accepts(doc, user)
+        )
+        return [to_public(doc) for doc in docs], _cursor(next_key)
 
     async def newest_jobs(self, user: User) -> list[Job]:
         """The `jobs` subscription's snapshot, from memory once loaded."""
         return await self.recent.newest(user)
 
     async def import_job_ids(self, user: User) -> list[str]:
-        """The EDI imports the caller started (import-svc knows no users)."""
-        query = {"owner": user.username, "kind": "import.edi"}
-        return [doc["_id"] async for doc in self.progress.find(query, {"_id": True})]
+        """The imports the caller started (import-svc knows no users): read from their
+        list's entries alone."""
+        where = Range.of(prefix("jobs|import", self._scope(user, None)), newest_first=True)
+        ids: list[str] = []
+        while keys := await self.pages.keys(where, 1000):
+            ids += [job_id_of(key) for key in keys]
+            where = where.after(keys[-1])
+        return ids
 
     async def tasks(self, user: User, filters: TaskFilters, cursor: str | None, limit: int) -> Page:
         """`active`: waiting or running, oldest first; `failed`: newest first, the
         retryable ones first within a page; `completed`: the last 24 h, newest first."""
         now = datetime.now(UTC)
-        key, direction = filters.sort_key()
-        query = {**filters.query(user, now), **keyset.after(cursor, key, direction)}
+        where = Range.of(
+            prefix(f"tasks|{filters.state}", self._scope(user, filters.owner)),
+            newest_first=filters.state != "active",
+            **filters.bounds(now),
+        )
         averages = await self.durations.averages()
-        found = self.progress.find(query).sort(keyset.sort(key, direction)).limit(limit + 1)
-        docs, next_cursor = keyset.page([doc async for doc in found], limit, key)
+        docs, next_key = await self.pages.page(
+            where, keyset.after_key(cursor), limit, lambda doc: filters.accepts(doc, user, now)
+        )
         tasks = [present(doc, user, averages, now) for doc in docs]
         if filters.state == "failed":  # retryable first, each group newest first (stable)
             tasks.sort(key=lambda t: not t["can_retry"])
-        return tasks, next_cursor
+        return tasks, _cursor(next_key)
 
     async def task_stats(self, user: User, owner: str | None) -> dict[str, Any]:
-        """Today's figures (UTC day) for the caller's tasks, or everyone's for an admin."""
+        """Today's figures (UTC day) for the caller's tasks, or everyone's for an admin:
+        read from today's entries and the running ones, never from all history."""
         now = datetime.now(UTC)
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        tasks = {"kind": {"$in": TASK_KINDS}, **whose(user, owner)}
-        query = {**tasks, "created_at": {"$gte": midnight}}
+        scope = self._scope(user, owner)
+        today = Range.of(prefix("jobs|colis", scope), newest_first=True, since=when(midnight))
         counts: dict[str, int] = {}
-        async for doc in self.progress.find(query, {"step_status": 1}):
+        for doc in await self.pages.every_document(today):
             key = str(doc.get("step_status"))
             counts[key] = counts.get(key, 0) + 1
         total = sum(counts.values())
@@ -204,11 +219,8 @@ class ProgressView:
         failed = counts.get(TaskStatus.FAILED.value, 0) + counts.get(
             TaskStatus.FAILED_FINAL.value, 0
         )
-        active_query = {
-            **tasks,
-            "step_status": {"$in": [*ACTIVE, "failed_retry"]},
-        }
-        active = await self.progress.count_documents(active_query)
+        busy = Range.of(prefix("tasks|busy", scope), newest_first=True)
+        active = len(await self.pages.every_document(busy))
         return {
             "total_today": total,
             "completed_today": completed,
@@ -217,3 +229,7 @@ class ProgressView:
             "success_rate": round(completed / total * 100, 1) if total else 0.0,
             "scope": "all" if user.is_admin and not owner else (owner or user.username),
         }
+
+
+def _cursor(next_key: str | None) -> str | None:
+    return keyset.key_cursor(next_key) if next_key is not None else None

@@ -2,9 +2,10 @@
 made of fakes instead of a store and a broker (the lifespan, which would connect them,
 never runs under httpx's ASGITransport).
 
-- `FakeCollection`: the progress collection, with the few query operators the
-  progress view uses ($in, $ne, $gt(e), $lt(e), $or, dotted keys), sort and limit,
-  projections ignored;
+- `FakeCollection`: the progress collection and its list entries, with the few query
+  operators the progress view uses ($in, $ne, $gt(e), $lt(e), $or, dotted keys), sort
+  and limit, projections ignored; `gw.store(doc)` writes a document with its entries,
+  as progress-svc does;
 - `FakeRpc`: the request/reply client; `answer(routing_key, body)` scripts the service,
   and `asked` keeps every request (routing key, decoded body);
 - `FakePublisher`: what `send_command` publishes, kept in `published`, or refused.
@@ -36,6 +37,7 @@ from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 from gateway.users import Role, User
 from jauge_shared.contracts import message_type
+from jauge_shared.contracts.progress_lists import list_keys
 
 SECRET = "router-tests-" + "x" * 40
 
@@ -108,6 +110,9 @@ class FakeCollection:
 
     def add(self, doc: dict[str, Any]) -> None:
         self.docs[doc["_id"]] = doc
+
+    def remove(self, key: str) -> None:
+        self.docs.pop(key, None)
 
     def find(self, query: dict[str, Any] | None = None, *_: Any) -> FakeCursor:
         self.queries.append(query or {})
@@ -221,6 +226,7 @@ class Gateway:
     app: FastAPI
     settings: GatewaySettings
     progress: FakeCollection
+    lists: FakeCollection  # progress-svc's list entries (progress_lists)
     users: FakeUsers
     rpc: FakeRpc
     hub: Hub
@@ -231,15 +237,18 @@ class Gateway:
     buckets: Any = field(default_factory=memory_buckets)  # colis-svc's, in memory
 
     def add_job(self, owner: str = "alice", **fields: Any) -> dict[str, Any]:
-        doc = progress_doc(owner, **fields)
-        self.progress.add(doc)
-        return doc
+        return self.store(progress_doc(owner, **fields))
 
     def add_task(
         self, owner: str = "alice", step_status: str = "processing", **fields: Any
     ) -> dict[str, Any]:
-        doc = task_doc(owner, step_status, **fields)
+        return self.store(task_doc(owner, step_status, **fields))
+
+    def store(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A document as progress-svc writes it: with its list entries."""
         self.progress.add(doc)
+        for key in list_keys(doc):
+            self.lists.add({"_id": key})
         return doc
 
     def token(self, username: str = "alice") -> str:
@@ -260,11 +269,11 @@ def gw(tmp_path: Any) -> Gateway:
     settings = GatewaySettings(jwt_secret=SECRET, data_dir=tmp_path)
     app = create_app(settings)
     users = FakeUsers(User("alice", Role.AGENT), User("bob", Role.AGENT), User("root", Role.ADMIN))
-    progress = FakeCollection()
+    progress, lists = FakeCollection(), FakeCollection()
     rpc = FakeRpc()
     hub = Hub()
     sessions = SessionWatch(users, 3600)  # type: ignore[arg-type]
-    gateway = Gateway(app, settings, progress, users, rpc, hub, sessions)
+    gateway = Gateway(app, settings, progress, lists, users, rpc, hub, sessions)
     publishers = {
         message_type(m): FakePublisher(gateway.published, gateway.refuse) for m in COMMANDS
     }
@@ -272,7 +281,7 @@ def gw(tmp_path: Any) -> Gateway:
         settings=settings,
         mongo=None,  # type: ignore[arg-type]
         users=users,  # type: ignore[arg-type]
-        view=ProgressView(progress),  # type: ignore[arg-type]
+        view=ProgressView(progress, lists),  # type: ignore[arg-type]
         hub=hub,
         publishers=publishers,  # type: ignore[arg-type]
         broker=None,  # type: ignore[arg-type]

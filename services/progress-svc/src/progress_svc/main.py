@@ -131,6 +131,7 @@ def create_app(settings: ProgressSettings | None = None) -> AsgiFastStream:
     async def lifespan() -> AsyncIterator[None]:
         await repository.ensure_indexes()
         await repository.list_open_documents()
+        await repository.list_documents()
         await declare_topology(broker, settings, partitions)
         if partitions != (PROGRESS_EVENTS,) and await retire_single_queue(settings, SERVICE):
             consumers.append(consumer_of(PROGRESS_EVENTS.name))

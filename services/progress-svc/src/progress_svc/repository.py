@@ -29,6 +29,9 @@ fails the guard and is read again; a partition's documents are also dropped when
 its consumer changes channel or is made active again (another replica may have been
 the active one meanwhile), the other partitions' staying.
 
+The progress lists' entries (`progress_lists`, progress_svc/lists.py) are added with
+the group before its documents and removed after, as `progress_open`'s are.
+
 Beside it, `progress_open` lists the documents that are not terminal, by `_id`, for
 the reconciler: an entry is added before a document opens and removed after it ends,
 so a crash in between leaves an entry too many (pruned by the reconciler), never one
@@ -60,10 +63,12 @@ from pymongo import (
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from jauge_shared.contracts.progress import PROGRESS_LIST_INDEXES, REPAIRS_COLLECTION
+from jauge_shared.contracts.progress import REPAIRS_COLLECTION
+from jauge_shared.contracts.progress_lists import LISTS_COLLECTION
 from jauge_shared.errors import TransientError
 from jauge_shared.faults import FaultPoints
 from jauge_shared.mongo import gather_in_chunks
+from progress_svc import lists
 from progress_svc.aggregate import TERMINAL, Document
 
 logger = logging.getLogger("progress_svc")
@@ -79,6 +84,17 @@ CONCURRENT_READS = 16
 BULK_OPS = 32
 DUPLICATE_KEY = 11000
 WRITE_TOKEN = "_w"
+RETIRED_LIST_INDEXES = frozenset(
+    {
+        "owner_1_kind_1_created_at_-1__id_-1",
+        "kind_1_created_at_-1__id_-1",
+        "owner_1_created_at_-1__id_-1",
+        "created_at_-1__id_-1",
+        "step_status_1_created_at_1__id_1",
+        "step_status_1_updated_at_-1__id_-1",
+        "step_status_1_finished_at_-1__id_-1",
+    }
+)
 
 
 @dataclass
@@ -140,6 +156,7 @@ class ProgressRepository:
         self.collection: AsyncCollection[Document] = client[database][COLLECTION]
         self.open: AsyncCollection[Document] = client[database][OPEN_COLLECTION]
         self.repairs: AsyncCollection[Document] = client[database][REPAIRS_COLLECTION]
+        self.lists: AsyncCollection[Document] = client[database][LISTS_COLLECTION]
         self.faults = faults
         # job id -> (partition, document)
         self._cache: OrderedDict[str, tuple[str, Document]] = OrderedDict()
@@ -181,9 +198,13 @@ class ProgressRepository:
         await self.collection.create_index([("owner", ASCENDING), ("updated_at", DESCENDING)])
         await self.collection.create_index([("status", ASCENDING)])
         await self.collection.create_index([("kind", ASCENDING)])
-        for keys in PROGRESS_LIST_INDEXES:  # the gateway's paged lists
-            await self.collection.create_index(list(keys))
         await self.repairs.create_index([("at", DESCENDING)])
+        # the paged lists' indexes of before the list entries: nothing reads them, and
+        # each costs every write
+        existing = [ix["name"] async for ix in await self.collection.list_indexes()]
+        for name in existing:
+            if name in RETIRED_LIST_INDEXES:
+                await self.collection.drop_index(name)
 
     async def list_open_documents(self) -> None:
         """Lists the open documents of a store written before `progress_open` existed
@@ -191,6 +212,10 @@ class ProgressRepository:
         query = {"status": {"$nin": sorted(TERMINAL)}}
         async for doc in self.collection.find(query, {"_id": True, "kind": True}):
             await self._open(doc["_id"], doc.get("kind", ""))
+
+    async def list_documents(self) -> None:
+        """Lists, once per store, the documents written before the progress lists."""
+        await lists.backfill(self.collection, self.lists)
 
     async def open_ids(self) -> list[Document]:
         return [doc async for doc in self.open.find({})]
@@ -277,6 +302,11 @@ class ProgressRepository:
             _, failed = await _bulk(self.open, opening, tolerate=(DUPLICATE_KEY,))
             if failed:
                 raise next(iter(failed.values()))  # no document written without its entry
+        # the lists' entries of the new states, before the states (an entry too many
+        # after a crash, never one too few)
+        await lists.insert_entries(
+            self.lists, set().union(*(lists.added(w.current, w.new) for w in group))
+        )
         ops = [
             InsertOne(w.new)
             if w.current is None
@@ -318,6 +348,16 @@ class ProgressRepository:
                     raise next(iter(failed.values()))
             except Exception as e:  # written: the reconciler prunes the entry left
                 logger.warning("progress_open entries not removed", extra={"error": repr(e)})
+        await lists.delete_entries(
+            self.lists,
+            set().union(
+                *(
+                    lists.removed(w.current, w.new)
+                    for i, w in enumerate(group)
+                    if outcomes[i] is True
+                )
+            ),
+        )
         for index, write in enumerate(group):
             outcome = outcomes[index]
             if isinstance(outcome, Exception):

@@ -27,19 +27,6 @@ class ProgressStatus(StrEnum):
 PROGRESS_DB_SUFFIX = "progress"
 REPAIRS_COLLECTION = "repairs"
 
-# The gateway's paged lists (gateway/progress_view.py) read a range of one of these, newest
-# or oldest first, `limit` at a time (a keyset on the sort key and `_id`); progress-svc,
-# which owns the collection, creates them. Equality fields first, then the sort key.
-PROGRESS_LIST_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
-    (("owner", 1), ("kind", 1), ("created_at", -1), ("_id", -1)),  # an agent's jobs
-    (("kind", 1), ("created_at", -1), ("_id", -1)),  # everyone's jobs of some kinds
-    (("owner", 1), ("created_at", -1), ("_id", -1)),  # an agent's jobs of any kind
-    (("created_at", -1), ("_id", -1)),  # everyone's jobs of any kind
-    (("step_status", 1), ("created_at", 1), ("_id", 1)),  # active tasks, oldest first
-    (("step_status", 1), ("updated_at", -1), ("_id", -1)),  # failed tasks
-    (("step_status", 1), ("finished_at", -1), ("_id", -1)),  # completed tasks
-)
-
 TERMINAL_STATUSES = frozenset(
     {ProgressStatus.COMPLETED, ProgressStatus.FAILED, ProgressStatus.CANCELLED}
 )

@@ -1,0 +1,84 @@
+"""The progress lists' entries (jauge_shared.contracts.progress_lists), kept beside the
+documents: added before a document is written, removed after, so a crash in between
+leaves an entry too many (readers drop it), never one too few."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymongo import DeleteOne, InsertOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+from jauge_shared.contracts.progress_lists import LISTED_MARKER, list_keys
+from progress_svc.aggregate import Document
+
+logger = logging.getLogger("progress_svc")
+
+DUPLICATE_KEY = 11000
+# FerretDB holds a connection per statement of a delete command until it ends
+# (repository.BULK_OPS)
+DELETES_PER_BULK = 32
+BACKFILLED = LISTED_MARKER
+BACKFILL_BATCH = 500
+# the fields list_keys reads: the rest of a document is not needed to list it
+LISTED_FIELDS = {
+    field: True
+    for field in ("owner", "kind", "step_status", "created_at", "updated_at", "finished_at")
+}
+
+
+def keys_of(doc: Document | None) -> set[str]:
+    return list_keys(doc) if doc is not None else set()
+
+
+def added(current: Document | None, new: Document) -> set[str]:
+    return keys_of(new) - keys_of(current)
+
+
+def removed(current: Document | None, new: Document) -> set[str]:
+    return keys_of(current) - keys_of(new)
+
+
+async def insert_entries(lists: AsyncCollection[Document], keys: set[str]) -> None:
+    """Adds entries; one there already (a retried write, two writers of one job) is kept.
+    Raises the first other error: no document may be written without its entries."""
+    if not keys:
+        return
+    try:
+        await lists.bulk_write([InsertOne({"_id": key}) for key in sorted(keys)], ordered=False)
+    except BulkWriteError as e:
+        failed = [w for w in e.details.get("writeErrors", []) if w.get("code") != DUPLICATE_KEY]
+        if failed:
+            raise
+
+
+async def delete_entries(lists: AsyncCollection[Document], keys: set[str]) -> None:
+    """Removes entries a written document no longer has; a failure only leaves entries
+    that readers drop, so it is logged, not raised."""
+    ops = [DeleteOne({"_id": key}) for key in sorted(keys)]
+    try:
+        for start in range(0, len(ops), DELETES_PER_BULK):
+            await lists.bulk_write(ops[start : start + DELETES_PER_BULK], ordered=False)
+    except Exception as e:
+        logger.warning("progress list entries not removed", extra={"error": repr(e)})
+
+
+async def backfill(progress: AsyncCollection[Document], lists: AsyncCollection[Any]) -> int:
+    """Lists the documents of a store written before the lists existed: one read of the
+    collection, once per store (a marker says it was done); how many were listed."""
+    if await lists.find_one({"_id": BACKFILLED}) is not None:
+        return 0
+    listed, keys = 0, set()
+    async for doc in progress.find({}, LISTED_FIELDS):
+        keys |= list_keys(doc)
+        listed += 1
+        if len(keys) >= BACKFILL_BATCH:
+            await insert_entries(lists, keys)
+            keys = set()
+    await insert_entries(lists, keys)
+    await insert_entries(lists, {BACKFILLED})
+    if listed:
+        logger.info("progress lists backfilled", extra={"documents": listed})
+    return listed
