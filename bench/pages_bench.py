@@ -112,7 +112,15 @@ def explain(mongo_url: str, prefix: str) -> list[dict[str, object]]:
         ("colis", "lot_links", {"_id": "parcels:seed-lot-0:1"}, None, 0),
         ("colis", "lots", {"_id": "seed-lot-0"}, None, 0),
         ("colis", "colis", {"_id": "seed-colis-0"}, None, 0),
-        ("colis", "clients", {}, [("name", 1)], 0),
+        ("colis", "client_names", {"_id": {"$gte": "", "$lt": "~"}}, [("_id", 1)], 200),
+        ("colis", "clients", {"_id": "cli-0001"}, None, 0),
+        (
+            "colis",
+            "lot_numbers",
+            {"_id": {"$gte": "CARGO-20261207", "$lt": "CARGO-20261207~"}},
+            None,
+            0,
+        ),
         ("import", "jobs", {"_id": "seed-import-0"}, None, 0),
         ("import", "files", {"_id": "seed-import-0:0"}, None, 0),
     ]

@@ -194,3 +194,25 @@ async def test_a_client_is_created_and_corrected_with_french_refusals(world: Wor
     assert [e["what"] for e in client_entries] == ["client.updated", "client.created"]
     assert client_entries[0]["changes"]["phone"] == ["+221 70", "+221 77 000"]
     assert client_entries[1]["who"] == "al"
+
+
+async def test_clients_are_listed_by_name_from_their_entries_never_by_a_scan(
+    world: World,
+) -> None:
+    demo = {c["id"] for c in await world.ask("list_clients")}
+    zoe = await world.ask("create_client", name="zoé Ba", phone="", user_id="al")
+    anna = await world.ask("create_client", name="Anna Diop", phone="", user_id="al")
+    await world.ask("update_client", client_id=zoe["id"], name="Binta Fall", user_id="al")
+    names = [c["name"] for c in await world.ask("list_clients") if c["id"] not in demo]
+    assert names == ["Anna Diop", "Binta Fall"]  # case-folded order, renamed once
+    entries = [e["_id"] async for e in world.repo.client_names.names.find({})]
+    assert not any(e.endswith(zoe["id"]) and e.startswith("7a") for e in entries)  # "z"
+    # a crash between a rename and the removal of the old entry: shown once, new name
+    await world.repo.client_names.add(anna["id"], "Aaron")
+    names = [c["name"] for c in await world.ask("list_clients") if c["id"] not in demo]
+    assert names == ["Anna Diop", "Binta Fall"]
+    # a store of clients written before the list is listed once at start-up
+    await world.repo.clients.insert_one({"_id": "cli-old", "name": "Ancien"})
+    await world.repo.client_names.names.delete_one({"_id": "~listed"})
+    await world.repo.client_names.list_unlisted()
+    assert "cli-old" in {c["id"] for c in await world.ask("list_clients")}

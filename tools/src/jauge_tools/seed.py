@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from pymongo import AsyncMongoClient
 
+from colis_svc.client_names import name_key
 from gateway.productivity import STEP_ORDER, agent_key, day_id
 from jauge_shared.contracts import ProgressDocument, ProgressStatus
 from jauge_shared.contracts.progress_lists import LISTED_MARKER, LISTS_COLLECTION, list_keys
@@ -190,6 +191,9 @@ async def seed(
     jobs = imports(n_imports, n_invoices, agents, now)
     client: AsyncMongoClient[Doc] = AsyncMongoClient(url, tz_aware=True)
     try:
+        # each client listed by name as colis-svc lists them (colis_svc/client_names.py)
+        names = [{"_id": name_key(c["name"], c["_id"])} for c in colis["clients"]]
+        await _insert(client, f"{prefix}_colis", "client_names", names)
         await _insert(client, f"{prefix}_colis", "clients", colis["clients"])
         await _insert(client, f"{prefix}_colis", "lots", colis["lots"])
         await _insert(client, f"{prefix}_colis", "colis", colis["colis"])

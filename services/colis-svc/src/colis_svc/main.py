@@ -90,6 +90,7 @@ def create_app(settings: ColisSettings | None = None) -> AsgiFastStream:
         await repository.ensure_indexes()
         await repository.list_open_tasks()
         await repository.lot_index.list_unlisted()
+        await repository.client_names.list_unlisted()
         await repository.seed_demo_data(utc_now())
         await declare_topology(broker, settings, QUEUES_BY_SERVICE[SERVICE])
         try:

@@ -169,7 +169,9 @@ class ColisQueries:
             before.get("phone", "") if query.phone is None else query.phone,
         )
         after = {**before, "name": name, "phone": phone}
-        await self.repo.update_client(query.client_id, {"name": name, "phone": phone})
+        await self.repo.update_client(
+            query.client_id, before["name"], {"name": name, "phone": phone}
+        )
         await self.audit.client_changed(query.client_id, before, after, query.user_id)
         return public_client(after)
 

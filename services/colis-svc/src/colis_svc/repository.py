@@ -29,6 +29,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from colis_svc.client_names import ClientNames
 from colis_svc.documents import Doc as Doc
 from colis_svc.documents import state_to_doc
 from colis_svc.domain import (
@@ -102,6 +103,7 @@ class ColisRepository:
         self.open_tasks = self.db["open_tasks"]
         self.markers = self.db["task_markers"]
         self.lot_index = LotIndex(self.db)
+        self.client_names = ClientNames(self.db)
 
     async def ensure_indexes(self) -> None:
         await self.lots.create_index([("created_at", DESCENDING)])
@@ -120,17 +122,18 @@ class ColisRepository:
         if await self.clients.count_documents({}, limit=1) == 0:
             for client in DEMO_CLIENTS:
                 with contextlib.suppress(DuplicateKeyError):
-                    await self.clients.insert_one({**client, "created_at": now})
+                    await self.add_client({**client, "created_at": now})
 
     # clients and tariff
     async def add_client(self, client: Doc) -> None:
+        await self.client_names.add(client["_id"], client["name"])  # listed first
         await self.clients.insert_one(client)
 
     async def get_client(self, client_id: str) -> Doc | None:
         return await self.clients.find_one({"_id": client_id})
 
     async def list_clients(self, limit: int = 500) -> list[Doc]:
-        return [d async for d in self.clients.find({}).sort("name", ASCENDING).limit(limit)]
+        return await self.client_names.first(limit)
 
     async def tariff(self) -> Tariff:
         doc = await self.tariffs.find_one({"_id": TARIFF_ID})
@@ -143,7 +146,9 @@ class ColisRepository:
         next candidate. A number reserved by a process that died before storing its lot
         is simply skipped (numbers are unique, not gap-free)."""
         prefix = format_lot_number(type_lot, day, 1)[:-3]
-        counter = await self.lot_numbers.count_documents({"prefix": prefix}) + 1
+        # the numbers taken that day, as a range of `_id`s (FerretDB scans for `prefix`)
+        taken = self.lot_numbers.find({"_id": {"$gte": prefix, "$lt": prefix + "~"}}, {"_id": 1})
+        counter = len([n async for n in taken]) + 1
         while True:
             numero = format_lot_number(type_lot, day, counter)
             try:
@@ -184,8 +189,13 @@ class ColisRepository:
         when = "shipped_at" if statut is LotStatut.EXPEDIE else "closed_at"
         await self.lots.update_one({"_id": lot_id}, {"$set": {"statut": statut.value, when: now}})
 
-    async def update_client(self, client_id: str, fields: Doc) -> None:
+    async def update_client(self, client_id: str, old_name: str, fields: Doc) -> None:
+        """`fields` with the client's `name`: listed under the new name before the change,
+        no longer under the old one after it."""
+        await self.client_names.add(client_id, fields["name"])
         await self.clients.update_one({"_id": client_id}, {"$set": fields})
+        if fields["name"] != old_name:
+            await self.client_names.remove(client_id, old_name)
 
     # parcels
     async def reserve_tracking_number(self, colis_id: str, day: date) -> str:

@@ -96,8 +96,15 @@ class ProgressView:
         self.durations.forget()
 
     async def _newest_stored(self, query: dict[str, Any], n: int) -> list[Job]:
-        cursor = self.progress.find(query).sort("updated_at", -1).limit(n)
-        return [to_public(doc) async for doc in cursor]
+        """The `n` newest jobs of an owner (`query`) or of everyone, read once per view
+        (RecentJobs): the newest started, from their list. A job started long before
+        and updated since (a task retried) joins the view with its next update."""
+        owner = query.get("owner")
+        scope = scope_of(owner) if isinstance(owner, str) else EVERYONE
+        where = Range.of(prefix("jobs|all", scope), newest_first=True)
+        docs, _ = await self.pages.page(where, None, n, lambda doc: True)
+        docs.sort(key=lambda doc: _aware(doc.get("updated_at")), reverse=True)
+        return [to_public(doc) for doc in docs]
 
     async def _stored_durations(self, kind: str, n: int) -> list[Sample]:
         """The `n` latest completions of `kind` in the store (read once, by
@@ -229,6 +236,12 @@ class ProgressView:
             "success_rate": round(completed / total * 100, 1) if total else 0.0,
             "scope": "all" if user.is_admin and not owner else (owner or user.username),
         }
+
+
+def _aware(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.min.replace(tzinfo=UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _cursor(next_key: str | None) -> str | None:
