@@ -1,4 +1,5 @@
-"""What the fault tests check after the fault: every gauge equals its owner's state.
+"""What the fault tests check after the fault: every gauge equals its owner's state,
+and is in every list it belongs to.
 
 The progress documents (progress-svc's read model) are compared with what import-svc
 and colis-svc stored, read straight from their databases, and a supervisor restarts
@@ -15,6 +16,8 @@ from typing import Any
 from pymongo import MongoClient
 from stack import Running, Stack
 
+from jauge_shared.contracts.progress_lists import LISTS_COLLECTION, list_keys
+
 # import-svc's job states as a gauge shows them
 IMPORT_STATUS = {
     "queued": "queued",
@@ -29,6 +32,12 @@ def gauge_disagreements(store: MongoClient, db_prefix: str) -> dict[str, Any]:
     """Each progress document that does not say what its owner stored, with both sides."""
     progress = {d["_id"]: d for d in store[f"{db_prefix}_progress"]["progress"].find()}
     wrong: dict[str, Any] = {}
+    # every document in each list it belongs to (read after the documents: a writer adds
+    # a state's entries before the state, so none may be missing, even mid-write)
+    listed = {e["_id"] for e in store[f"{db_prefix}_progress"][LISTS_COLLECTION].find()}
+    for job_id, doc in progress.items():
+        if missing := list_keys(doc) - listed:
+            wrong[job_id] = {"lists": sorted(missing)}
     for task in store[f"{db_prefix}_colis"]["tasks"].find():
         doc = progress.get(task["_id"])
         seen = (doc or {}).get("step_status")
