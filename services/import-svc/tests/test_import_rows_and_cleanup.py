@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
+from import_svc import invoice_store
 from import_svc.events import failed_units, file_result, item_events
 from import_svc.processing import gauge_units, process_file, row_key
 from import_svc.repository import FileState, ImportRepository
@@ -176,3 +177,22 @@ async def test_invoices_come_a_page_at_a_time_after_the_last_key(repo) -> None:
 
 def test_interchange_fixture_sanity() -> None:
     assert make_interchange([sample_invoice(1, "F", n_lines=1)]).startswith(b"UNA")
+
+
+async def test_a_page_that_finds_few_ends_early_with_its_cursor(repo, monkeypatch) -> None:
+    """An agent's one invoice behind many of others: bounded reads, never the rest of
+    the history at once, and still found by following the cursors."""
+    monkeypatch.setattr(invoice_store, "INVOICES_EXAMINED", 3)
+    monkeypatch.setattr(invoice_store, "INVOICE_BATCH", 2)
+    await _import(repo, "job-a", "a.edi", [sample_invoice(1, f"F{n}", n_lines=1) for n in range(7)])
+    await _import(repo, "job-b", "b.edi", [sample_invoice(1, "F9", n_lines=1)])
+    base = {"supplier": None, "number": None, "job_id": None, "job_ids": ["job-b"], "limit": 5}
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page, after = await repo.search_invoices(**base, after=after)
+        pages.append([doc["number"] for doc in page])
+        if after is None:
+            break
+    assert pages[0] == [] and [n for page in pages for n in page] == ["F9"]
+    assert len(pages) == 3  # 3 + 3 examined, then the last two and the end

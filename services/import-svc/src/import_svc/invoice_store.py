@@ -36,6 +36,15 @@ TOTALS_FIELDS = {
 KEEP_APPLIED_JOBS = 20
 
 
+# invoices looked at for one page at most, and read at once
+INVOICES_EXAMINED = 5_000
+INVOICE_BATCH = 500
+
+
+def _public(docs: list[Doc]) -> list[Doc]:
+    return [{k: v for k, v in doc.items() if k != "_id"} for doc in docs]
+
+
 def invoice_key(supplier_id: str, number: str) -> str:
     return f"{supplier_id}:{number}"
 
@@ -82,29 +91,50 @@ class InvoiceQueries:
         after: str | None,
     ) -> tuple[list[Doc], str | None]:
         """One page of the invoices matching, in key order (supplier, then number), and
-        the key to start the next page after (None at the end): a range on `_id`, never
-        a skip over the pages before, nor a count of them all."""
-        query: Doc = {}
-        if supplier:
-            pattern = re.escape(supplier)
-            query["$or"] = [
-                {"supplier_id": supplier},
-                {"supplier_name": {"$regex": pattern, "$options": "i"}},
-            ]
-        if number:
-            query["number"] = number
+        the key to start the next page after (None at the end).
+
+        Read as a range of `_id` only, which FerretDB answers from its index, limit
+        included (the project's build); the filters are applied here. A page that finds
+        few (an agent's few imports in a big history, a rare name) ends after
+        `INVOICES_EXAMINED` invoices with the key to go on from: a page costs a bounded
+        read, never the whole history after the cursor."""
+        allowed = None
         if job_ids is not None:
-            allowed = [j for j in job_ids if job_id is None or j == job_id]
-            query["job_id"] = {"$in": allowed}
+            allowed = {j for j in job_ids if job_id is None or j == job_id}
+            if not allowed:
+                return [], None
         elif job_id:
-            query["job_id"] = job_id
-        if after is not None:
-            query["_id"] = {"$gt": after}
-        found = self.invoices.find(query).sort("_id", ASCENDING).limit(limit + 1)
-        docs = [doc async for doc in found]
-        next_after = str(docs[limit - 1]["_id"]) if len(docs) > limit else None
-        page = [{k: v for k, v in doc.items() if k != "_id"} for doc in docs[:limit]]
-        return page, next_after
+            allowed = {job_id}
+        pattern = re.compile(re.escape(supplier), re.IGNORECASE) if supplier else None
+
+        def wanted(doc: Doc) -> bool:
+            by_id = doc.get("supplier_id") == supplier
+            by_name = pattern is not None and pattern.search(str(doc.get("supplier_name") or ""))
+            if pattern is not None and not (by_id or by_name):
+                return False
+            if number and doc.get("number") != number:
+                return False
+            return allowed is None or doc.get("job_id") in allowed
+
+        shown: list[Doc] = []
+        examined, last = 0, after
+        while examined < INVOICES_EXAMINED:
+            # a lower bound only: every key is above "" (an upper bound would have to be
+            # a string above every key, which no text is)
+            bound = {"$gt": last} if last is not None else {"$gte": ""}
+            batch_size = min(INVOICE_BATCH, INVOICES_EXAMINED - examined)
+            found = self.invoices.find({"_id": bound}).sort("_id", ASCENDING).limit(batch_size)
+            docs = [doc async for doc in found]
+            for doc in docs:
+                examined += 1
+                if wanted(doc):
+                    if len(shown) == limit:
+                        return _public(shown), last
+                    shown.append(doc)
+                last = doc["_id"]
+            if len(docs) < batch_size:
+                return _public(shown), None
+        return _public(shown), last  # examined enough: the page ends early, with a cursor
 
     # what each supplier's file held when it was last imported, to find orphans
     async def previous_keys(self, job_id: str, name: str, supplier: str, keys: list[str]) -> Doc:
