@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import secrets
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -35,8 +36,23 @@ from jauge_shared.contracts import (  # noqa: E402
     ImportStarted,
     stable_event_id,
 )
+from jauge_testkit.import_files import make_interchange, sample_invoice  # noqa: E402
 
 REPORTS = ROOT / "reports" / "bench"
+ONE_FILE = make_interchange([sample_invoice(1, "F-BENCH", n_lines=2)])
+
+
+def supplier_file_dropper(data_dir: Path) -> Callable[[], None]:
+    """One small supplier file dropped in the EDI inbox at each call, as an accountant's
+    day has them: an import of an empty inbox is refused (409, issue 16)."""
+    inbox = data_dir / "inbox" / "edi"
+    inbox.mkdir(parents=True, exist_ok=True)
+    numbers = itertools.count()
+
+    def drop() -> None:
+        (inbox / f"bench-{next(numbers)}.edi").write_bytes(ONE_FILE)
+
+    return drop
 
 
 @dataclass(frozen=True)

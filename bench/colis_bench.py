@@ -45,6 +45,7 @@ from benchkit import (
     percentiles,
     photo_of_about,
     started,
+    supplier_file_dropper,
     write_report,
 )
 from pymongo import MongoClient
@@ -213,8 +214,14 @@ async def accept_phase(
     async with httpx.AsyncClient(
         base_url=gateway, headers=headers, timeout=60, limits=limits
     ) as http:
+        drop_supplier_file = supplier_file_dropper(bench.data_dir)
+
+        async def start_import() -> httpx.Response:
+            drop_supplier_file()
+            return await http.post("/api/imports", json={"kind": "edi"})
+
         routes = {
-            "imports": lambda: http.post("/api/imports", json={"kind": "edi"}),
+            "imports": start_import,
             "colis": lambda: http.post(
                 f"/api/lots/{lot}/colis",
                 data=COLIS_FORM,

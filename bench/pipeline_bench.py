@@ -40,6 +40,7 @@ from benchkit import (
     file_event,
     percentiles,
     started,
+    supplier_file_dropper,
     table,
     write_report,
 )
@@ -47,10 +48,7 @@ from pymongo import AsyncMongoClient
 from stack import add_user
 
 from jauge_shared.consumer import InOrderAcks
-from jauge_testkit.import_files import make_interchange, sample_invoice
 from progress_svc.settings import ProgressSettings
-
-ONE_FILE = make_interchange([sample_invoice(1, "F-BENCH", n_lines=2)])
 
 WINDOW = 500  # publishes in flight, each awaiting its confirm
 
@@ -437,14 +435,10 @@ async def accept_under_load(
         base_url=gateway, headers=headers, timeout=60, limits=limits
     ) as http:
         lot = (await http.post("/api/lots", json={"type_lot": "cargo"})).json()
-        inbox = env.data_dir / "inbox" / "edi"
-        inbox.mkdir(parents=True, exist_ok=True)
-        dropped = iter(range(10**9))
+        drop_supplier_file = supplier_file_dropper(env.data_dir)
 
         async def start_import() -> httpx.Response:
-            # an import of an empty inbox is refused (409, issue 16): one supplier file
-            # dropped before each, as an accountant's day has them
-            (inbox / f"bench-{next(dropped)}.edi").write_bytes(ONE_FILE)
+            drop_supplier_file()
             return await http.post("/api/imports", json={"kind": "edi"})
 
         routes = {
