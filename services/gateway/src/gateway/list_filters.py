@@ -99,8 +99,10 @@ class JobFilters:
             return False
         if self.status and doc.get("status") != self.status.value:
             return False
-        updated = _aware(doc.get("updated_at"))
-        return not self.since or (updated is not None and updated >= self.since)
+        if self.since is None:
+            return True
+        updated, since = _aware(doc.get("updated_at")), _aware(self.since)  # no zone: UTC
+        return updated is not None and since is not None and updated >= since
 
 
 @dataclass(frozen=True)

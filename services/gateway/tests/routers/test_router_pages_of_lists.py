@@ -168,3 +168,13 @@ async def test_a_day_is_a_date_not_a_number(gw: Gateway) -> None:
         fine = await c.get("/api/tasks", params={"day": "2026-12-07"}, headers=gw.auth())
     assert jobs.status_code == tasks.status_code == 422
     assert fine.status_code == 200
+
+
+async def test_since_without_a_zone_is_utc(gw: Gateway) -> None:
+    old = gw.add_job("alice", updated_at=gw.now - timedelta(hours=2))
+    new = gw.add_job("alice", updated_at=gw.now)
+    hour_ago = (gw.now - timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    async with gw.client() as c:
+        naive = await c.get("/api/jobs", params={"since": hour_ago}, headers=gw.auth())
+    assert naive.status_code == 200, naive.text
+    assert [j["id"] for j in naive.json()["items"]] == [new["_id"]] != [old["_id"]]
