@@ -27,7 +27,7 @@ BAD_CURSOR_RESPONSE = error_responses(400, e400="A cursor that is not one of our
 Cursor = Annotated[
     str | None,
     Query(
-        max_length=600,
+        max_length=4096,  # a list key holds a quoted owner (up to 64 characters)
         pattern=r"^[A-Za-z0-9_-]+={0,2}$",
         description="`next_cursor` of the previous page; absent for the first page",
     ),

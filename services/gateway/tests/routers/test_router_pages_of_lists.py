@@ -178,3 +178,11 @@ async def test_since_without_a_zone_is_utc(gw: Gateway) -> None:
         naive = await c.get("/api/jobs", params={"since": hour_ago}, headers=gw.auth())
     assert naive.status_code == 200, naive.text
     assert [j["id"] for j in naive.json()["items"]] == [new["_id"]] != [old["_id"]]
+
+
+async def test_a_cursor_of_an_owner_with_a_long_foreign_name_is_taken_back(gw: Gateway) -> None:
+    owner = "é" * 32 + "名" * 32  # 64 characters, each quoted to 6 or 9
+    for n in range(3):
+        gw.add_job(owner, created_at=gw.now - timedelta(minutes=n))
+    pages = await every_page(gw, "/api/jobs", "root", owner=owner, limit=1)
+    assert [len(p) for p in pages] == [1, 1, 1]
