@@ -29,6 +29,27 @@ LISTED_FIELDS = {
 }
 
 
+# the paged lists' indexes on `progress` before the list entries: nothing reads them,
+# and each costs every write
+RETIRED_LIST_INDEXES = frozenset(
+    {
+        "owner_1_kind_1_created_at_-1__id_-1",
+        "kind_1_created_at_-1__id_-1",
+        "owner_1_created_at_-1__id_-1",
+        "created_at_-1__id_-1",
+        "step_status_1_created_at_1__id_1",
+        "step_status_1_updated_at_-1__id_-1",
+        "step_status_1_finished_at_-1__id_-1",
+    }
+)
+
+
+async def drop_retired_indexes(progress: AsyncCollection[Document]) -> None:
+    for name in [ix["name"] async for ix in await progress.list_indexes()]:
+        if name in RETIRED_LIST_INDEXES:
+            await progress.drop_index(name)
+
+
 def keys_of(doc: Document | None) -> set[str]:
     return list_keys(doc) if doc is not None else set()
 

@@ -84,17 +84,6 @@ CONCURRENT_READS = 16
 BULK_OPS = 32
 DUPLICATE_KEY = 11000
 WRITE_TOKEN = "_w"
-RETIRED_LIST_INDEXES = frozenset(
-    {
-        "owner_1_kind_1_created_at_-1__id_-1",
-        "kind_1_created_at_-1__id_-1",
-        "owner_1_created_at_-1__id_-1",
-        "created_at_-1__id_-1",
-        "step_status_1_created_at_1__id_1",
-        "step_status_1_updated_at_-1__id_-1",
-        "step_status_1_finished_at_-1__id_-1",
-    }
-)
 
 
 @dataclass
@@ -199,12 +188,7 @@ class ProgressRepository:
         await self.collection.create_index([("status", ASCENDING)])
         await self.collection.create_index([("kind", ASCENDING)])
         await self.repairs.create_index([("at", DESCENDING)])
-        # the paged lists' indexes of before the list entries: nothing reads them, and
-        # each costs every write
-        existing = [ix["name"] async for ix in await self.collection.list_indexes()]
-        for name in existing:
-            if name in RETIRED_LIST_INDEXES:
-                await self.collection.drop_index(name)
+        await lists.drop_retired_indexes(self.collection)
 
     async def list_open_documents(self) -> None:
         """Lists the open documents of a store written before `progress_open` existed
