@@ -169,3 +169,40 @@ async def test_an_expiry_that_died_before_storing_its_reason_is_announced_later(
     (finished,) = world.emitted
     assert isinstance(finished, ImportFinished)
     assert (finished.status.value, finished.error) == ("failed", UNKNOWN_FAILURE)
+
+
+async def running_undispatched(world: Announcer, dispatching_at: datetime) -> None:
+    now = datetime.now(UTC)
+    await world.repo.add_job(
+        {
+            "_id": "j-sending",
+            "kind": "edi",
+            "user_id": "alice",
+            "title": "Import des factures EDI",
+            "state": JobState.RUNNING.value,
+            "requested_at": now,
+            "started_at": now,
+            "names": NAMES,
+            "total": len(NAMES),
+            "dispatched": False,
+            "dispatching_at": dispatching_at,
+        }
+    )
+    await world.repo.add_files("j-sending", NAMES, now)
+
+
+async def test_a_job_whose_commands_are_being_sent_is_not_sent_again(world: Announcer) -> None:
+    """Another replica's pass finds the job not yet `dispatched` while its starter is
+    still sending (2,000 commands take seconds): it leaves them to the starter."""
+    await running_undispatched(world, dispatching_at=datetime.now(UTC))
+    await world.service.schedule()
+    assert not [m for m in world.emitted if isinstance(m, ImportFile)]
+
+
+async def test_a_dispatch_whose_sender_died_is_done_again(world: Announcer) -> None:
+    await running_undispatched(world, dispatching_at=datetime.now(UTC) - timedelta(seconds=6))
+    await world.service.schedule()
+    sent = [m.item for m in world.emitted if isinstance(m, ImportFile)]
+    assert sent == NAMES
+    job = await world.repo.get_job("j-sending")
+    assert job is not None and job["dispatched"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from import_svc.context import ENDED, Workflow
@@ -30,6 +30,10 @@ from import_svc.repository import STALE_TRANSITION, FileState, JobState
 from jauge_shared.contracts import ImportKind, ImportStatus, RequestImport
 from jauge_shared.contracts.imports import import_title
 from jauge_shared.metrics import STATE_REANNOUNCED
+
+# a job's dispatch says it is alive this often, and is taken over once silent this long
+DISPATCH_BEAT = timedelta(seconds=1)
+DISPATCH_STALE = timedelta(seconds=5)
 
 logger = logging.getLogger("import_svc")
 ACTIVE = (JobState.RUNNING, JobState.CLEANING, JobState.CANCELLING)  # they hold the lock
@@ -146,12 +150,30 @@ class JobFlow:
         await flow.emit(started_event(job))
 
     async def _dispatch(self, job: dict[str, Any]) -> None:
-        for doc in await self.flow.repo.file_results(job):
+        """Every file's command, then `dispatched`. While it sends, `dispatching_at` says
+        so every `DISPATCH_BEAT`: another replica's pass leaves the job to it until that
+        is `DISPATCH_STALE` old (the sender died), rather than sending them all again."""
+        flow = self.flow
+        beat = flow.clock()
+        await flow.repo.set_job_fields(job["_id"], dispatching_at=beat)
+        for doc in await flow.repo.file_results(job):
             if doc["state"] == FileState.ANNOUNCED.value:
                 continue
-            await self.flow.emit(file_command(job, doc))
-        await self.flow.repo.set_job_fields(job["_id"], dispatched=True)
+            await flow.emit(file_command(job, doc))
+            if flow.clock() - beat > DISPATCH_BEAT:
+                beat = flow.clock()
+                await flow.repo.set_job_fields(job["_id"], dispatching_at=beat)
+        await flow.repo.set_job_fields(job["_id"], dispatched=True)
         await self.end.check_completion(job["_id"])
+
+    def _dispatching(self, job: dict[str, Any], now: datetime) -> bool:
+        """Another replica is sending this job's commands now."""
+        beat = job.get("dispatching_at")
+        if beat is None:
+            return False
+        if beat.tzinfo is None:  # the store's dates are UTC
+            beat = beat.replace(tzinfo=now.tzinfo)
+        return now - beat < DISPATCH_STALE
 
     async def _resume(self, job: dict[str, Any], now: datetime) -> None:
         """The job's lease was free or ours: make sure it is still moving."""
@@ -174,6 +196,8 @@ class JobFlow:
                 await self._prepare(job)
                 await self._dispatch(job)
         elif not job.get("dispatched"):
+            if self._dispatching(job, now):
+                return  # its starter is sending the commands: not all of them twice
             await self.flow.emit(started_event(job))  # a duplicate if it was sent: ignored
             await self._dispatch(job)
         else:
