@@ -5,6 +5,7 @@ leaves an entry too many (readers drop it), never one too few."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import DeleteOne, InsertOne
@@ -54,12 +55,17 @@ def keys_of(doc: Document | None) -> set[str]:
     return list_keys(doc) if doc is not None else set()
 
 
-def added(current: Document | None, new: Document) -> set[str]:
-    return keys_of(new) - keys_of(current)
+@dataclass(frozen=True)
+class EntryChange:
+    """A write's entries to add before it and to remove after it."""
 
+    added: frozenset[str]
+    removed: frozenset[str]
 
-def removed(current: Document | None, new: Document) -> set[str]:
-    return keys_of(current) - keys_of(new)
+    @classmethod
+    def of(cls, current: Document | None, new: Document) -> EntryChange:
+        before, after = keys_of(current), keys_of(new)
+        return cls(frozenset(after - before), frozenset(before - after))
 
 
 async def insert_entries(lists: AsyncCollection[Document], keys: set[str]) -> None:

@@ -288,9 +288,8 @@ class ProgressRepository:
                 raise next(iter(failed.values()))  # no document written without its entry
         # the lists' entries of the new states, before the states (an entry too many
         # after a crash, never one too few)
-        await lists.insert_entries(
-            self.lists, set().union(*(lists.added(w.current, w.new) for w in group))
-        )
+        entries = [lists.EntryChange.of(w.current, w.new) for w in group]
+        await lists.insert_entries(self.lists, set().union(*(e.added for e in entries)))
         ops = [
             InsertOne(w.new)
             if w.current is None
@@ -332,16 +331,8 @@ class ProgressRepository:
                     raise next(iter(failed.values()))
             except Exception as e:  # written: the reconciler prunes the entry left
                 logger.warning("progress_open entries not removed", extra={"error": repr(e)})
-        await lists.delete_entries(
-            self.lists,
-            set().union(
-                *(
-                    lists.removed(w.current, w.new)
-                    for i, w in enumerate(group)
-                    if outcomes[i] is True
-                )
-            ),
-        )
+        written = [e.removed for i, e in enumerate(entries) if outcomes[i] is True]
+        await lists.delete_entries(self.lists, set().union(*written))
         for index, write in enumerate(group):
             outcome = outcomes[index]
             if isinstance(outcome, Exception):
