@@ -79,8 +79,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const params = JaugePager.filtersOf(filterForm);
     if (!params.get("kind")) params.set("kind", "import"); // every kind of import
     params.set("limit", String(JaugePager.pageSize()));
-    if (cursor) params.set("cursor", cursor);
-    const data = await Jauge.api("GET", "/api/jobs?" + params);
+    const data = await JaugePager.fetchPage("/api/jobs", params, cursor);
     const items = Array.isArray(data) ? data : data.items || [];
     for (const job of items) apply(job);
     pageIds = items.map((job) => job.id);

@@ -82,5 +82,20 @@
     }
   }
 
-  window.JaugePager = { Pager, filtersOf, fillForm, remember, pageSize };
+  // one page of a list from the API (`path` and its query, without `cursor`): a page
+  // that a rare filter left empty, with more to read after it, is followed at once (a
+  // page of the API reads a bounded number of entries, so it may come back empty)
+  async function fetchPage(path, params, cursor, hops = 10) {
+    let data;
+    for (let hop = 0; hop < hops; hop++) {
+      if (cursor) params.set("cursor", cursor);
+      data = await Jauge.api("GET", path + "?" + params);
+      const items = Array.isArray(data) ? data : data.items || [];
+      cursor = Array.isArray(data) ? null : data.next_cursor;
+      if (items.length || !cursor) break;
+    }
+    return data;
+  }
+
+  window.JaugePager = { Pager, filtersOf, fillForm, remember, pageSize, fetchPage };
 })();

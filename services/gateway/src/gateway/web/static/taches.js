@@ -152,8 +152,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const params = JaugePager.filtersOf(filterForm);
     params.set("state", state);
     params.set("limit", String(JaugePager.pageSize()));
-    if (cursor) params.set("cursor", cursor);
-    const data = await Jauge.api("GET", "/api/tasks?" + params);
+    const data = await JaugePager.fetchPage("/api/tasks", params, cursor);
     const list = Jauge.$(`#list-${state}`);
     const cards = [];
     for (const item of Array.isArray(data) ? data : data.items || []) {
