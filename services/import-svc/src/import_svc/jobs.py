@@ -168,7 +168,7 @@ class JobFlow:
 
     def _dispatching(self, job: dict[str, Any], now: datetime) -> bool:
         """Another replica is sending this job's commands now."""
-        beat = job.get("dispatching_at")
+        beat: datetime | None = job.get("dispatching_at")
         if beat is None:
             return False
         if beat.tzinfo is None:  # the store's dates are UTC
