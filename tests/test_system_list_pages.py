@@ -100,3 +100,33 @@ async def test_pages_cover_each_document_once_read_from_the_id_index(test_env) -
     finally:
         await client.drop_database(database)
         await client.close()
+
+
+async def test_an_oldest_first_page_goes_on_after_an_id_that_prefixes_another(test_env) -> None:
+    """`t1` then `t10`, started at the same instant: the next page starts after `…|t1`,
+    which on FerretDB is compared as JSON text (a NUL after it would be escaped and
+    sort after `…|t10`, losing it)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(test_env.mongo_url, tz_aware=True)
+    database = f"{test_env.db_prefix}_progress"
+    try:
+        repository = ProgressRepository(client, database)
+        same = datetime.now(UTC).replace(microsecond=0)
+        for task_id in ("t1", "t10", "t2"):
+            doc = {
+                "_id": task_id,
+                "kind": "colis.create",
+                "owner": "alice",
+                "status": "running",
+                "step_status": "pending",
+                "created_at": same,
+                "updated_at": same,
+                "seq": 1,
+            }
+            await repository.change(task_id, lambda current, doc=doc: doc)
+        view = ProgressView(client[database]["progress"], client[database][LISTS_COLLECTION])
+        active = TaskFilters(state="active")
+        pages = await all_pages(lambda c, n: view.tasks(ALICE, active, c, n), 1)
+        assert [i for p in pages for i in p] == ["t1", "t10", "t2"]
+    finally:
+        await client.drop_database(database)
+        await client.close()

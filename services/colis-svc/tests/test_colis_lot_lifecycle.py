@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import pytest
 
+from colis_svc import client_names
 from colis_svc.domain import LotType
 from colis_svc.queries import RpcError
 from jauge_shared.contracts import ColisData, TaskStatus, UpdateColis
@@ -216,3 +217,13 @@ async def test_clients_are_listed_by_name_from_their_entries_never_by_a_scan(
     await world.repo.client_names.names.delete_one({"_id": "~listed"})
     await world.repo.client_names.list_unlisted()
     assert "cli-old" in {c["id"] for c in await world.ask("list_clients")}
+
+
+async def test_the_clients_list_goes_on_after_an_id_that_prefixes_another(
+    world: World, monkeypatch
+) -> None:
+    monkeypatch.setattr(client_names, "BATCH", 1)  # each read after the previous key
+    for client_id in ("cli-x1", "cli-x10", "cli-x2"):
+        await world.repo.add_client({"_id": client_id, "name": "Même Nom", "phone": ""})
+    listed = [c["id"] for c in await world.ask("list_clients") if c["id"].startswith("cli-x")]
+    assert listed == ["cli-x1", "cli-x10", "cli-x2"]

@@ -53,10 +53,11 @@ class ClientNames:
         """The first `limit` clients by name; entries whose client has another name now
         (or none) are skipped."""
         shown: list[Doc] = []
-        low = ""
+        after: str | None = None
         while len(shown) < limit:
+            bound = {"$gt": after} if after is not None else {"$gte": ""}
             found = (
-                self.names.find({"_id": {"$gte": low, "$lt": END}}, {"_id": True})
+                self.names.find({"_id": {**bound, "$lt": END}}, {"_id": True})
                 .sort("_id", 1)
                 .limit(BATCH)
             )
@@ -71,7 +72,7 @@ class ClientNames:
             ]
             if len(keys) < BATCH:
                 break
-            low = keys[-1] + "\x00"
+            after = keys[-1]
         return shown[:limit]
 
     async def list_unlisted(self) -> None:

@@ -28,11 +28,13 @@ CONCURRENT_READS = 16
 
 @dataclass(frozen=True)
 class Range:
-    """Entries from `low` (inclusive) to `high` (exclusive), newest first or oldest."""
+    """Entries from `low` (inclusive, or exclusive once a page went past it) to `high`
+    (exclusive), newest first or oldest."""
 
     low: str
     high: str
     newest_first: bool
+    past_low: bool = False
 
     @classmethod
     def of(cls, prefix: str, newest_first: bool, since: str = "", until: str = END) -> Range:
@@ -45,7 +47,11 @@ class Range:
             return self
         if self.newest_first:
             return Range(self.low, min(self.high, key), True)
-        return Range(max(self.low, key + "\x00"), self.high, False)
+        if key < self.low:
+            return self
+        # `$gt` the key, not `$gte` the key and a NUL: the range is compared as JSON
+        # text on FerretDB, where a NUL is escaped (ferretdb-sqlite-id-range.patch)
+        return Range(key, self.high, False, past_low=True)
 
 
 class ListPages:
@@ -55,7 +61,10 @@ class ListPages:
 
     async def keys(self, where: Range, limit: int) -> list[str]:
         found = (
-            self.lists.find({"_id": {"$gte": where.low, "$lt": where.high}}, {"_id": True})
+            self.lists.find(
+                {"_id": {"$gt" if where.past_low else "$gte": where.low, "$lt": where.high}},
+                {"_id": True},
+            )
             .sort("_id", -1 if where.newest_first else 1)
             .limit(limit)
         )
