@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from jauge_shared.contracts.progress_lists import list_keys
+from jauge_shared.contracts.progress_lists import job_id_of, list_keys
 from progress_svc import lists
 from progress_svc.aggregate import Document
 from progress_svc.repository import ProgressRepository
@@ -117,3 +117,11 @@ async def test_the_list_indexes_of_before_the_entries_are_dropped(repository) ->
     names = [ix["name"] async for ix in await repository.collection.list_indexes()]
     assert "step_status_1_updated_at_-1__id_-1" not in names
     assert "owner_1_updated_at_-1" in names  # the others stay
+
+
+def test_an_id_or_owner_with_characters_json_escapes_is_quoted_in_its_keys() -> None:
+    doc = task("pending", 1)(None)
+    doc.update(_id='a&b"c<\\d', owner="<é>")
+    for key in list_keys(doc):
+        assert not any(c in key for c in '&"<>\\') and key.isascii()
+        assert job_id_of(key) == 'a&b"c<\\d'

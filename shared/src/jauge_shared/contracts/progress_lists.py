@@ -7,7 +7,10 @@ documents by `_id`. On FerretDB those are the only reads its SQLite backend answ
 an index (with the project's build: deploy/local/ferretdb-sqlite-id-range.patch); any
 other filter reads every document ever kept. On MongoDB they are index reads too.
 
-An entry's `_id` is `<list>|<scope>|<sort key>|<job id>`:
+An entry's `_id` is `<list>|<scope>|<sort key>|<job id>`, the owner and the job id
+quoted: FerretDB compares ranges of `_id` as JSON text, which orders strings as MongoDB
+does only when they hold no character JSON escapes (quotes, backslashes, `<`, `>`, `&`,
+controls). The lists:
 
 - `jobs|all`, `jobs|import`, `jobs|colis`: every job, every import, every parcel task,
   by `created_at` (never changes);
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from jauge_shared.contracts.colis import ACTIVE_STATUSES, FAILED_STATUSES, TaskStatus
 
@@ -91,12 +94,13 @@ def list_keys(doc: dict[str, Any]) -> set[str]:
                 sorted_by[f"tasks|{state}"] = doc[field]
         if step_status in BUSY_STATUSES and isinstance(created, datetime):
             sorted_by["tasks|busy"] = created
+    listed_id = quote(job_id, safe="")  # a job id from an event: nothing JSON escapes
     return {
-        f"{prefix(list_name, scope)}{when(at)}|{job_id}"
+        f"{prefix(list_name, scope)}{when(at)}|{listed_id}"
         for list_name, at in sorted_by.items()
         for scope in (scope_of(doc.get("owner")), EVERYONE)
     }
 
 
 def job_id_of(key: str) -> str:
-    return key.split("|", 4)[4]
+    return unquote(key.split("|", 4)[4])
