@@ -9,8 +9,16 @@ import socket
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
-from jauge_shared.ops import STARTUP_FAILURE, every, in_background, serve
+from jauge_shared.ops import (
+    CHECK_TIMEOUT_S,
+    STARTUP_FAILURE,
+    every,
+    in_background,
+    serve,
+    store_is_reachable,
+)
 
 
 def test_a_taken_port_is_a_startup_failure_before_the_app_starts() -> None:
@@ -60,3 +68,27 @@ async def test_background_work_is_stopped_when_the_block_ends() -> None:
     async with in_background(forever()):
         await asyncio.sleep(0)
     assert stopped.is_set()
+
+
+async def test_a_store_away_is_unreachable_within_the_check_bound(
+    test_env: Any,
+) -> None:
+    """The readiness ping gives up by the driver's own deadline (five at once, within
+    the check's bound, although the client would wait 30 s to select a server); a
+    store that is there answers."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    away: AsyncMongoClient[Any] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=30_000
+    )
+    here: AsyncMongoClient[Any] = AsyncMongoClient(test_env.mongo_url)
+    try:
+        started = asyncio.get_running_loop().time()
+        results = await asyncio.gather(*(store_is_reachable(away) for _ in range(5)))
+        assert results == [False] * 5
+        assert asyncio.get_running_loop().time() - started < CHECK_TIMEOUT_S + 2
+        assert await store_is_reachable(here)
+    finally:
+        await away.close()
+        await here.close()

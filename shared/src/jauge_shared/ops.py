@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
+import pymongo
 import uvicorn
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.rabbit import RabbitBroker
@@ -26,8 +27,14 @@ _JSON = {"content-type": "application/json"}
 
 
 async def store_is_reachable(client: AsyncMongoClient[Any]) -> bool:
+    """The driver's own deadline (`pymongo.timeout`), not a cancellation: a ping
+    cancelled by `asyncio.wait_for` while it waits in server selection can leave the
+    client's topology lock released under another task (pymongo 4.20: "Lock is not
+    acquired" in a scheduler pass during a store outage, then that service never
+    ready again after the store came back, in a CI run of test_faults_store)."""
     try:
-        await asyncio.wait_for(client.admin.command("ping"), CHECK_TIMEOUT_S)
+        with pymongo.timeout(CHECK_TIMEOUT_S):
+            await client.admin.command("ping")
     except Exception:
         return False
     return True
