@@ -12,7 +12,8 @@ from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from progress_svc.aggregate import Document
-from progress_svc.repository import BULK_OPS, ProgressRepository
+from progress_svc.bulk import BULK_OPS
+from progress_svc.repository import ProgressRepository
 
 
 @pytest.fixture

@@ -62,14 +62,15 @@ def _day_bounds(day: date) -> dict[str, str]:
     return {"since": when(start), "until": when(start + timedelta(days=1))}
 
 
-def _aware(value: Any) -> datetime | None:
+def aware(value: Any) -> datetime | None:
+    """A stored date as an aware UTC one (the store's dates are UTC); None if not a date."""
     if not isinstance(value, datetime):
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _on(day: date, value: Any) -> bool:
-    at = _aware(value)
+    at = aware(value)
     return at is not None and at.astimezone(UTC).date() == day
 
 
@@ -101,7 +102,7 @@ class JobFilters:
             return False
         if self.since is None:
             return True
-        updated, since = _aware(doc.get("updated_at")), _aware(self.since)  # no zone: UTC
+        updated, since = aware(doc.get("updated_at")), aware(self.since)  # no zone: UTC
         return updated is not None and since is not None and updated >= since
 
 

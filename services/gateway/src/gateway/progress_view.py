@@ -21,7 +21,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from gateway import keyset
 from gateway.durations import RecentDurations, Sample
-from gateway.list_filters import ACTIVE, TASK_KINDS, JobFilters, TaskFilters
+from gateway.list_filters import ACTIVE, TASK_KINDS, JobFilters, TaskFilters, aware
 from gateway.list_pages import ListPages, Range
 from gateway.recent import RecentJobs
 from gateway.users import User
@@ -103,7 +103,8 @@ class ProgressView:
         scope = scope_of(owner) if isinstance(owner, str) else EVERYONE
         where = Range.of(prefix("jobs|all", scope), newest_first=True)
         docs, _ = await self.pages.page(where, None, n, lambda doc: True)
-        docs.sort(key=lambda doc: _aware(doc.get("updated_at")), reverse=True)
+        never = datetime.min.replace(tzinfo=UTC)
+        docs.sort(key=lambda doc: aware(doc.get("updated_at")) or never, reverse=True)
         return [to_public(doc) for doc in docs]
 
     async def _stored_durations(self, kind: str, n: int) -> list[Sample]:
@@ -236,12 +237,6 @@ class ProgressView:
             "success_rate": round(completed / total * 100, 1) if total else 0.0,
             "scope": "all" if user.is_admin and not owner else (owner or user.username),
         }
-
-
-def _aware(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        return datetime.min.replace(tzinfo=UTC)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _cursor(next_key: str | None) -> str | None:

@@ -10,17 +10,13 @@ from typing import Any
 
 from pymongo import DeleteOne, InsertOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
 
 from jauge_shared.contracts.progress_lists import LISTED_MARKER, list_keys
 from progress_svc.aggregate import Document
+from progress_svc.bulk import DUPLICATE_KEY, bulk
 
 logger = logging.getLogger("progress_svc")
 
-DUPLICATE_KEY = 11000
-# FerretDB holds a connection per statement of a delete command until it ends
-# (repository.BULK_OPS)
-DELETES_PER_BULK = 32
 BACKFILLED = LISTED_MARKER
 BACKFILL_BATCH = 500
 # the fields list_keys reads: the rest of a document is not needed to list it
@@ -71,23 +67,19 @@ class EntryChange:
 async def insert_entries(lists: AsyncCollection[Document], keys: set[str]) -> None:
     """Adds entries; one there already (a retried write, two writers of one job) is kept.
     Raises the first other error: no document may be written without its entries."""
-    if not keys:
-        return
-    try:
-        await lists.bulk_write([InsertOne({"_id": key}) for key in sorted(keys)], ordered=False)
-    except BulkWriteError as e:
-        failed = [w for w in e.details.get("writeErrors", []) if w.get("code") != DUPLICATE_KEY]
-        if failed:
-            raise
+    ops = [InsertOne({"_id": key}) for key in sorted(keys)]
+    _, failed = await bulk(lists, ops, tolerate=(DUPLICATE_KEY,))
+    if failed:
+        raise next(iter(failed.values()))
 
 
 async def delete_entries(lists: AsyncCollection[Document], keys: set[str]) -> None:
     """Removes entries a written document no longer has; a failure only leaves entries
     that readers drop, so it is logged, not raised."""
-    ops = [DeleteOne({"_id": key}) for key in sorted(keys)]
     try:
-        for start in range(0, len(ops), DELETES_PER_BULK):
-            await lists.bulk_write(ops[start : start + DELETES_PER_BULK], ordered=False)
+        _, failed = await bulk(lists, [DeleteOne({"_id": key}) for key in sorted(keys)])
+        if failed:
+            raise next(iter(failed.values()))
     except Exception as e:
         logger.warning("progress list entries not removed", extra={"error": repr(e)})
 

@@ -61,7 +61,7 @@ from pymongo import (
     UpdateOne,
 )
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
 from jauge_shared.contracts.progress import REPAIRS_COLLECTION
 from jauge_shared.contracts.progress_lists import LISTS_COLLECTION
@@ -70,6 +70,7 @@ from jauge_shared.faults import FaultPoints
 from jauge_shared.mongo import gather_in_chunks
 from progress_svc import lists
 from progress_svc.aggregate import TERMINAL, Document
+from progress_svc.bulk import DUPLICATE_KEY, bulk
 
 logger = logging.getLogger("progress_svc")
 
@@ -78,11 +79,6 @@ OPEN_COLLECTION = "progress_open"
 MAX_CONFLICTS = 100
 CACHED_DOCUMENTS = 2_000
 CONCURRENT_READS = 16
-# FerretDB 1.24 (SQLite) keeps a connection of its pool (100) for each statement of an
-# update or delete command until the whole command ends: a bulk of 100 waits for
-# itself, and every request to the database with it, for good (seen, goroutine dump)
-BULK_OPS = 32
-DUPLICATE_KEY = 11000
 WRITE_TOKEN = "_w"
 
 
@@ -283,7 +279,7 @@ class ProgressRepository:
             # two writers of one job for a moment (a partition handed over, a replica
             # frozen across a takeover): both upsert, and the store may refuse the
             # second insert (E11000) instead of matching the entry the first one made
-            _, failed = await _bulk(self.open, opening, tolerate=(DUPLICATE_KEY,))
+            _, failed = await bulk(self.open, opening, tolerate=(DUPLICATE_KEY,))
             if failed:
                 raise next(iter(failed.values()))  # no document written without its entry
         # the lists' entries of the new states, before the states (an entry too many
@@ -296,7 +292,7 @@ class ProgressRepository:
             else ReplaceOne({"_id": w.job_id, "seq": w.current["seq"]}, w.new)
             for w in group
         ]
-        matched, errors = await _bulk(self.collection, ops)
+        matched, errors = await bulk(self.collection, ops)
         # settled only at the end: a caller goes on once its document is written and
         # its `progress_open` entry removed, as when each was its own round trip
         outcomes: dict[int, bool | Exception] = {}
@@ -326,7 +322,7 @@ class ProgressRepository:
         ]
         if closing:
             try:
-                _, failed = await _bulk(self.open, closing)
+                _, failed = await bulk(self.open, closing)
                 if failed:
                     raise next(iter(failed.values()))
             except Exception as e:  # written: the reconciler prunes the entry left
@@ -339,34 +335,6 @@ class ProgressRepository:
                 write.done.set_exception(outcome)
             else:
                 write.done.set_result(outcome)
-
-
-async def _bulk(
-    collection: AsyncCollection[Document], ops: list[Any], tolerate: tuple[int, ...] = ()
-) -> tuple[int, dict[int, OperationFailure]]:
-    """Unordered bulk writes of at most `BULK_OPS` operations each: the documents their
-    filters matched, and each failed operation's error by its index in `ops` (those
-    with a code in `tolerate` left out)."""
-    matched = 0
-    errors: dict[int, OperationFailure] = {}
-    for start in range(0, len(ops), BULK_OPS):
-        try:
-            result = await collection.bulk_write(ops[start : start + BULK_OPS], ordered=False)
-        except BulkWriteError as e:
-            details = e.details
-            matched += int(details.get("nMatched", 0))
-            errors.update(
-                {
-                    start + error["index"]: OperationFailure(
-                        error.get("errmsg", ""), error.get("code"), error
-                    )
-                    for error in details.get("writeErrors", [])
-                    if error.get("code") not in tolerate
-                }
-            )
-        else:
-            matched += result.matched_count
-    return matched, errors
 
 
 def _is_open(doc: Any) -> bool:
