@@ -103,7 +103,8 @@ def bench_env() -> Iterator[BenchEnv]:
         try:
             yield env
         finally:
-            api.delete(f"/api/vhosts/{quote(vhost, safe='')}")
+            # a vhost whose queues still hold the run's backlog takes RabbitMQ a while
+            api.delete(f"/api/vhosts/{quote(vhost, safe='')}", timeout=120)
             with MongoClient(mongo_url) as client:
                 for db in client.list_database_names():
                     if db.startswith(name + "_"):

@@ -14,13 +14,21 @@ class MemoryBlobs:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
         self.names: dict[str, str] = {}
+        self.failures = 0  # the next puts that fail, as a store away would
+
+    def _maybe_fail(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("store away")
 
     async def put(self, blob_id: str, data: bytes, **metadata: Any) -> None:
+        self._maybe_fail()
         self.blobs.setdefault(checked(blob_id), data)
 
     async def put_file(
         self, blob_id: str, path: Path, filename: str | None = None, **metadata: Any
     ) -> None:
+        self._maybe_fail()
         self.names[blob_id] = filename or blob_id
         self.blobs.setdefault(checked(blob_id), await asyncio.to_thread(path.read_bytes))
 

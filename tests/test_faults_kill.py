@@ -7,11 +7,15 @@ parcels (`-m slow`: 1,000 files and 200 parcels, the issue's scale), steps slowe
 while alice follows the import and `jobs` over a WebSocket. In the middle progress-svc
 is SIGKILLed and a new one started 2 s later; once that one has moved the import on,
 the gateway is SIGKILLed and a new one started (on another port): alice reconnects to
-it and subscribes again. The test shows that:
+it and subscribes again. The gateway is killed right after it answered a parcel posted
+with its photo and before it handed the photo over (a fault point freezes it there):
+the new gateway hands the photo over and the task completes with it. The test shows
+that:
 - the import's progress document ends completed with exact counts (100 processed, 4
   failed, each failure listed once), every good file archived once and its invoices
   stored once, every bad file in errors/;
-- every parcel task completes with exactly one parcel, tracking numbers unique;
+- every parcel task completes with exactly one parcel, tracking numbers unique, and the
+  parcel answered before the kill has its photo;
 - alice's new socket starts with a snapshot and its frames are in `seq` order; its last
   frame of each of her jobs is the final document;
 - nothing is dead-lettered: every `.dlq` of the vhost is empty.
@@ -31,7 +35,7 @@ import pytest
 from faults_support import USERS, dead_letter_counts, dead_lettered_in_logs, start_stack
 from stack import Running, Stack
 from system_client import Socket, login
-from system_colis_support import FAST, FORM
+from system_colis_support import FAST, FORM, photo_bytes, uploads
 from system_colis_support import Api as ColisApi
 from system_imports_support import Api as ImportApi
 from system_imports_support import (
@@ -107,7 +111,10 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
     make_stack, test_env, files: int, parcels: int
 ) -> None:
     started = time.monotonic()
-    stack = start_stack(make_stack, test_env.env(), **FAST)
+    # the gateway freezes right after answering the first parcel with a photo, before
+    # handing the photo over (jauge_shared.faults); the test then SIGKILLs it
+    faults = {"JAUGE_FAULT_POINTS": "gateway.photo_answered=stop"}
+    stack = start_stack(make_stack, test_env.env(), **FAST, **faults)
     phases = {"ready": time.monotonic() - started}
     gateway = stack.service("gateway").url
     good = edi_batch(files - len(BAD), seed=7)
@@ -161,6 +168,12 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
         moved = await importer.until(
             job_id, lambda j: j["processed"] > before["processed"], timeout_s=120
         )
+        answered = await posters["bob"].create_colis(
+            lots["bob"]["id"], {**FORM, "description": "Colis avec photo"}, photo=photo_bytes()
+        )
+        assert answered.status_code == 202, answered.text  # then the gateway froze
+        with_photo = answered.json()["task_id"]
+        tasks[with_photo] = "bob"
         archived_at_gateway_kill = len(list(archive.rglob("*.edi")))
         parcels_at_gateway_kill = colis_db["colis"].count_documents({})
         phases["gateway killed"] = time.monotonic() - started
@@ -210,7 +223,11 @@ async def test_progress_svc_and_gateway_killed_mid_load_lose_no_update_and_nothi
         parcels_by_task = Counter(d["task_id"] for d in colis_db["colis"].find())
         assert parcels_by_task == Counter(set(tasks)), parcels_by_task
         numbers = [d["numero_suivi"] for d in colis_db["colis"].find()]
-        assert len(numbers) == parcels and len(set(numbers)) == parcels, numbers
+        assert len(numbers) == len(tasks) and len(set(numbers)) == len(tasks), numbers
+        # the photo the killed gateway had answered for, handed over by the new one
+        [photographed] = list(colis_db["colis"].find({"task_id": with_photo}))
+        assert photographed.get("image"), photographed
+        assert uploads(test_env.env()) == [], "a photo left behind"
         for user, api in posters.items():
             listed = (await api.http.get(f"/api/lots/{lots[user]['id']}/colis")).json()
             assert sorted(p["id"] for p in listed) == sorted(

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import Binary, ObjectId
 from pymongo import AsyncMongoClient
 
-from jauge_shared.blobs import BadBlobId, Blobs
+from jauge_shared.blobs import BadBlobId, BlobBeingWritten, Blobs
 
 
 async def test_a_blob_is_put_once_read_by_its_id_and_deleted(test_env: Any, tmp_path: Path) -> None:
@@ -40,5 +41,32 @@ async def test_a_blob_is_put_once_read_by_its_id_and_deleted(test_env: Any, tmp_
         await blobs.delete("a" * 32)
         await blobs.delete("a" * 32)  # already gone: nothing to do
         assert await blobs.read("a" * 32) is None and await blobs.older_than(0) == ["b" * 32]
+    finally:
+        await client.close()
+
+
+async def test_chunks_of_a_try_cut_off_are_replaced_and_a_try_at_work_is_not_disturbed(
+    test_env: Any, tmp_path: Path
+) -> None:
+    """GridFS writes the chunks, then the file's document: a try cut off in between left
+    chunks that made every later try fail on their unique index, with no blob to read."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(test_env.mongo_url, tz_aware=True)
+    try:
+        blobs = Blobs(client[f"{test_env.db_prefix}_colis"], "photo_uploads")
+        await blobs.put("a" * 32, b"first")  # the bucket and its indexes exist
+        cut_off = ObjectId.from_datetime(datetime.now(UTC) - timedelta(minutes=5))
+        await blobs.chunks.insert_one(
+            {"_id": cut_off, "files_id": "c" * 32, "n": 0, "data": Binary(b"half a")}
+        )
+        source = tmp_path / "photo"
+        source.write_bytes(b"\xff\xd8\xff the whole photo")
+        await blobs.put_file("c" * 32, source)
+        assert await blobs.read("c" * 32) == source.read_bytes()
+
+        # chunks written a moment ago: another try is at work, it is not cut short
+        await blobs.chunks.insert_one({"files_id": "d" * 32, "n": 0, "data": Binary(b"at work")})
+        with pytest.raises(BlobBeingWritten):
+            await blobs.put_file("d" * 32, source)
+        assert await blobs.chunks.count_documents({"files_id": "d" * 32}) == 1
     finally:
         await client.close()

@@ -24,6 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 from gateway.body_limit import DISCARD_ANONYMOUS, UploadQuota
 from gateway.hub import Hub
 from gateway.main import create_app
+from gateway.photo_handovers import PhotoHandovers
 from gateway.progress_view import ProgressView
 from gateway.routers.auth import MAX_USERNAME, LoginRateLimiter
 from gateway.routers.pages import WEB_DIR, same_site_path
@@ -39,6 +40,7 @@ from gateway.security import (
 )
 from gateway.sessions import SessionWatch
 from gateway.settings import GatewaySettings
+from gateway.upload_store import UploadStore
 from gateway.users import Role, User
 
 SECRET = "hostile-requests-test-" + "x" * 40
@@ -76,6 +78,7 @@ def make_app(**overrides: Any) -> tuple[FastAPI, SimpleNamespace]:
         publishers={},
         buckets=memory_buckets(),
     )
+    state.handovers = PhotoHandovers(UploadStore(settings.data_dir), state.buckets, {})
     app.state.gateway = state  # as the lifespan would, without a store or a broker
     return app, state
 

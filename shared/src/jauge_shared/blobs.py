@@ -19,21 +19,32 @@ changes nothing.
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gridfs import AsyncGridFSBucket, NoFile
 from gridfs.errors import FileExists
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 BLOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 
 
+# chunks of a blob without its file document, none written for this long: the try that
+# wrote them was cut off (a writer still at work writes a chunk far more often)
+ABANDONED_CHUNKS_AFTER_S = 60.0
+
+
 class BadBlobId(ValueError):
     pass
+
+
+class BlobBeingWritten(Exception):
+    """Another try is writing this blob's chunks right now: try again later."""
 
 
 def checked(blob_id: str) -> str:
@@ -48,16 +59,12 @@ class Blobs:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], bucket: str) -> None:
         self.bucket = AsyncGridFSBucket(db, bucket_name=bucket)
         self.files = db[f"{bucket}.files"]
+        self.chunks = db[f"{bucket}.chunks"]
 
     async def put(self, blob_id: str, data: bytes, **metadata: Any) -> None:
         checked(blob_id)
-        if await self.exists(blob_id):
-            return
-        # put by a try whose answer was lost: nothing to do
-        with contextlib.suppress(FileExists, DuplicateKeyError):
-            await self.bucket.upload_from_stream_with_id(
-                blob_id, blob_id, data, metadata=metadata or None
-            )
+        if not await self.exists(blob_id):
+            await self._write(blob_id, blob_id, io.BytesIO(data), metadata)
 
     async def put_file(
         self, blob_id: str, path: Path, filename: str | None = None, **metadata: Any
@@ -66,10 +73,39 @@ class Blobs:
         checked(blob_id)
         if await self.exists(blob_id):
             return
-        with path.open("rb") as source, contextlib.suppress(FileExists, DuplicateKeyError):
-            await self.bucket.upload_from_stream_with_id(
-                blob_id, filename or blob_id, source, metadata=metadata or None
-            )
+        with path.open("rb") as source:
+            await self._write(blob_id, filename or blob_id, source, metadata)
+
+    async def _write(
+        self, blob_id: str, filename: str, source: BinaryIO, metadata: dict[str, Any]
+    ) -> None:
+        """GridFS writes the chunks first and the file's document last: a try cut off in
+        between (the store killed, the writer cancelled) leaves chunks that make every
+        later try fail on their unique index, with no file to show for it."""
+        for attempt in (1, 2):
+            try:
+                await self.bucket.upload_from_stream_with_id(
+                    blob_id, filename, source, metadata=metadata or None
+                )
+                return
+            except (FileExists, DuplicateKeyError):
+                if await self.exists(blob_id):
+                    return  # put by a try whose answer was lost
+                if attempt == 2:
+                    raise
+                await self._drop_abandoned_chunks(blob_id)
+                source.seek(0)
+
+    async def _drop_abandoned_chunks(self, blob_id: str) -> None:
+        newest = await self.chunks.find_one(
+            {"files_id": blob_id}, {"_id": 1}, sort=[("_id", DESCENDING)]
+        )
+        if newest is None:
+            return
+        written_at = newest["_id"].generation_time
+        if datetime.now(UTC) - written_at < timedelta(seconds=ABANDONED_CHUNKS_AFTER_S):
+            raise BlobBeingWritten(blob_id)
+        await self.chunks.delete_many({"files_id": blob_id})
 
     async def find(self, **metadata: str) -> list[tuple[str, str]]:
         """(id, filename) of the blobs put with this metadata, by id."""

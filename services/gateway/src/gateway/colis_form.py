@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from gateway.handover import Buckets, hand_over_file
+from gateway.photo_handovers import PhotoHandovers
 from gateway.photo_stream import ParcelFormParser, PhotoSink
 from gateway.quantities import DIMENSION_DIGITS, WEIGHT_DIGITS, quantity_pattern
 from gateway.settings import GatewaySettings
@@ -152,19 +152,18 @@ def discard(photo: PhotoSink | str | None) -> None:
 
 async def keep_photo(
     settings: GatewaySettings,
-    buckets: Buckets,
+    handovers: PhotoHandovers,
     user: User,
     photo: PhotoSink | str | None,
     task_id: str,
 ) -> tuple[str | None, bool]:
     """The task's upload id, and whether its bytes are still coming: a photo of this
-    request (its last checks done) handed over to colis-svc under its upload id, or a
-    resumable upload bound to the task."""
+    request (its last checks done) kept for the task and handed over after the answer
+    (photo_handovers.py), or a resumable upload bound to the task."""
     if photo is None:
         return None, False
     if isinstance(photo, str):
         pending = await asyncio.to_thread(bind_upload, settings, user, photo, task_id)
         return photo, pending
-    upload_id = await asyncio.to_thread(photo.finish)
-    await hand_over_file(buckets, upload_id, photo.folder / upload_id)
-    return upload_id, False
+    upload_id = await asyncio.to_thread(handovers.keep, photo, user.username, task_id)
+    return upload_id, True

@@ -19,6 +19,7 @@ from gateway.commands import Publishers
 from gateway.handover import Buckets
 from gateway.hub import Hub
 from gateway.notifications import NotificationStore
+from gateway.photo_handovers import PhotoHandovers
 from gateway.productivity import Productivity
 from gateway.progress_view import ProgressView
 from gateway.rpc import RpcClient
@@ -54,6 +55,7 @@ RpcDep = Annotated[RpcClient, Depends(_part("rpc"))]
 PublishersDep = Annotated[Publishers, Depends(_part("publishers"))]
 BrokerDep = Annotated[RabbitBroker, Depends(_part("broker"))]
 BucketsDep = Annotated[Buckets, Depends(_part("buckets"))]
+HandoversDep = Annotated[PhotoHandovers, Depends(_part("handovers"))]
 NotificationsDep = Annotated[NotificationStore, Depends(_part("notifications"))]
 ProductivityDep = Annotated[Productivity, Depends(_part("productivity"))]
 

@@ -34,6 +34,7 @@ from gateway.hub import Hub
 from gateway.live import LiveUpdates
 from gateway.notifications import COLLECTION as NOTIFICATIONS
 from gateway.notifications import NotificationStore
+from gateway.photo_handovers import PhotoHandovers
 from gateway.productivity import Productivity
 from gateway.progress_view import ProgressView
 from gateway.routers import (
@@ -62,6 +63,7 @@ from gateway.sessions import SessionWatch
 from gateway.settings import DB_SUFFIX, PROGRESS_DB_SUFFIX, SERVICE, GatewaySettings
 from gateway.state import GatewayState
 from gateway.tracing import HttpTracingMiddleware
+from gateway.upload_store import UploadStore
 from gateway.users import UserRepository
 from jauge_shared.broker import (
     amqp_url,
@@ -79,6 +81,7 @@ from jauge_shared.contracts import (
     message_type,
 )
 from jauge_shared.contracts.progress_lists import LISTS_COLLECTION
+from jauge_shared.faults import fault_points
 from jauge_shared.identity import connection_name
 from jauge_shared.logging import configure_logging
 from jauge_shared.mongo import database_name, make_mongo_client
@@ -146,6 +149,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         rpc = RpcClient(
             amqp_url(settings), connection_name(SERVICE) + "/rpc", settings.rpc_timeout_s
         )
+        buckets = Buckets.open(mongo, settings)
+        handovers = PhotoHandovers(
+            UploadStore(settings.data_dir),
+            buckets,
+            publishers,
+            faults=fault_points(settings.fault_points, settings.data_dir),
+        )
         app.state.gateway = GatewayState(
             settings=settings,
             mongo=mongo,
@@ -156,15 +166,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             broker=rabbit.broker,
             rpc=rpc,
             sessions=sessions,
-            buckets=Buckets.open(mongo, settings),
+            buckets=buckets,
+            handovers=handovers,
             notifications=told,
             productivity=productivity,
         )
         watch = asyncio.create_task(sessions.run(), name="session-watch")
+        handovers.start()
         try:
             yield
         finally:
             watch.cancel()
+            await handovers.close()
             await hub.close_all()
             await rpc.close()
             await mongo.close()

@@ -13,6 +13,7 @@ from gateway.commands import Publishers
 from gateway.handover import Buckets
 from gateway.hub import Hub
 from gateway.notifications import NotificationStore
+from gateway.photo_handovers import PhotoHandovers
 from gateway.productivity import Productivity
 from gateway.progress_view import ProgressView
 from gateway.rpc import RpcClient
@@ -33,5 +34,6 @@ class GatewayState:
     rpc: RpcClient
     sessions: SessionWatch
     buckets: Buckets
+    handovers: PhotoHandovers
     notifications: NotificationStore
     productivity: Productivity

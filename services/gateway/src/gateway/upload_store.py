@@ -112,6 +112,38 @@ class UploadStore:
         self._save(upload)
         return upload
 
+    def adopt(self, upload_id: str, owner: str, size: int, task_id: str) -> Upload:
+        """A photo of the parcel form, already finished at `final` (photo_stream renames
+        it there), becomes an upload bound to its task: from here on it is handed over as
+        a resumable upload's last chunk is (photo_handovers.py)."""
+        upload = Upload(
+            id=upload_id,
+            owner=owner,
+            type="image",
+            size=size,
+            created_at=datetime.now(UTC).isoformat(),
+            purpose=self.purpose,
+        )
+        self.bind(upload, task_id)
+        self._save(upload)
+        upload.offset = size
+        return upload
+
+    def awaiting_handover(self, older_than_s: float) -> list[str]:
+        """Finished photos not handed over for `older_than_s`: their handover died with a
+        process, or is failing. Only finished files are looked at (named by their bare
+        id), not the notes that stay a day after each handover."""
+        cutoff = time.time() - older_than_s
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            for path in self.folder.iterdir():
+                if not UPLOAD_ID.fullmatch(path.name):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime <= cutoff and self._note(path.name).exists():
+                        found.append(path.name)
+        return found
+
     def get(self, upload_id: str) -> Upload | None:
         if not UPLOAD_ID.fullmatch(upload_id):
             return None

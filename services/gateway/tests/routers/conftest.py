@@ -30,11 +30,13 @@ from fastapi import FastAPI
 
 from gateway.hub import Hub
 from gateway.main import COMMANDS, create_app
+from gateway.photo_handovers import PhotoHandovers
 from gateway.progress_view import ProgressView
 from gateway.security import create_access_token
 from gateway.sessions import SessionWatch
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
+from gateway.upload_store import UploadStore
 from gateway.users import Role, User
 from jauge_shared.contracts import message_type
 from jauge_shared.contracts.progress_lists import list_keys
@@ -235,6 +237,11 @@ class Gateway:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     refuse: list[bool] = field(default_factory=lambda: [False])
     buckets: Any = field(default_factory=memory_buckets)  # colis-svc's, in memory
+    handovers: Any = None  # PhotoHandovers, on the in-memory buckets
+
+    async def photos_handed_over(self) -> None:
+        """The form's photos are handed over after the answer: wait for them."""
+        assert await self.handovers.drain(timeout_s=10)
 
     def add_job(self, owner: str = "alice", **fields: Any) -> dict[str, Any]:
         return self.store(progress_doc(owner, **fields))
@@ -277,6 +284,7 @@ def gw(tmp_path: Any) -> Gateway:
     publishers = {
         message_type(m): FakePublisher(gateway.published, gateway.refuse) for m in COMMANDS
     }
+    gateway.handovers = PhotoHandovers(UploadStore(tmp_path), gateway.buckets, publishers)  # type: ignore[arg-type]
     app.state.gateway = GatewayState(
         settings=settings,
         mongo=None,  # type: ignore[arg-type]
@@ -288,6 +296,7 @@ def gw(tmp_path: Any) -> Gateway:
         rpc=rpc,  # type: ignore[arg-type]
         sessions=sessions,
         buckets=gateway.buckets,
+        handovers=gateway.handovers,
         notifications=None,  # type: ignore[arg-type]
         productivity=None,  # type: ignore[arg-type]
     )

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from gateway.photo_handovers import PhotoHandovers
+from gateway.upload_store import UploadStore
+
 if TYPE_CHECKING:
     from conftest import Gateway
 
@@ -76,38 +79,84 @@ async def test_a_closed_lot_is_colis_svcs_409_and_nothing_is_queued(gw: Gateway)
     assert not gw.published
 
 
-async def test_a_photo_is_kept_under_the_tasks_upload_id(gw: Gateway) -> None:
-    gw.rpc.answer = precheck_ok
+async def post_with_photo(gw: Gateway) -> Any:
     async with gw.client() as c:
-        response = await c.post(
+        return await c.post(
             "/api/lots/L1/colis",
             data=FORM,
             files={"image": ("photo.png", png(), "image/png")},
             headers=gw.auth(),
         )
+
+
+def folder_files(gw: Gateway) -> list[str]:
+    """The photos left in the gateway's folder (its hidden notes aside)."""
+    folder = gw.settings.data_dir / "uploads" / "colis"
+    return [p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+
+
+async def test_a_photo_is_handed_over_after_the_answer_and_the_task_told(gw: Gateway) -> None:
+    gw.rpc.answer = precheck_ok
+    response = await post_with_photo(gw)
     assert response.status_code == 202, response.text
     [command] = commands(gw, "colis.create")
-    assert command.upload_id
-    # handed over to colis-svc's bucket; nothing left in the gateway's folder
+    # the answer did not wait for the store: the task knows its photo may still come
+    assert command.upload_id and command.image_pending
+    await gw.photos_handed_over()
     assert gw.buckets.uploads.blobs[command.upload_id] == png()
-    folder = gw.settings.data_dir / "uploads" / "colis"
-    assert not [p for p in folder.iterdir() if p.is_file()]
+    [ready] = commands(gw, "colis.photo_ready")
+    assert (ready.task_id, ready.upload_id, ready.user_id) == (
+        command.task_id,
+        command.upload_id,
+        "alice",
+    )
+    assert folder_files(gw) == []  # nothing left in the gateway's folder
+
+
+async def test_a_photo_the_store_refuses_is_handed_over_when_it_is_back(gw: Gateway) -> None:
+    gw.rpc.answer = precheck_ok
+    gw.buckets.uploads.failures = 2
+    response = await post_with_photo(gw)
+    assert response.status_code == 202, response.text  # the form does not wait for it
+    [command] = commands(gw, "colis.create")
+    assert not commands(gw, "colis.photo_ready")
+    await gw.photos_handed_over()  # two tries refused, the third in
+    assert gw.buckets.uploads.blobs[command.upload_id] == png()
+    assert [r.upload_id for r in commands(gw, "colis.photo_ready")] == [command.upload_id]
+
+
+async def test_a_photo_left_by_a_gateway_that_stopped_is_handed_over_at_start(
+    gw: Gateway,
+) -> None:
+    gw.rpc.answer = precheck_ok
+    gw.buckets.uploads.failures = 1_000  # the store away until the process "dies"
+    response = await post_with_photo(gw)
+    assert response.status_code == 202, response.text
+    [command] = commands(gw, "colis.create")
+    await gw.handovers.close(grace_s=0.1)  # gone, its handover with it
+    assert folder_files(gw) == [command.upload_id] and not gw.buckets.uploads.blobs
+
+    gw.buckets.uploads.failures = 0
+    restarted = PhotoHandovers(
+        UploadStore(gw.settings.data_dir), gw.buckets, gw.handovers.publishers
+    )
+    assert await restarted.resume(older_than_s=0) == 1
+    assert await restarted.drain(timeout_s=10)
+    assert gw.buckets.uploads.blobs[command.upload_id] == png()
+    assert [r.task_id for r in commands(gw, "colis.photo_ready")] == [command.task_id]
+    assert folder_files(gw) == []
+    assert await restarted.resume(older_than_s=0) == 0  # handed over once
 
 
 async def test_a_photo_of_a_refused_command_is_not_left_behind(gw: Gateway) -> None:
     gw.rpc.answer = precheck_ok
     gw.refuse[0] = True
-    async with gw.client() as c:
-        response = await c.post(
-            "/api/lots/L1/colis",
-            data=FORM,
-            files={"image": ("photo.png", png(), "image/png")},
-            headers=gw.auth(),
-        )
+    response = await post_with_photo(gw)
     assert response.status_code == 503
     folder = gw.settings.data_dir / "uploads" / "colis"
     assert folder.is_dir() and not any(folder.iterdir())  # written as it came, then removed
-    assert gw.buckets.uploads.blobs == {}  # handed over, then taken back
+    await gw.photos_handed_over()
+    assert gw.buckets.uploads.blobs == {}  # never handed over
 
 
 async def test_an_update_changes_only_the_fields_sent(gw: Gateway) -> None:

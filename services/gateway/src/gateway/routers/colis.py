@@ -2,13 +2,15 @@
 
 Only what is cheap is checked here: the form's fields, sizes and types, the photo's size
 and kind, and (one RPC) that the lot exists and is open. The photo streams to the
-gateway's own folder under a name of our own (never from the user), then is handed over
-to colis-svc as a blob of its `photo_uploads` bucket (handover.py); colis-svc turns it
-into the stored JPEG and thumbnail, which are served from its `photos` bucket.
+gateway's own folder under a name of our own (never from the user); once the command is
+confirmed, and after the answer, it is handed over to colis-svc as a blob of its
+`photo_uploads` bucket (photo_handovers.py); colis-svc turns it into the stored JPEG and
+thumbnail, which are served from its `photos` bucket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
@@ -36,13 +38,14 @@ from gateway.commands import Publishers, send_command
 from gateway.deps import (
     BucketsDep,
     CurrentUser,
+    HandoversDep,
     LotChecksDep,
     PublishersDep,
     RpcDep,
     SettingsDep,
 )
 from gateway.errors import AUTHENTICATED, THROUGH_BROKER, error_responses
-from gateway.handover import Buckets
+from gateway.photo_handovers import PhotoHandovers
 from gateway.photo_stream import PhotoSink
 from gateway.settings import GatewaySettings
 from gateway.users import User
@@ -67,21 +70,26 @@ class Accepted(BaseModel):
 
 async def queue_task(
     publishers: Publishers,
-    buckets: Buckets,
+    handovers: PhotoHandovers,
     command: CreateColis | UpdateColis,
     photo: PhotoSink | str | None,
+    after_answer: BackgroundTasks,
 ) -> None:
     """The command, confirmed by the broker (or a 503). colis-svc alone announces the task:
     its `colis-svc.accepted` queue stores it and publishes its first `colis.step_changed`
     (seq 0, pending) at once, so the dashboard shows it without waiting for a worker. A
-    photo of this request goes if the command is refused; a resumable upload stays (the
-    browser submits the form again with it)."""
+    photo of this request is handed over once the command is confirmed, after the answer,
+    and goes if the command is refused; a resumable upload stays (the browser submits the
+    form again with it)."""
+    kept = command.upload_id if isinstance(photo, PhotoSink) else None
     try:
         await send_command(publishers, command)
     except HTTPException:
-        if isinstance(photo, PhotoSink) and command.upload_id:
-            await buckets.uploads.delete(command.upload_id)  # no task will ever read it
+        if kept:
+            await asyncio.to_thread(handovers.drop, kept)  # no task will ever wait for it
         raise
+    if kept:
+        after_answer.add_task(handovers.after_answer, kept)
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ class TakenForm:
 async def take_form(
     request: Request,
     settings: GatewaySettings,
-    buckets: Buckets,
+    handovers: PhotoHandovers,
     user: User,
     validate: Callable[[dict[str, Any]], Awaitable[ColisData]],
 ) -> TakenForm | Response:
@@ -128,7 +136,7 @@ async def take_form(
             discard(photo)
             return invalid_response(invalid_form(e))
         task_id = uuid4().hex
-        upload_id, pending = await keep_photo(settings, buckets, user, photo, task_id)
+        upload_id, pending = await keep_photo(settings, handovers, user, photo, task_id)
     except BaseException:
         discard(photo)
         raise
@@ -151,8 +159,9 @@ async def create_colis(
     rpc: RpcDep,
     settings: SettingsDep,
     publishers: PublishersDep,
-    buckets: BucketsDep,
+    handovers: HandoversDep,
     lot_checks: LotChecksDep,
+    after_answer: BackgroundTasks,
 ) -> Any:
     """Multipart: the parcel form's fields and an optional `image`, or instead the
     `upload_id` of a resumable upload (`/api/uploads`) still on its way: the answer does
@@ -164,11 +173,11 @@ async def create_colis(
         await check_lot_open(rpc, lot_checks, lot_id, data.client_id)
         return data
 
-    taken = await take_form(request, settings, buckets, user, validated)
+    taken = await take_form(request, settings, handovers, user, validated)
     if isinstance(taken, Response):
         return taken
     command = CreateColis(**taken.command_fields(user.username, lot_id))
-    await queue_task(publishers, buckets, command, taken.photo)
+    await queue_task(publishers, handovers, command, taken.photo, after_answer)
     return Accepted(task_id=taken.task_id)
 
 
@@ -188,7 +197,8 @@ async def update_colis(
     rpc: RpcDep,
     settings: SettingsDep,
     publishers: PublishersDep,
-    buckets: BucketsDep,
+    handovers: HandoversDep,
+    after_answer: BackgroundTasks,
 ) -> Any:
     """Multipart: only the fields to change, and optionally a new `image` (or the
     `upload_id` of a resumable upload, as for the creation)."""
@@ -201,11 +211,11 @@ async def update_colis(
         stored = {k: current[k] for k in FORM_FIELDS if current.get(k) not in (None, "")}
         return ColisData.model_validate({**stored, **fields})
 
-    taken = await take_form(request, settings, buckets, user, merged)
+    taken = await take_form(request, settings, handovers, user, merged)
     if isinstance(taken, Response):
         return taken
     command = UpdateColis(**taken.command_fields(user.username, lots[0]), colis_id=colis_id)
-    await queue_task(publishers, buckets, command, taken.photo)
+    await queue_task(publishers, handovers, command, taken.photo, after_answer)
     return Accepted(task_id=taken.task_id)
 
 

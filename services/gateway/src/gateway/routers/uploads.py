@@ -21,14 +21,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, Field
 
-from gateway.commands import send_command
 from gateway.deps import BucketsDep, CurrentUser, PublishersDep, SettingsDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.handover import hand_over_upload
+from gateway.photo_handovers import tell_task
 from gateway.photo_stream import PHOTO_TYPES, WRONG_TYPE, is_image
 from gateway.upload_access import limit_of, owned_in, safe_file_name, too_large
 from gateway.upload_store import ImportUploadStore, OffsetMismatch, TooLarge, Upload, UploadStore
-from jauge_shared.contracts import PhotoReady
 
 logger = logging.getLogger("gateway.uploads")
 router = APIRouter(prefix="/api/uploads", tags=["uploads"], responses=AUTHENTICATED)
@@ -192,16 +191,7 @@ async def send_chunk(
     if photo and upload.complete and upload.task_id:
         # also when a finished upload is sent its last chunk again: that client may not
         # have seen the answer of a first try whose notice was not delivered
-        await send_command(
-            publishers,
-            PhotoReady(
-                producer="gateway",
-                job_id=upload.task_id,
-                task_id=upload.task_id,
-                user_id=user.username,
-                upload_id=upload.id,
-            ),
-        )
+        await tell_task(publishers, upload)
         if finished:
             logger.info("photo arrived", extra={"upload_id": upload.id, "task_id": upload.task_id})
     return Response(status_code=204, headers={"Upload-Offset": str(upload.offset), **NO_STORE})
