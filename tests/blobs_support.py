@@ -15,11 +15,12 @@ class MemoryBlobs:
         self.blobs: dict[str, bytes] = {}
         self.names: dict[str, str] = {}
         self.failures = 0  # the next puts that fail, as a store away would
+        self.failure: Exception = ConnectionError("store away")
 
     def _maybe_fail(self) -> None:
         if self.failures:
             self.failures -= 1
-            raise ConnectionError("store away")
+            raise self.failure
 
     async def put(self, blob_id: str, data: bytes, **metadata: Any) -> None:
         self._maybe_fail()

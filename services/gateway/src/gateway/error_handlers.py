@@ -17,6 +17,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from gateway.errors import STORE_RETRY_AFTER_S, STORE_UNAVAILABLE
+from jauge_shared.blobs import BlobBeingWritten
 from jauge_shared.mongo import store_unavailable
 
 logger = logging.getLogger("gateway")
@@ -68,6 +69,16 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.error("store error", exc_info=exc, extra={"path": request.url.path})
         return JSONResponse({"detail": INTERNAL_ERROR}, 500)
 
+    @app.exception_handler(BlobBeingWritten)
+    async def on_blob_being_written(request: Request, exc: BlobBeingWritten) -> JSONResponse:
+        """A file whose earlier try was cut off in the store a moment ago (a last chunk
+        sent again at once after a store fault): the client tries again shortly."""
+        return JSONResponse(
+            {"detail": BLOB_BEING_WRITTEN},
+            503,
+            headers={"Retry-After": str(BLOB_RETRY_AFTER_S)},
+        )
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, HTTPException):
@@ -76,6 +87,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 INTERNAL_ERROR = "Erreur interne : l'incident a été enregistré."
+BLOB_BEING_WRITTEN = "Fichier en cours d'enregistrement : renvoyez-le dans un instant."
+BLOB_RETRY_AFTER_S = 10
 STORE_ERRORS = Counter(
     "jauge_gateway_store_unavailable_total",
     "Requests answered 503 because the store was away or too slow, by driver error.",

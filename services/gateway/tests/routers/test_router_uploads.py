@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from jauge_shared.blobs import BlobBeingWritten
+
 if TYPE_CHECKING:
     from conftest import Gateway
 
@@ -72,6 +74,25 @@ async def test_a_photo_bound_to_a_task_is_announced_when_complete(gw: Gateway) -
     assert create.upload_id == upload_id and create.image_pending is True
     [ready] = [m for m in gw.published if m.type == "colis.photo_ready"]
     assert (ready.task_id, ready.upload_id) == (create.task_id, upload_id)
+
+
+async def test_a_last_chunk_while_a_cut_off_try_is_fresh_is_a_french_503_to_retry(
+    gw: Gateway,
+) -> None:
+    photo = png()
+    gw.buckets.uploads.failures = 1
+    gw.buckets.uploads.failure = BlobBeingWritten("a" * 32)
+    async with gw.client() as c:
+        opened = await c.post("/api/uploads", json={"type": "image/png"}, headers=gw.auth())
+        upload_id = opened.json()["id"]
+        last = {**gw.auth(), "Upload-Offset": "0", "Upload-Length": str(len(photo))}
+        busy = await c.patch(f"/api/uploads/{upload_id}", content=photo, headers=last)
+        again = await c.patch(f"/api/uploads/{upload_id}", content=photo, headers=last)
+    assert busy.status_code == 503, busy.text
+    assert busy.json()["detail"].startswith("Fichier en cours d'enregistrement")
+    assert busy.headers["Retry-After"]
+    assert again.status_code == 204, again.text  # sent again: handed over this time
+    assert gw.buckets.uploads.blobs[upload_id] == photo
 
 
 async def test_a_photo_that_is_no_image_is_refused_from_its_first_bytes(gw: Gateway) -> None:
