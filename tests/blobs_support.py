@@ -27,7 +27,13 @@ class MemoryBlobs:
         self.blobs.setdefault(checked(blob_id), data)
 
     async def put_file(
-        self, blob_id: str, path: Path, filename: str | None = None, **metadata: Any
+        self,
+        blob_id: str,
+        path: Path,
+        filename: str | None = None,
+        *,
+        after_own_failure: bool = False,
+        **metadata: Any,
     ) -> None:
         self._maybe_fail()
         self.names[blob_id] = filename or blob_id

@@ -3,6 +3,7 @@ nothing, a name that is a path is never used, and the owner's sweeper finds old 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from bson import Binary, ObjectId
 from pymongo import AsyncMongoClient
 
+from jauge_shared import blobs as blobs_module
 from jauge_shared.blobs import BadBlobId, BlobBeingWritten, Blobs
 
 
@@ -68,5 +70,22 @@ async def test_chunks_of_a_try_cut_off_are_replaced_and_a_try_at_work_is_not_dis
         with pytest.raises(BlobBeingWritten):
             await blobs.put_file("d" * 32, source)
         assert await blobs.chunks.count_documents({"files_id": "d" * 32}) == 1
+        # ... unless they are the caller's own, its put having failed: replaced at once
+        await blobs.put_file("d" * 32, source, after_own_failure=True)
+        assert await blobs.read("d" * 32) == source.read_bytes()
+
+        # in one process, one put of an id at a time: a second one is told, not let in
+        big = tmp_path / "big"
+        big.write_bytes(bytes(range(256)) * 8192)  # 2 MB: several chunks
+        first = asyncio.create_task(blobs.put_file("e" * 32, big))
+        for _ in range(10_000):  # until the first put is writing
+            if blobs_module._WRITING or first.done():
+                break
+            await asyncio.sleep(0)
+        assert blobs_module._WRITING, "the first put ended before the second was tried"
+        with pytest.raises(BlobBeingWritten):
+            await blobs.put_file("e" * 32, big, after_own_failure=True)
+        await first
+        assert await blobs.read("e" * 32) == big.read_bytes()
     finally:
         await client.close()

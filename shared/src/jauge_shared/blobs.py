@@ -37,6 +37,8 @@ BLOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 # chunks of a blob without its file document, none written for this long: the try that
 # wrote them was cut off (a writer still at work writes a chunk far more often)
 ABANDONED_CHUNKS_AFTER_S = 60.0
+# (bucket, id) of the blobs this process is putting right now
+_WRITING: set[tuple[str, str]] = set()
 
 
 class BadBlobId(ValueError):
@@ -67,44 +69,68 @@ class Blobs:
             await self._write(blob_id, blob_id, io.BytesIO(data), metadata)
 
     async def put_file(
-        self, blob_id: str, path: Path, filename: str | None = None, **metadata: Any
+        self,
+        blob_id: str,
+        path: Path,
+        filename: str | None = None,
+        *,
+        after_own_failure: bool = False,
+        **metadata: Any,
     ) -> None:
-        """A file of the caller's own folder, read in the driver's chunks (never whole)."""
+        """A file of the caller's own folder, read in the driver's chunks (never whole).
+        `after_own_failure`: the caller's earlier put of this id failed and nobody else
+        writes it, so chunks without a file document are that put's, whatever their age
+        (a store back from an outage need not wait a minute for them)."""
         checked(blob_id)
         if await self.exists(blob_id):
             return
         with path.open("rb") as source:
-            await self._write(blob_id, filename or blob_id, source, metadata)
+            await self._write(blob_id, filename or blob_id, source, metadata, after_own_failure)
 
     async def _write(
-        self, blob_id: str, filename: str, source: BinaryIO, metadata: dict[str, Any]
+        self,
+        blob_id: str,
+        filename: str,
+        source: BinaryIO,
+        metadata: dict[str, Any],
+        after_own_failure: bool = False,
     ) -> None:
         """GridFS writes the chunks first and the file's document last: a try cut off in
         between (the store killed, the writer cancelled) leaves chunks that make every
-        later try fail on their unique index, with no file to show for it."""
-        for attempt in (1, 2):
-            try:
-                await self.bucket.upload_from_stream_with_id(
-                    blob_id, filename, source, metadata=metadata or None
-                )
-                return
-            except (FileExists, DuplicateKeyError):
-                if await self.exists(blob_id):
-                    return  # put by a try whose answer was lost
-                if attempt == 2:
-                    raise
-                await self._drop_abandoned_chunks(blob_id)
-                source.seek(0)
-
-    async def _drop_abandoned_chunks(self, blob_id: str) -> None:
-        newest = await self.chunks.find_one(
-            {"files_id": blob_id}, {"_id": 1}, sort=[("_id", DESCENDING)]
-        )
-        if newest is None:
-            return
-        written_at = newest["_id"].generation_time
-        if datetime.now(UTC) - written_at < timedelta(seconds=ABANDONED_CHUNKS_AFTER_S):
+        later try fail on their unique index, with no file to show for it. Within this
+        process one task at a time writes an id (another gets `BlobBeingWritten`), so a
+        caller's `after_own_failure` never removes a live try's chunks here."""
+        writing = (self.files.full_name, blob_id)
+        if writing in _WRITING:
             raise BlobBeingWritten(blob_id)
+        _WRITING.add(writing)
+        try:
+            for attempt in (1, 2):
+                try:
+                    await self.bucket.upload_from_stream_with_id(
+                        blob_id, filename, source, metadata=metadata or None
+                    )
+                    return
+                except (FileExists, DuplicateKeyError):
+                    if await self.exists(blob_id):
+                        return  # put by a try whose answer was lost
+                    if attempt == 2:
+                        raise
+                    await self._drop_abandoned_chunks(blob_id, any_age=after_own_failure)
+                    source.seek(0)
+        finally:
+            _WRITING.discard(writing)
+
+    async def _drop_abandoned_chunks(self, blob_id: str, any_age: bool) -> None:
+        if not any_age:
+            newest = await self.chunks.find_one(
+                {"files_id": blob_id}, {"_id": 1}, sort=[("_id", DESCENDING)]
+            )
+            if newest is None:
+                return
+            written_at = newest["_id"].generation_time
+            if datetime.now(UTC) - written_at < timedelta(seconds=ABANDONED_CHUNKS_AFTER_S):
+                raise BlobBeingWritten(blob_id)
         await self.chunks.delete_many({"files_id": blob_id})
 
     async def find(self, **metadata: str) -> list[tuple[str, str]]:

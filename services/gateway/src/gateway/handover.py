@@ -52,12 +52,17 @@ async def hand_over_file(buckets: Buckets, upload_id: str, path: Path) -> None:
     await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
-async def hand_over_upload(buckets: Buckets, store: UploadStore, upload: Upload) -> None:
+async def hand_over_upload(
+    buckets: Buckets, store: UploadStore, upload: Upload, after_own_failure: bool = False
+) -> None:
     """A resumable upload whose last byte is in: a photo is put in colis-svc's bucket
     first, and only then marked complete, so that a task bound to it at the same moment
-    is either told (`colis.photo_ready`) or finds the blob there."""
+    is either told (`colis.photo_ready`) or finds the blob there. `after_own_failure`:
+    see `Blobs.put_file`."""
     if upload.purpose == "photo":
-        await buckets.uploads.put_file(upload.id, store.final(upload))
+        await buckets.uploads.put_file(
+            upload.id, store.final(upload), after_own_failure=after_own_failure
+        )
     else:
         await hand_over_import(buckets, upload.id, [store.final(upload)], [upload.name])
     await asyncio.to_thread(store.handed_over, upload)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 
 import pymongo
 from prometheus_client import Counter
@@ -31,19 +33,21 @@ from prometheus_client import Counter
 from gateway.commands import Publishers, send_command
 from gateway.handover import Buckets, hand_over_upload
 from gateway.photo_stream import PhotoSink
-from gateway.upload_store import Upload, UploadStore
+from gateway.upload_store import UPLOAD_ID, Upload, UploadStore
 from jauge_shared.contracts import PhotoReady
 from jauge_shared.faults import FaultPoints
 
 logger = logging.getLogger("gateway.photo_handovers")
 
 RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 30.0
-# a finished photo still here this long: its handover died with a process (or keeps
-# failing: trying it again is harmless, a handover is idempotent)
-RESUME_AFTER_S = 10.0
+RETRY_MAX_S = 5.0  # a store back from an outage gets the photo within seconds
+# a finished photo untouched this long: its handover died with its process. A live
+# handover's file is touched every RESUME_EVERY_S, so replicas sharing the folder never
+# resume one another's: after its own failed try a handover may remove its leftovers in
+# the store at once (`after_own_failure`), which only the one writer of an id may do.
+RESUME_AFTER_S = 30.0
 RESUME_EVERY_S = 10.0
-HANDOVER_DEADLINE_S = 30.0  # a 15 MB photo to a busy store, with room to spare
+HANDOVER_DEADLINE_S = 15.0  # a 15 MB photo takes ~1.5 s on a busy FerretDB
 
 HANDOVERS = Counter(
     "jauge_gateway_photo_handovers_total",
@@ -113,6 +117,7 @@ class PhotoHandovers:
 
     async def _hand_over(self, upload_id: str) -> None:
         delay = RETRY_FIRST_S
+        failed = False  # this process's own put of it failed: its leftovers may go at once
         while True:
             upload = await asyncio.to_thread(self.store.get, upload_id)
             if upload is None:
@@ -125,9 +130,12 @@ class PhotoHandovers:
                         # a store that takes the bytes and never answers must not hold a
                         # slot for good (the driver waits forever without a deadline)
                         with pymongo.timeout(HANDOVER_DEADLINE_S):
-                            await hand_over_upload(self.buckets, self.store, upload)
+                            await hand_over_upload(self.buckets, self.store, upload, failed)
                     await tell_task(self.publishers, upload)
+                # a handover that died between its note and the file's removal left it
+                await asyncio.to_thread(self.store.final(upload).unlink, missing_ok=True)
             except Exception as e:
+                failed = True
                 HANDOVERS.labels("retried").inc()
                 logger.warning(
                     "photo not handed over yet, trying again",
@@ -139,9 +147,24 @@ class PhotoHandovers:
             HANDOVERS.labels("handed_over").inc()
             return
 
+    def _left_behind(self, older_than_s: float) -> list[str]:
+        """Finished photos untouched for `older_than_s`, not handed over: only the files
+        named by their bare id are looked at (not the notes that stay a day after each
+        handover)."""
+        cutoff = time.time() - older_than_s
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            for path in self.store.folder.iterdir():
+                if not UPLOAD_ID.fullmatch(path.name):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime <= cutoff and self.store.get(path.name):
+                        found.append(path.name)
+        return found
+
     async def resume(self, older_than_s: float = RESUME_AFTER_S) -> int:
         """Hands over the finished photos left by a process that stopped before it could."""
-        left = await asyncio.to_thread(self.store.awaiting_handover, older_than_s)
+        left = await asyncio.to_thread(self._left_behind, older_than_s)
         resumed = [upload_id for upload_id in left if upload_id not in self._running]
         for upload_id in resumed:
             self.hand_over_later(upload_id)
@@ -153,9 +176,15 @@ class PhotoHandovers:
     def start(self) -> None:
         self._resumer = asyncio.create_task(self._resume_now_and_then(), name="photo-handovers")
 
+    def _touch_running(self) -> None:
+        for upload_id in list(self._running):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self.store.folder / upload_id)
+
     async def _resume_now_and_then(self) -> None:
         while True:
             try:
+                await asyncio.to_thread(self._touch_running)
                 await self.resume()
             except Exception:
                 logger.exception("photo handovers: resume pass failed")

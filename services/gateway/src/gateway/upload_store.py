@@ -129,21 +129,6 @@ class UploadStore:
         upload.offset = size
         return upload
 
-    def awaiting_handover(self, older_than_s: float) -> list[str]:
-        """Finished photos not handed over for `older_than_s`: their handover died with a
-        process, or is failing. Only finished files are looked at (named by their bare
-        id), not the notes that stay a day after each handover."""
-        cutoff = time.time() - older_than_s
-        found = []
-        with contextlib.suppress(FileNotFoundError):
-            for path in self.folder.iterdir():
-                if not UPLOAD_ID.fullmatch(path.name):
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    if path.stat().st_mtime <= cutoff and self._note(path.name).exists():
-                        found.append(path.name)
-        return found
-
     def get(self, upload_id: str) -> Upload | None:
         if not UPLOAD_ID.fullmatch(upload_id):
             return None
