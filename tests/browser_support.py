@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from stack import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -79,11 +81,18 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
-def doc_screenshot(page: Page, name: str) -> Path:
-    """A screenshot for docs/ (the visible window, not the whole page, to keep it small)."""
+def doc_screenshot(page: Page, name: str) -> Path | None:
+    """A screenshot for docs/ (the visible window, not the whole page, to keep it small).
+    Best effort: it illustrates the docs and proves nothing, and on a loaded machine
+    headless Chromium sometimes never hands a frame over (a CI run timed out after 30 s
+    in `page.screenshot`, the page itself fine); the test goes on without it."""
     DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = DOC_SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False)
+    try:
+        page.screenshot(path=str(path), full_page=False, animations="disabled", timeout=10_000)
+    except PlaywrightTimeoutError:
+        warnings.warn(f"doc screenshot {name!r} not taken: Chromium gave no frame", stacklevel=2)
+        return None
     return path
 
 
