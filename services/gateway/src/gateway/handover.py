@@ -45,13 +45,6 @@ class Buckets:
         )
 
 
-async def hand_over_file(buckets: Buckets, upload_id: str, path: Path) -> None:
-    """A finished photo of the gateway's folder becomes colis-svc's blob; the local
-    file goes once the blob is in."""
-    await buckets.uploads.put_file(upload_id, path)
-    await asyncio.to_thread(path.unlink, missing_ok=True)
-
-
 async def hand_over_upload(
     buckets: Buckets, store: UploadStore, upload: Upload, after_own_failure: bool = False
 ) -> None:

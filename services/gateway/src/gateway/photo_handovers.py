@@ -126,14 +126,15 @@ class PhotoHandovers:
                 return  # handed over by another replica sharing this folder
             try:
                 async with self._slots:
-                    if not upload.done:
+                    if upload.done:
+                        # a handover that died between its note and the file's removal
+                        await asyncio.to_thread(self.store.final(upload).unlink, missing_ok=True)
+                    else:
                         # a store that takes the bytes and never answers must not hold a
                         # slot for good (the driver waits forever without a deadline)
                         with pymongo.timeout(HANDOVER_DEADLINE_S):
                             await hand_over_upload(self.buckets, self.store, upload, failed)
                     await tell_task(self.publishers, upload)
-                # a handover that died between its note and the file's removal left it
-                await asyncio.to_thread(self.store.final(upload).unlink, missing_ok=True)
             except Exception as e:
                 failed = True
                 HANDOVERS.labels("retried").inc()
