@@ -22,8 +22,13 @@ FERRETDB_MODULE=github.com/FerretDB/FerretDB
 FERRETDB_BIN=${JAUGE_FERRETDB_BIN:-$TOOLS/bin/ferretdb}  # another binary: tests only
 # the patches applied to the FerretDB source (see install_ferretdb); change the build id
 # with them, so a binary built without them is rebuilt
-FERRETDB_PATCHES=("$ROOT/deploy/local/ferretdb-sqlite-id-index.patch" "$ROOT/deploy/local/ferretdb-sqlite-id-pushdown.patch" "$ROOT/deploy/local/ferretdb-sqlite-id-range.patch")
-FERRETDB_BUILD=$FERRETDB_VERSION+jauge.3
+FERRETDB_PATCHES=(
+  "$ROOT/deploy/local/ferretdb-sqlite-id-index.patch"
+  "$ROOT/deploy/local/ferretdb-sqlite-id-pushdown.patch"
+  "$ROOT/deploy/local/ferretdb-sqlite-id-range.patch"
+  "$ROOT/deploy/local/ferretdb-atomic-writes.patch"
+)
+FERRETDB_BUILD=$FERRETDB_VERSION+jauge.4
 RABBIT_NODE=jauge@localhost
 RABBIT_HOME=$VAR/rabbitmq
 FERRET_HOME=$VAR/ferretdb
@@ -97,9 +102,13 @@ install_ferretdb() {
   rm -rf "$src"; mkdir -p "$(dirname "$src")"
   cp -r "$dir" "$src"; chmod -R u+w "$src"
   echo "$FERRETDB_VERSION" > "$src/build/version/version.txt"
-  local patch
+  # a repository of its own: inside the project's tree, `git apply` resolves a patch's
+  # paths from the project's root and skips, silently, those it does not find there
+  (cd "$src" && git init -q) || { log "could not prepare $src"; exit 1; }
+  local patch applied
   for patch in "${FERRETDB_PATCHES[@]}"; do
-    (cd "$src" && git apply "$patch") || { log "could not apply $patch"; exit 1; }
+    applied=$(cd "$src" && git apply --verbose "$patch" 2>&1) && [[ $applied != *Skipped* ]] ||
+      { log "could not apply $patch: $applied"; exit 1; }
   done
   (cd "$src" && GOBIN="$TOOLS/bin" GOFLAGS=-buildvcs=false go install ./cmd/ferretdb)
   echo "$FERRETDB_BUILD" > "$FERRETDB_BIN.build"
@@ -187,7 +196,17 @@ PY
 }
 
 start_ferretdb() {
-  if mongo_ping; then log "ferretdb: already running"; return; fi
+  if mongo_ping; then
+    # a rebuild renames the new binary over the old one: a store started before runs on
+    local pid
+    pid=$(cat "$FERRET_HOME/ferretdb.pid" 2>/dev/null) || pid=
+    if [ -n "$pid" ] && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == *" (deleted)" ]]; then
+      log "ferretdb: already running, an older build (make infra-stop, then infra-start)"
+    else
+      log "ferretdb: already running"
+    fi
+    return
+  fi
   if port_open $MONGO_PORT; then
     # a FerretDB busy enough to miss a 500 ms ping is still there: starting a second
     # one would fail to bind and leave its dead pid in ferretdb.pid (seen in a soak)

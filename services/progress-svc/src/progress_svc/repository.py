@@ -10,9 +10,11 @@ that lost its turn: single active consumer decides who receives, not who writes,
 a replica frozen in the middle of a write (a pause, a stalled VM) that wakes after
 another took over finds its `seq` gone and writes nothing.
 
-On FerretDB the guard costs what a lookup by `_id` costs only with the project's
-build (deploy/local/ferretdb-sqlite-id-pushdown.patch): FerretDB 1.24 otherwise reads
-the whole collection for any filter but `_id` alone (docs/decisions.md).
+On FerretDB the guard holds only with the project's build: FerretDB 1.24 otherwise
+runs a replace as a read and a separate write, so two replicas writing one job at the
+same instant (a partition moving between them) both "matched" and one change was lost
+(deploy/local/ferretdb-atomic-writes.patch); and it reads the whole collection for any
+filter but `_id` alone (ferretdb-sqlite-id-pushdown.patch, docs/decisions.md).
 
 Writes are grouped: the documents of every job whose new state is ready while the
 previous group is in the store go in the next one, as one `bulk_write` (unordered) of
