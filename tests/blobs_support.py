@@ -16,6 +16,8 @@ class MemoryBlobs:
         self.names: dict[str, str] = {}
         self.failures = 0  # the next puts that fail, as a store away would
         self.failure: Exception = ConnectionError("store away")
+        # set: puts wait for it, as on a store that takes the bytes and answers late
+        self.gate: asyncio.Event | None = None
 
     def _maybe_fail(self) -> None:
         if self.failures:
@@ -36,6 +38,8 @@ class MemoryBlobs:
         **metadata: Any,
     ) -> None:
         self._maybe_fail()
+        if self.gate is not None:
+            await self.gate.wait()
         self.names[blob_id] = filename or blob_id
         self.blobs.setdefault(checked(blob_id), await asyncio.to_thread(path.read_bytes))
 

@@ -26,6 +26,8 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import pymongo
 from prometheus_client import Counter
@@ -34,6 +36,7 @@ from gateway.commands import Publishers, send_command
 from gateway.handover import Buckets, hand_over_upload
 from gateway.photo_stream import PhotoSink
 from gateway.upload_store import UPLOAD_ID, Upload, UploadStore
+from jauge_shared.blobs import BlobBeingWritten
 from jauge_shared.contracts import PhotoReady
 from jauge_shared.faults import FaultPoints
 
@@ -109,11 +112,35 @@ class PhotoHandovers:
         self.hand_over_later(upload_id)
 
     def hand_over_later(self, upload_id: str) -> None:
-        if upload_id in self._running:
-            return
-        task = asyncio.create_task(self._hand_over(upload_id), name=f"photo-handover-{upload_id}")
+        if upload_id not in self._running:
+            self._track(upload_id, self._hand_over(upload_id))
+
+    async def hand_over_now(self, store: UploadStore, upload: Upload) -> None:
+        """A resumable upload's last chunk, handed over within its request: the client,
+        and a task bound to the upload meanwhile (upload_access.bind_upload), rely on
+        `complete` once the route answers. Otherwise like the handovers after an answer:
+        bounded, one writer per upload, touched while it runs (so no replica resumes it
+        meanwhile). One try: its failure is the route's 503, after which the client sends
+        the chunk again, or (a photo) the resumer finishes once the file is left untouched.
+        `store`: the upload's, a photo's or an import's."""
+        running = self._running.get(upload.id)
+        if running is None:
+            running = self._track(upload.id, self._hand_over_once(store, upload))
+        try:
+            # shielded: a client that gives up does not cut the write off halfway
+            await asyncio.wait_for(asyncio.shield(running), HANDOVER_DEADLINE_S + 1)
+        except TimeoutError as e:  # a handover after an answer, still trying
+            raise BlobBeingWritten(upload.id) from e
+
+    def _track(self, upload_id: str, handover: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(handover, name=f"photo-handover-{upload_id}")
         self._running[upload_id] = task
         task.add_done_callback(lambda _: self._running.pop(upload_id, None))
+        return task
+
+    async def _hand_over_once(self, store: UploadStore, upload: Upload) -> None:
+        with pymongo.timeout(HANDOVER_DEADLINE_S):
+            await hand_over_upload(self.buckets, store, upload)
 
     async def _hand_over(self, upload_id: str) -> None:
         delay = RETRY_FIRST_S

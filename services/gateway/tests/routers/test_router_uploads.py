@@ -3,7 +3,10 @@ task is announced (`colis.photo_ready`) when its last byte is in."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import time
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -93,6 +96,41 @@ async def test_a_last_chunk_while_a_cut_off_try_is_fresh_is_a_french_503_to_retr
     assert busy.headers["Retry-After"]
     assert again.status_code == 204, again.text  # sent again: handed over this time
     assert gw.buckets.uploads.blobs[upload_id] == photo
+
+
+async def test_a_last_chunk_handed_over_slowly_has_one_writer_which_no_replica_resumes(
+    gw: Gateway,
+) -> None:
+    """The last chunk's handover runs in its request but is tracked like the handovers
+    after an answer: touched while it runs, so a replica sharing the folder (here, this
+    gateway's own resumer, as if the file were left behind) never starts a second
+    writer of the same photo."""
+    photo = png()
+    gw.buckets.uploads.gate = asyncio.Event()
+    async with gw.client() as c:
+        opened = await c.post("/api/uploads", json={"type": "image/png"}, headers=gw.auth())
+        upload_id = opened.json()["id"]
+        last = {**gw.auth(), "Upload-Offset": "0", "Upload-Length": str(len(photo))}
+        sent = asyncio.create_task(
+            c.patch(f"/api/uploads/{upload_id}", content=photo, headers=last)
+        )
+        for _ in range(200):
+            if upload_id in gw.handovers._running:
+                break
+            await asyncio.sleep(0.01)
+        file = gw.handovers.store.folder / upload_id
+        long_ago = time.time() - 3600
+        os.utime(file, (long_ago, long_ago))
+        resumed = await gw.handovers.resume(older_than_s=30)
+        await asyncio.to_thread(gw.handovers._touch_running)
+        touched = file.stat().st_mtime
+        gw.buckets.uploads.gate.set()
+        done = await sent
+    assert resumed == 0
+    assert touched > long_ago + 3000
+    assert done.status_code == 204, done.text
+    assert gw.buckets.uploads.blobs[upload_id] == photo
+    assert not file.exists()  # handed over: the gateway's copy is gone
 
 
 async def test_a_photo_that_is_no_image_is_refused_from_its_first_bytes(gw: Gateway) -> None:

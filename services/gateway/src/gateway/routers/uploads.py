@@ -21,9 +21,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, Field
 
-from gateway.deps import BucketsDep, CurrentUser, PublishersDep, SettingsDep
+from gateway.deps import CurrentUser, HandoversDep, PublishersDep, SettingsDep
 from gateway.errors import AUTHENTICATED, error_responses
-from gateway.handover import hand_over_upload
 from gateway.photo_handovers import tell_task
 from gateway.photo_stream import PHOTO_TYPES, WRONG_TYPE, is_image
 from gateway.upload_access import limit_of, owned_in, safe_file_name, too_large
@@ -144,7 +143,7 @@ async def send_chunk(
     user: CurrentUser,
     settings: SettingsDep,
     publishers: PublishersDep,
-    buckets: BucketsDep,
+    handovers: HandoversDep,
 ) -> Response:
     """One chunk (the raw body) at the header `Upload-Offset` (required), which must be
     the bytes received so far (else 409 with the right `Upload-Offset`); a chunk sent
@@ -186,7 +185,7 @@ async def send_chunk(
     if finished:
         # the photo to colis-svc's bucket, then complete; the task read after that, so a
         # task bound meanwhile is told here or finds the photo there (bind_upload)
-        await hand_over_upload(buckets, store, upload)
+        await handovers.hand_over_now(store, upload)
         upload.task_id = (await asyncio.to_thread(store.get, upload_id) or upload).task_id
     if photo and upload.complete and upload.task_id:
         # also when a finished upload is sent its last chunk again: that client may not
