@@ -103,9 +103,11 @@ class Productivity:
         if inc:
             prefix = f"agents.{agent_key(event.user_id)}."
             day = day_id(event.occurred_at)
-            # FerretDB's `$inc` reads, adds and writes back, not isolated: two at once on
-            # one day lose one (5 parcels of 12 in the test). The queue has a single
-            # active consumer, so one lock per day in this process makes them exact.
+            # FerretDB 1.24's `$inc` read, added and wrote back, not isolated: two at once
+            # on one day lost one (5 parcels of 12 in the test). The project's build makes
+            # it atomic (deploy/local/ferretdb-atomic-writes.patch); this lock keeps the
+            # counts exact on a FerretDB without it (the queue's single active consumer
+            # makes this process the only writer).
             async with self._lock(f"day:{day}"):
                 await upsert_one(
                     self.days,
