@@ -204,8 +204,8 @@ def queues_of(service: str, progress_partitions_count: int) -> tuple[QueueSpec, 
 # the gateway's own read models of events (docs/notifications.md): what an agent is told
 # (a parcel's notification, a task or an import that failed) and the productivity
 # counters. Durable and shared by the replicas, so nothing is missed while one restarts;
-# single active consumer, so each read model has one writer at a time (FerretDB's
-# updates are not isolated).
+# single active consumer, so each read model has one writer at a time (a FerretDB
+# built without the project's atomic-writes patch does not isolate updates).
 GATEWAY_NOTIFICATIONS = QueueSpec(
     "gateway.notifications",
     EVENTS_EXCHANGE,

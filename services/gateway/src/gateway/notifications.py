@@ -8,11 +8,11 @@ would read every notification ever kept, on every bell. The inbox is bounded, so
 read and the write are one small document whatever the history (docs/notifications.md).
 
 Writes are a compare-and-set on the inbox's `v` (the `_id` is in the filter, so FerretDB
-pushes it down): on MongoDB a notification added by the consumer and one marked read by
-the API at the same instant never lose each other. FerretDB's updates are not isolated
-(docs/decisions.md), so the writes to one inbox also take a lock per owner in this
-process; two replicas writing one inbox at the same instant on FerretDB may still lose
-one of the two writes (a read mark, most likely: the consumer is a single active one).
+pushes it down): a notification added by the consumer and one marked read by the API at
+the same instant never lose each other, on MongoDB and on the project's FerretDB build
+(deploy/local/ferretdb-atomic-writes.patch). The writes to one inbox also take a lock
+per owner in this process: fewer conflicts to retry, and exact counts within one
+process on a FerretDB built without that patch (docs/decisions.md).
 """
 
 from __future__ import annotations

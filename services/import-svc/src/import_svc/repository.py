@@ -203,8 +203,8 @@ class ImportRepository(InvoiceQueries):
         """Move a file's state forward, never back.
 
         Read then write, both by `_id` alone: FerretDB scans the collection for a filter
-        with any other field, once per file. Not atomic, and neither would the filtered
-        update be on FerretDB (docs/decisions.md); both writers of one file write the
+        with any other field, once per file (without the project's pushdown patch). Not
+        atomic, which it need not be (docs/decisions.md): both writers of one file write the
         same first-recorded result, so the only race is a redelivery overlapping the
         original, which a broker redelivers only once the original's consumer is gone.
         """
