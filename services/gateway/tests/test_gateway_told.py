@@ -197,3 +197,27 @@ async def test_the_first_steps_of_a_new_day_counted_at_once_all_count(db) -> Non
     (alice,) = (await counters.figures("today", None, T0))["agents"]
     assert alice["parcels"] == len(tasks)
     assert [(s["step"], s["count"]) for s in alice["steps"]] == [("pending", len(tasks))]
+
+
+async def test_clocks_of_tasks_finished_a_week_ago_are_forgotten_the_others_kept(db) -> None:
+    counters = Productivity(db)
+    for event in (
+        step(0, TaskStatus.PENDING, 0),
+        step(1, TaskStatus.COMPLETED, 5),  # t1: finished
+        step(0, TaskStatus.PENDING, 0, task_id="t2"),
+        step(1, TaskStatus.FAILED_FINAL, 5, task_id="t2"),  # t2: finished, retried later
+        step(2, TaskStatus.PENDING, 8, task_id="t2"),
+        step(0, TaskStatus.PENDING, 0, task_id="t3"),  # t3: still running
+    ):
+        assert await counters.apply(event) is True
+    clocks = {doc["_id"] async for doc in counters.clocks.find({})}
+    assert clocks == {"t1", "t2", "t3"}
+    assert await counters.forget_closed(T0 + timedelta(days=6)) == 0  # too soon
+    assert await counters.forget_closed(T0 + timedelta(days=8)) == 2
+    # t1 forgotten; t2 runs again, so its clock stays (listed again when it finishes)
+    assert {doc["_id"] async for doc in counters.clocks.find({})} == {"t2", "t3"}
+    assert await counters.closed.count_documents({}) == 0
+    assert await counters.forget_closed(T0 + timedelta(days=8)) == 0
+    # the counters themselves are kept
+    (alice,) = (await counters.figures("30d", None, T0 + timedelta(days=8)))["agents"]
+    assert alice["parcels"] == 1

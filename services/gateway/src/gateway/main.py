@@ -172,11 +172,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             productivity=productivity,
         )
         watch = asyncio.create_task(sessions.run(), name="session-watch")
+        forget = asyncio.create_task(
+            productivity.forget_closed_forever(), name="productivity-forget"
+        )
         handovers.start()
         try:
             yield
         finally:
             watch.cancel()
+            forget.cancel()
             await handovers.close()
             await hub.close_all()
             await rpc.close()

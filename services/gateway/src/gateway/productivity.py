@@ -9,6 +9,10 @@ Two collections of the gateway's own database, both read and written by `_id` on
   their total duration. A 30-day read is 30 lookups, whatever the history.
 - `productivity_clocks`: per task, the last step seen (`seq`, status, when). A step's
   duration is the time from its own `colis.step_changed` to the next one's.
+- `productivity_closed`: `<day>/<task>` for each task that finished on that day, so that
+  its clock can be forgotten `KEEP_CLOCKS_DAYS` later (`forget_closed`), read by `_id`
+  range. A clock is only needed while its task's events may still arrive, redelivered
+  or late; without this, one document per task ever created stayed for good.
 
 Idempotent: a redelivered or late event has a `seq` not above the clock's and changes
 nothing. The clock moves first (compare-and-set on `seq`), the counters after: a crash
@@ -18,6 +22,8 @@ between the two loses that one delta, it never counts one twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import weakref
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,11 +32,19 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from jauge_shared.contracts import ColisStepChanged, TaskStatus
-from jauge_shared.contracts.colis import PIPELINE_STATUSES, ColisOperation
+from jauge_shared.contracts.colis import FINISHED_STATUSES, PIPELINE_STATUSES, ColisOperation
 from jauge_shared.mongo import upsert_one
+
+logger = logging.getLogger("gateway.productivity")
 
 PERIOD_DAYS = {"today": 1, "7d": 7, "30d": 30}
 STEP_ORDER = [status.value for status in PIPELINE_STATUSES]
+# where a task stops by itself: its events come again within minutes (a redelivery) or
+# not at all; a week also leaves an admin's forced retry of a failure its clock
+FINISHED = sorted(status.value for status in FINISHED_STATUSES)
+KEEP_CLOCKS_DAYS = 7
+FORGET_EVERY_S = 3600.0
+FORGET_AT_ONCE = 500
 
 
 def agent_key(username: str) -> str:
@@ -65,6 +79,7 @@ class Productivity:
     def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
         self.days = database["productivity_days"]
         self.clocks = database["productivity_clocks"]
+        self.closed = database["productivity_closed"]
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def apply(self, event: ColisStepChanged) -> bool:
@@ -114,7 +129,34 @@ class Productivity:
                     {"_id": day},
                     {"$inc": {prefix + path: value for path, value in inc.items()}},
                 )
+        if event.status.value in FINISHED:
+            with contextlib.suppress(DuplicateKeyError):  # a forced retry finished again
+                key = f"{day_id(event.occurred_at)}/{event.task_id}"
+                await self.closed.insert_one({"_id": key})
         return True
+
+    async def forget_closed(self, now: datetime) -> int:
+        """Forgets the clocks of tasks finished more than `KEEP_CLOCKS_DAYS` days before
+        `now` (at most `FORGET_AT_ONCE` per call); how many. A clock whose task runs
+        again (a forced retry) is kept; its next finish lists it again."""
+        before = day_id(now - timedelta(days=KEEP_CLOCKS_DAYS))
+        cursor = self.closed.find({"_id": {"$lt": before}}, {"_id": True})
+        keys = [doc["_id"] async for doc in cursor.sort("_id", 1).limit(FORGET_AT_ONCE)]
+        for key in keys:
+            task_id = key.split("/", 1)[1]
+            await self.clocks.delete_one({"_id": task_id, "status": {"$in": FINISHED}})
+            await self.closed.delete_one({"_id": key})
+        return len(keys)
+
+    async def forget_closed_forever(self) -> None:
+        """`forget_closed` every `FORGET_EVERY_S` (each replica: the deletes are the same)."""
+        while True:
+            try:
+                while await self.forget_closed(datetime.now(UTC)) == FORGET_AT_ONCE:
+                    pass  # a backlog: the next batch at once
+            except Exception as e:  # the store away: the next round tries again
+                logger.warning("productivity clocks not forgotten", extra={"error": repr(e)})
+            await asyncio.sleep(FORGET_EVERY_S)
 
     async def figures(self, period: str, who: str | None, now: datetime) -> dict[str, Any]:
         """The period's figures for one agent (`who`), or for every agent (None)."""
