@@ -28,7 +28,7 @@ FERRETDB_PATCHES=(
   "$ROOT/deploy/local/ferretdb-sqlite-id-range.patch"
   "$ROOT/deploy/local/ferretdb-atomic-writes.patch"
 )
-FERRETDB_BUILD=$FERRETDB_VERSION+jauge.4
+FERRETDB_BUILD=$FERRETDB_VERSION+jauge.5
 RABBIT_NODE=jauge@localhost
 RABBIT_HOME=$VAR/rabbitmq
 FERRET_HOME=$VAR/ferretdb
