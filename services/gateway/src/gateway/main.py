@@ -35,7 +35,7 @@ from gateway.live import LiveUpdates
 from gateway.notifications import COLLECTION as NOTIFICATIONS
 from gateway.notifications import NotificationStore
 from gateway.photo_handovers import PhotoHandovers
-from gateway.productivity import Productivity
+from gateway.productivity import FORGET_EVERY_S, Productivity
 from gateway.progress_view import ProgressView
 from gateway.routers import (
     audit,
@@ -85,6 +85,7 @@ from jauge_shared.faults import fault_points
 from jauge_shared.identity import connection_name
 from jauge_shared.logging import configure_logging
 from jauge_shared.mongo import database_name, make_mongo_client
+from jauge_shared.ops import every
 from jauge_shared.topology import (
     COMMANDS_EXCHANGE,
     QUEUES_BY_SERVICE,
@@ -173,7 +174,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         watch = asyncio.create_task(sessions.run(), name="session-watch")
         forget = asyncio.create_task(
-            productivity.forget_closed_forever(), name="productivity-forget"
+            every(FORGET_EVERY_S, productivity.forget_all_closed, "productivity clocks"),
+            name="productivity-forget",
         )
         handovers.start()
         try:

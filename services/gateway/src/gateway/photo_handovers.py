@@ -138,9 +138,13 @@ class PhotoHandovers:
         task.add_done_callback(lambda _: self._running.pop(upload_id, None))
         return task
 
-    async def _hand_over_once(self, store: UploadStore, upload: Upload) -> None:
+    async def _hand_over_once(
+        self, store: UploadStore, upload: Upload, after_own_failure: bool = False
+    ) -> None:
+        # a store that takes the bytes and never answers must not hold a request or a
+        # slot for good (the driver waits forever without a deadline)
         with pymongo.timeout(HANDOVER_DEADLINE_S):
-            await hand_over_upload(self.buckets, store, upload)
+            await hand_over_upload(self.buckets, store, upload, after_own_failure)
 
     async def _hand_over(self, upload_id: str) -> None:
         delay = RETRY_FIRST_S
@@ -157,10 +161,7 @@ class PhotoHandovers:
                         # a handover that died between its note and the file's removal
                         await asyncio.to_thread(self.store.final(upload).unlink, missing_ok=True)
                     else:
-                        # a store that takes the bytes and never answers must not hold a
-                        # slot for good (the driver waits forever without a deadline)
-                        with pymongo.timeout(HANDOVER_DEADLINE_S):
-                            await hand_over_upload(self.buckets, self.store, upload, failed)
+                        await self._hand_over_once(self.store, upload, failed)
                     await tell_task(self.publishers, upload)
             except Exception as e:
                 failed = True

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import weakref
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,8 +33,6 @@ from pymongo.errors import DuplicateKeyError
 from jauge_shared.contracts import ColisStepChanged, TaskStatus
 from jauge_shared.contracts.colis import FINISHED_STATUSES, PIPELINE_STATUSES, ColisOperation
 from jauge_shared.mongo import upsert_one
-
-logger = logging.getLogger("gateway.productivity")
 
 PERIOD_DAYS = {"today": 1, "7d": 7, "30d": 30}
 STEP_ORDER = [status.value for status in PIPELINE_STATUSES]
@@ -148,15 +145,11 @@ class Productivity:
             await self.closed.delete_one({"_id": key})
         return len(keys)
 
-    async def forget_closed_forever(self) -> None:
-        """`forget_closed` every `FORGET_EVERY_S` (each replica: the deletes are the same)."""
-        while True:
-            try:
-                while await self.forget_closed(datetime.now(UTC)) == FORGET_AT_ONCE:
-                    pass  # a backlog: the next batch at once
-            except Exception as e:  # the store away: the next round tries again
-                logger.warning("productivity clocks not forgotten", extra={"error": repr(e)})
-            await asyncio.sleep(FORGET_EVERY_S)
+    async def forget_all_closed(self) -> None:
+        """`forget_closed` until no batch is left (run by every replica, `FORGET_EVERY_S`
+        apart: the deletes are the same)."""
+        while await self.forget_closed(datetime.now(UTC)) == FORGET_AT_ONCE:
+            pass  # a backlog: the next batch at once
 
     async def figures(self, period: str, who: str | None, now: datetime) -> dict[str, Any]:
         """The period's figures for one agent (`who`), or for every agent (None)."""
