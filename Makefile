@@ -90,8 +90,12 @@ pytest-unit-gateway:
 pytest-unit-others:
 	$(PY) -m pytest shared/tests ops/tests tools/tests testkit/tests services/colis-svc/tests services/progress-svc/tests
 
+# tests/ two files at a time: a system test mostly waits (an outage longer than a
+# timeout, a browser on a slow link), so two share the cores in about two thirds of the
+# time; the speed guard measures ratios and runs first, alone
 pytest-system: ## tests/: the services started on the real broker and store, faults, browsers
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "alone and not slow"
+	$(PY) -m pytest tests -m "not alone and not slow" -n 2 --dist loadfile
 
 docs: ## regenerate docs/configuration.md and docs/asyncapi.json (tests fail when they are stale)
 	$(PY) -m jauge_tools.configdoc > docs/configuration.md
