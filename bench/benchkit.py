@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +110,30 @@ def bench_env() -> Iterator[BenchEnv]:
                 for db in client.list_database_names():
                     if db.startswith(name + "_"):
                         client.drop_database(db)
+
+
+# the commands by which a client reads the store (jauge_store_commands_total's names)
+READ_COMMANDS = frozenset({"find", "getMore", "aggregate", "count", "distinct"})
+
+
+async def store_commands(service_url: str) -> dict[str, int]:
+    """The commands a service has sent to the store since it started, by name (ok and
+    failed together), from its own count on /metrics (jauge_shared.mongo)."""
+    async with httpx.AsyncClient(base_url=service_url, timeout=10) as client:
+        text = (await client.get("/metrics")).raise_for_status().text
+    counts: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "jauge_store_commands":
+            continue
+        for sample in family.samples:
+            if sample.name == "jauge_store_commands_total":
+                name = sample.labels["command"]
+                counts[name] = counts.get(name, 0) + int(sample.value)
+    return counts
+
+
+def store_reads(commands: dict[str, int]) -> int:
+    return sum(n for name, n in commands.items() if name in READ_COMMANDS)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 import websockets
-from benchkit import bench_env, table, write_report
+from benchkit import bench_env, store_commands, table, write_report
 from pymongo import MongoClient
 from stack import add_user
 
@@ -86,6 +86,10 @@ async def run(args: argparse.Namespace) -> int:
                 final, seen_final_at, wall = await import_and_watch(
                     stack.service("gateway").url, args.timeout_s
                 )
+            commands: dict[str, int] = {}
+            for replica in replicas:  # since they started: the import and its set-up
+                for name, n in (await store_commands(replica.url)).items():
+                    commands[name] = commands.get(name, 0) + n
         finally:
             stack.stop_all()
         with MongoClient(bench.mongo_url, tz_aware=True) as mongo:
@@ -93,11 +97,16 @@ async def run(args: argparse.Namespace) -> int:
             results = mongo[f"{bench.db_prefix}_import"]["file_results"].find({})
             last_file = max(d["finished_at"] for d in results if d.get("finished_at"))
         # printed before the bench's databases are dropped (slow on a busy FerretDB)
-        return report(args, final, seen_final_at, wall, last_file)
+        return report(args, final, seen_final_at, wall, last_file, commands)
 
 
 def report(
-    args: argparse.Namespace, final: dict, seen_final_at: datetime, wall: float, last_file: datetime
+    args: argparse.Namespace,
+    final: dict,
+    seen_final_at: datetime,
+    wall: float,
+    last_file: datetime,
+    commands: dict[str, int],
 ) -> int:
     started = datetime.fromisoformat(final["started_at"])
     ended = datetime.fromisoformat(final["finished_at"])
@@ -113,6 +122,8 @@ def report(
         "files_per_s": args.files / running_s,
         "post_to_final_gauge_s": wall,
         "end_latency_s": (seen_final_at - last_file).total_seconds(),
+        "store_commands": commands,
+        "store_commands_per_file": round(sum(commands.values()) / args.files, 2),
     }
     counts = f"processed {final['processed']}/{final['total']}, failed {final['failed']}"
     rows = [
@@ -122,6 +133,14 @@ def report(
         ("running time", f"{running_s:.1f} s (import.started → import.finished)"),
         ("throughput", f"{figures['files_per_s']:.1f} files/s ({wall:.1f} s POST → final gauge)"),
         ("end latency", f"{figures['end_latency_s']:.2f} s (last file stored → final gauge)"),
+        (
+            "store commands",
+            f"{figures['store_commands_per_file']} per file, import-svc's replicas: "
+            + ", ".join(
+                f"{name} {n / args.files:.2f}"
+                for name, n in sorted(commands.items(), key=lambda item: -item[1])
+            ),
+        ),
     ]
     print(table(rows))
     print(f"report: {write_report(args.report or f'import-{args.files}', figures)}")

@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import pymongo
-from pymongo import AsyncMongoClient
+from prometheus_client import Counter
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 from pymongo.results import UpdateResult
@@ -21,6 +22,27 @@ from jauge_shared.settings import ServiceSettings
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+STORE_COMMANDS = Counter(
+    "jauge_store_commands_total",
+    "Commands this process sent to the store, by command name and outcome (ok, failed): "
+    "its round trips to MongoDB/FerretDB, reads and writes apart.",
+    ["command", "outcome"],
+)
+
+
+class StoreCommandCounter(monitoring.CommandListener):
+    """Counts each command the driver sends, once it has its answer (or none)."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        STORE_COMMANDS.labels(event.command_name, "ok").inc()
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        STORE_COMMANDS.labels(event.command_name, "failed").inc()
 
 
 def make_mongo_client(settings: ServiceSettings, service: str) -> AsyncMongoClient[dict[str, Any]]:
@@ -35,6 +57,9 @@ def make_mongo_client(settings: ServiceSettings, service: str) -> AsyncMongoClie
     driver's `timeoutMS`, which retries a read for as long as it lasts: a store that is
     plainly away would then cost every request the whole budget instead of the server
     selection's few seconds.
+
+    Every command is counted (`jauge_store_commands_total`): a service's round trips to
+    the store are what its speed depends on (docs/performance.md).
     """
     options: dict[str, Any] = {}
     if settings.mongo_socket_timeout_ms is not None:
@@ -45,6 +70,7 @@ def make_mongo_client(settings: ServiceSettings, service: str) -> AsyncMongoClie
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
         connectTimeoutMS=settings.mongo_timeout_ms,
         tz_aware=True,
+        event_listeners=[StoreCommandCounter()],
         **options,
     )
 
