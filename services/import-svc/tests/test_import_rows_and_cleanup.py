@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 from import_svc import invoice_store
 from import_svc.events import failed_units, file_result, item_events
 from import_svc.processing import gauge_units, process_file, row_key
-from import_svc.repository import FileState, ImportRepository
+from import_svc.repository import FileState, ImportRepository, JobState
 from jauge_shared.contracts import ImportKind
 from jauge_shared.contracts.imports import final_import_message
 from jauge_testkit.import_files import make_bbgr_csv, make_interchange, sample_invoice
@@ -196,3 +196,30 @@ async def test_a_page_that_finds_few_ends_early_with_its_cursor(repo, monkeypatc
             break
     assert pages[0] == [] and [n for page in pages for n in page] == ["F9"]
     assert len(pages) == 3  # 3 + 3 examined, then the last two and the end
+
+
+async def test_a_jobs_names_are_kept_beside_it_and_read_only_when_asked(
+    repo: ImportRepository,
+) -> None:
+    names = [f"f{i:04d}.edi" for i in range(2000)]
+    await repo.add_job({"_id": "job-n", "state": "running"})
+    await repo.set_job_fields("job-n", total=len(names), names=names)
+
+    stored = await repo.jobs.find_one({"_id": "job-n"})
+    assert stored is not None and "names" not in stored  # each read of it stays small
+    assert stored["total"] == len(names)
+    job = await repo.get_job("job-n")
+    assert job is not None and job["names"] == names
+    state_only = await repo.get_job("job-n", names=False)
+    assert state_only is not None and "names" not in state_only
+    assert [j["names"] for j in await repo.jobs_in(JobState.RUNNING)] == [names]
+    # the clean-up of a cancel whose start died: no names, then an empty list
+    await repo.add_job({"_id": "job-e", "state": "cancelling"})
+    assert "names" not in (await repo.get_job("job-e") or {})
+    await repo.set_job_fields("job-e", names=[], total=0)
+    assert (await repo.get_job("job-e") or {})["names"] == []
+    # a job stored with its names inside, as they were before
+    await repo.add_job({"_id": "job-old", "state": "queued", "names": ["a.edi"]})
+    assert (await repo.get_job("job-old") or {})["names"] == ["a.edi"]
+    assert "names" not in (await repo.get_job("job-old", names=False) or {})
+    assert [j["names"] for j in await repo.queued_jobs()] == [["a.edi"]]
