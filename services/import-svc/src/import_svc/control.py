@@ -105,9 +105,9 @@ class ImportControl:
     async def end_if_settled(self, job_id: str) -> None:
         """A cancelling import whose every file is announced or put back: it ends."""
         flow = self.flow
-        # asked after every file: the state alone first, not a big job's 2,000 names
-        state = await flow.repo.get_job(job_id, names=False)
-        if state is None or state["state"] != JobState.CANCELLING.value:
+        # asked after every file: the state alone first, the names (another read) if cancelling
+        current = await flow.repo.get_job(job_id, names=False)
+        if current is None or current["state"] != JobState.CANCELLING.value:
             return
         job = await flow.repo.get_job(job_id)
         if job is None or job["state"] != JobState.CANCELLING.value:
