@@ -40,7 +40,8 @@ async def test_a_5000_file_batch_with_bad_files_is_counted_exactly(make_stack, t
         data = test_env.data_dir
         assert len(list((data / "archive" / "edi").rglob("*.edi"))) == count
         assert len(list((data / "errors" / "edi").glob("*.error.txt"))) == len(bad)
-        report = (await alice.client.get(f"/api/imports/{job['id']}/report")).json()
-        assert len(report["files"]) == total
+        answer = await alice.client.get(f"/api/imports/{job['id']}/report")
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["files"]) == total
     finally:
         await alice.close()

@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 from import_svc import invoice_store
 from import_svc.events import failed_units, file_result, item_events
 from import_svc.processing import gauge_units, process_file, row_key
-from import_svc.repository import FileState, ImportRepository, JobState
+from import_svc.repository import RANGE_READ_FROM, FileState, ImportRepository, JobState
 from jauge_shared.contracts import ImportKind
 from jauge_shared.contracts.imports import final_import_message
 from jauge_testkit.import_files import make_bbgr_csv, make_interchange, sample_invoice
@@ -106,6 +106,28 @@ async def test_a_jobs_files_are_read_by_id_in_index_order_from_its_names(
     # a start that failed before recording `names`: the job's files are queried
     unprepared = await repo.file_results({"_id": "job-r"})
     assert [f["_id"] for f in unprepared] == [f["_id"] for f in files]
+
+
+async def test_a_big_jobs_files_are_read_as_one_range_and_odd_names_are_not_lost(
+    repo: ImportRepository,
+) -> None:
+    # names the store's JSON text orders apart from MongoDB's order (escaped characters)
+    odd = ['quote"d.edi', "back\\slash.edi", "tab\t.edi", "é.edi"]
+    names = [f"f{i:03d}.edi" for i in range(RANGE_READ_FROM)] + odd
+    await repo.add_files("j1", names, NOW)
+    for name in names[::2]:
+        await repo.finish_file("j1", name, {"ok": True, "name": name})
+    for neighbour in ("j10", "j1.x", "j"):  # ids just beside the range: never in it
+        await repo.add_files(neighbour, names[:3], NOW)
+        await repo.finish_file(neighbour, names[0], {"ok": False})
+    job = {"_id": "j1", "names": names}
+
+    files = await repo.file_results(job)
+    results = await repo.recorded_results(job)
+
+    assert [f["_id"] for f in files] == [f"j1/{name}" for name in names]
+    assert [r["_id"] for r in results] == [f"j1/{name}" for name in names[::2]]
+    assert all(r["ok"] is True for r in results)
 
 
 async def test_a_reimported_file_orphans_what_it_no_longer_holds(repo: ImportRepository) -> None:
