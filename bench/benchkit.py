@@ -132,6 +132,44 @@ async def store_commands(service_url: str) -> dict[str, int]:
     return counts
 
 
+async def http_histograms(service_url: str) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """The gateway's answer-time histograms of 2xx answers (`jauge_http_request_seconds`),
+    by (method, route template): cumulative (upper bound, count) pairs, +Inf last."""
+    async with httpx.AsyncClient(base_url=service_url, timeout=10) as client:
+        text = (await client.get("/metrics")).raise_for_status().text
+    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "jauge_http_request_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name.endswith("_bucket") and labels["status"] == "2xx":
+                key = (labels["method"], labels["route"])
+                found.setdefault(key, []).append((float(labels["le"]), sample.value))
+    return {key: sorted(buckets) for key, buckets in found.items()}
+
+
+def histogram_quantile(
+    q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> float:
+    """The q-quantile, in ms, of what was observed between two readings of one
+    histogram, interpolated within its bucket as Prometheus's histogram_quantile does."""
+    earlier = dict(before)
+    counts = [(bound, n - earlier.get(bound, 0.0)) for bound, n in after]
+    total = counts[-1][1] if counts else 0.0
+    if total <= 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound, n in counts:
+        if n >= rank:
+            if bound == float("inf"):
+                return lower * 1000  # beyond the last bucket: its bound, as Prometheus does
+            inside = n - below
+            return (lower + (bound - lower) * ((rank - below) / inside if inside else 1)) * 1000
+        lower, below = bound, n
+    return lower * 1000
+
+
 def store_reads(commands: dict[str, int]) -> int:
     return sum(n for name, n in commands.items() if name in READ_COMMANDS)
 

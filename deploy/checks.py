@@ -42,7 +42,7 @@ KNOWN_METRICS = re.compile(
     r"reconciler_repairs_total|reconciler_stale_documents|state_reannounced_total|"
     r"gateway_rpc_connections_opened_total|"
     r"gateway_rpc_connected|gateway_rpc_requests_total|gateway_store_unavailable_total|"
-    r"gateway_refreshes_total|store_commands_total)|"
+    r"gateway_refreshes_total|store_commands_total|http_request_seconds)|"
     r"rabbitmq_detailed_queue_(messages|messages_ready|messages_unacked|consumers)|"
     r"up|process_[a-z_]+)(_bucket|_sum|_count)?$"
 )

@@ -110,20 +110,37 @@ def token_of_scope(scope: Scope) -> str | None:
     return cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
 
 
+# the request's user as the upload routes' middleware found it: (token, user)
+_USER_OF_REQUEST = "jauge.user"
+
+
 async def username_of_scope(scope: Scope) -> str | None:
-    """Who sends this request, read before its body (the upload routes' middleware)."""
+    """Who sends this request, read before its body (the upload routes' middleware).
+    Kept in the request's state for `get_current_user`: one read of the user a request,
+    not two, on a store that is the bottleneck under load (docs/performance.md)."""
     gateway = scope["app"].state.gateway
-    user = await user_from_token(token_of_scope(scope), gateway.settings, gateway.users)
+    token = token_of_scope(scope)
+    user = await user_from_token(token, gateway.settings, gateway.users)
+    scope.setdefault("state", {})[_USER_OF_REQUEST] = (token, user)
     return user.username if user else None
 
 
 async def get_current_user(
+    connection: HTTPConnection,
     settings: SettingsDep,
     users: UsersDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
     session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
 ) -> User:
-    user = await user_from_token(bearer or session, settings, users)
+    token = bearer or session
+    found: tuple[str | None, User | None] | None = connection.scope.get("state", {}).get(
+        _USER_OF_REQUEST
+    )
+    user: User | None
+    if found is not None and found[0] == token:
+        user = found[1]
+    else:
+        user = await user_from_token(token, settings, users)
     if user is None:
         raise UNAUTHORIZED
     return user

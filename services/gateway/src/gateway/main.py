@@ -30,6 +30,7 @@ from gateway.deps import username_of_scope
 from gateway.error_handlers import install_error_handlers
 from gateway.handover import Buckets
 from gateway.headers import SecurityHeaders
+from gateway.http_metrics import HttpTimingMiddleware
 from gateway.hub import Hub
 from gateway.live import LiveUpdates
 from gateway.notifications import COLLECTION as NOTIFICATIONS
@@ -213,6 +214,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     if tracer_provider(settings, SERVICE) is not None:
         app.add_middleware(HttpTracingMiddleware)
+    app.add_middleware(HttpTimingMiddleware)  # outermost: the 413s and 401s are timed too
     return app
 
 

@@ -166,8 +166,10 @@ class FakeUsers:
         self.users = {u.username: u for u in users}
         self.passwords = {u.username: "secret-" + u.username for u in users}
         self.revoked: list[tuple[str, str]] = []
+        self.reads = 0
 
     async def get(self, username: str) -> User | None:
+        self.reads += 1
         return self.users.get(username)
 
     async def authenticate(self, username: str, password: str) -> User | None:

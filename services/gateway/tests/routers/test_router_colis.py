@@ -113,6 +113,15 @@ async def test_a_photo_is_handed_over_after_the_answer_and_the_task_told(gw: Gat
     assert folder_files(gw) == []  # nothing left in the gateway's folder
 
 
+async def test_a_form_with_a_photo_reads_its_user_once(gw: Gateway) -> None:
+    # the upload routes' middleware reads the user before the body; the route uses it
+    gw.rpc.answer = precheck_ok
+    reads = gw.users.reads
+    response = await post_with_photo(gw)
+    assert response.status_code == 202, response.text
+    assert gw.users.reads - reads == 1
+
+
 async def test_a_photo_the_store_refuses_is_handed_over_when_it_is_back(gw: Gateway) -> None:
     gw.rpc.answer = precheck_ok
     gw.buckets.uploads.failures = 2
