@@ -272,11 +272,13 @@ async def ask_raw(
     service: str,
     *,
     read: bool = False,
+    deadline_s: float | None = None,
     **properties: Any,
 ) -> bytes:
     """The raw reply; `service` names the one asked, for the user ("des imports").
-    A `read` changes nothing, so it may be asked twice (see `RpcClient.call`)."""
-    deadline_s = rpc.deadline_s
+    A `read` changes nothing, so it may be asked twice (see `RpcClient.call`).
+    `deadline_s`: the client's own (`rpc_timeout_s`) unless the question needs longer."""
+    deadline_s = deadline_s or rpc.deadline_s
     # a request nobody took in time is dropped instead of answered to no one
     properties.setdefault("expiration", deadline_s)
     try:
@@ -337,9 +339,14 @@ def _is_refusal(raw: bytes) -> bool:
 
 
 async def ask(
-    rpc: RpcClient, routing_key: str, request: BaseModel, reply_model: type[Reply]
+    rpc: RpcClient,
+    routing_key: str,
+    request: BaseModel,
+    reply_model: type[Reply],
+    deadline_s: float | None = None,
 ) -> Reply:
     """A question to import-svc (a read), answered with `reply_model`."""
     service = "des imports"
-    raw = await ask_raw(rpc, routing_key, request.model_dump_json().encode(), service, read=True)
+    body = request.model_dump_json().encode()
+    raw = await ask_raw(rpc, routing_key, body, service, read=True, deadline_s=deadline_s)
     return parse_reply(raw, reply_model, routing_key, service)

@@ -51,6 +51,12 @@ class GatewaySettings(ServiceSettings):
         "request answers 503 rather than hang on a store that takes it and never answers.",
     )
     rpc_timeout_s: float = Field(default=5.0, gt=0, description="Replies awaited from services.")
+    report_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="An import's per-file report awaited from import-svc: a big import's "
+        "takes the store longer than other replies (5,000 files: about 2 s on an idle store).",
+    )
     login_attempts: PositiveInt = Field(
         default=10, description="Failed logins per user and address…"
     )

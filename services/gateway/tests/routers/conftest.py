@@ -193,11 +193,13 @@ class FakeRpc:
     def __init__(self, deadline_s: float = 2.0) -> None:
         self.deadline_s = deadline_s
         self.asked: list[tuple[str, dict[str, Any]]] = []
+        self.deadlines: list[float] = []  # each request's, in the order asked
         self.answer: Answer = lambda routing_key, body: {"ok": True, "result": None}
 
     async def call(self, body: bytes, routing_key: str, deadline_s: float, **_: Any) -> bytes:
         request = orjson.loads(body)
         self.asked.append((routing_key, request))
+        self.deadlines.append(deadline_s)
         reply = self.answer(routing_key, request)
         if isinstance(reply, BaseException):
             raise reply

@@ -92,6 +92,9 @@ async def test_the_report_of_ones_own_import_comes_from_import_svc(gw: Gateway) 
     assert response.json()["job_id"] == job["_id"]
     [(_, request)] = gw.rpc.asked
     assert request["job_id"] == job["_id"]
+    # a big import's report takes import-svc longer than the usual reply's deadline
+    assert gw.rpc.deadlines == [gw.settings.report_timeout_s]
+    assert gw.settings.report_timeout_s > gw.rpc.deadline_s
 
 
 async def test_no_report_for_another_agents_import_nor_for_a_task(gw: Gateway) -> None:

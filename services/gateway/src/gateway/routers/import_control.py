@@ -20,12 +20,12 @@ from pydantic import BaseModel
 from gateway.commands import send_command
 from gateway.deps import BucketsDep, CurrentUser, PublishersDep, RpcDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
+from gateway.import_reports import import_job, import_report
 from gateway.import_requests import Accepted, request_import, upload_import_files
 from gateway.rpc import ask
 from jauge_shared.contracts import CancelImport, ImportKind
 from jauge_shared.contracts.import_rpc import (
     ImportReport,
-    ImportReportRequest,
     InboxCounts,
     InboxRequest,
     RejectedFile,
@@ -38,7 +38,6 @@ router = APIRouter(tags=["imports"], responses=AUTHENTICATED)
 JobIdPath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 FileIndex = Annotated[int, Path(ge=0, le=1_000_000)]
 ENDED = {"completed", "failed", "cancelled"}
-NOT_FOUND = "Import introuvable."
 
 
 class Inbox(BaseModel):
@@ -52,20 +51,6 @@ async def inbox(user: CurrentUser, rpc: RpcDep) -> Inbox:
     return Inbox(counts={kind.value: reply.counts.get(kind.value, 0) for kind in ImportKind})
 
 
-async def _import_job(view: Any, user: Any, job_id: str) -> dict[str, Any]:
-    job: dict[str, Any] = await view.job(user, job_id)
-    if not str(job.get("kind", "")).startswith("import"):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
-    return job
-
-
-async def _report(rpc: Any, job_id: str) -> ImportReport:
-    report = await ask(rpc, RK.IMPORT_RPC, ImportReportRequest(job_id=job_id), ImportReport)
-    if not report.found:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
-    return report
-
-
 @router.post(
     "/api/imports/{job_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
@@ -77,7 +62,7 @@ async def cancel_import(
 ) -> Accepted:
     """Stop a queued or running import: its files not yet read go back where they came
     from, and it ends `cancelled` with the counts of what was done (follow it on /ws)."""
-    job = await _import_job(view, user, job_id)
+    job = await import_job(view, user, job_id)
     if job["status"] == "cancelled":
         raise HTTPException(status.HTTP_409_CONFLICT, detail="Cet import est déjà annulé.")
     if job["status"] in ENDED:
@@ -112,13 +97,13 @@ async def retry_failed(
 ) -> Accepted:
     """A new import of only the files that failed in this one (as kept by import-svc, or
     replaced by a file sent here under the same name), linked to it both ways."""
-    job = await _import_job(view, user, job_id)
+    job = await import_job(view, user, job_id)
     if job["status"] not in ENDED:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail="Cet import n'est pas terminé : attendez sa fin pour relancer ses erreurs.",
         )
-    report = await _report(rpc, job_id)
+    report = await import_report(rpc, job_id, settings.report_timeout_s)
     if report.retried_by:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -187,11 +172,11 @@ def attachment(name: str) -> str:
     },
 )
 async def report_as_csv(
-    job_id: JobIdPath, user: CurrentUser, view: ViewDep, rpc: RpcDep
+    job_id: JobIdPath, user: CurrentUser, view: ViewDep, rpc: RpcDep, settings: SettingsDep
 ) -> Response:
     """The per-file report as CSV: file, state, reason, invoices, lines."""
-    await _import_job(view, user, job_id)
-    report = await _report(rpc, job_id)
+    await import_job(view, user, job_id)
+    report = await import_report(rpc, job_id, settings.report_timeout_s)
     return Response(
         report_csv(report).encode("utf-8"),
         media_type="text/csv; charset=utf-8",
@@ -200,7 +185,7 @@ async def report_as_csv(
 
 
 async def _rejected(view: Any, user: Any, rpc: Any, job_id: str, index: int, what: str) -> Response:
-    await _import_job(view, user, job_id)
+    await import_job(view, user, job_id)
     request = RejectedFileRequest(job_id=job_id, index=index, what=what)
     reply = await ask(rpc, RK.IMPORT_RPC, request, RejectedFile)
     if not reply.found or reply.name is None:

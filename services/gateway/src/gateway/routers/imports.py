@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from pydantic import BaseModel, Field, StringConstraints
 
+from gateway import import_reports
 from gateway.deps import BucketsDep, CurrentUser, PublishersDep, RpcDep, SettingsDep, ViewDep
 from gateway.errors import AUTHENTICATED, error_responses
 from gateway.import_requests import (
@@ -22,7 +23,6 @@ from gateway.upload_store import ImportUploadStore, find_upload
 from jauge_shared.contracts import ImportKind
 from jauge_shared.contracts.import_rpc import (
     ImportReport,
-    ImportReportRequest,
     InboxCounts,
     InboxRequest,
 )
@@ -141,12 +141,9 @@ async def import_uploaded(
     response_model=ImportReport,
     responses=error_responses(404, 503, 504),
 )
-async def import_report(job_id: str, user: CurrentUser, view: ViewDep, rpc: RpcDep) -> ImportReport:
+async def import_report(
+    job_id: str, user: CurrentUser, view: ViewDep, rpc: RpcDep, settings: SettingsDep
+) -> ImportReport:
     """Every file's result of one import (the progress document keeps only the latest)."""
-    job = await view.job(user, job_id)
-    if not str(job.get("kind", "")).startswith("import"):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Import introuvable.")
-    report = await ask(rpc, RK.IMPORT_RPC, ImportReportRequest(job_id=job_id), ImportReport)
-    if not report.found:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Import introuvable.")
-    return report
+    await import_reports.import_job(view, user, job_id)
+    return await import_reports.import_report(rpc, job_id, settings.report_timeout_s)
