@@ -172,6 +172,34 @@ async def test_a_file_being_read_when_the_cancel_arrives_is_finished_and_counted
     assert inbox(harness.files) == ["c.edi"]
 
 
+async def test_a_worker_leaves_a_cancelling_imports_untaken_files_to_the_cancel(
+    harness: Harness,
+) -> None:
+    fill_inbox(harness.files, ["a.edi", "b.edi", "c.edi"])
+    await harness.request("job-race")
+    first, second, third = harness.commands("job-race")
+    await harness.service.import_file(first)
+    assert await harness.repo.take_file("job-race", "b.edi", FileFate.READ)  # in flight
+    # the cancel has moved the job on and not yet put c.edi back: c.edi's command arrives
+    moved = await harness.repo.move_job("job-race", JobState.RUNNING, JobState.CANCELLING, NOW)
+    assert moved is not None
+
+    await harness.service.import_file(third)
+
+    assert await harness.repo.fate_of("job-race", "c.edi") is None  # not taken, not read
+    file = await harness.repo.get_file("job-race", "c.edi")
+    assert file is not None and file["state"] == FileState.PENDING.value
+    await harness.service.import_file(second)  # the file taken before goes on to its end
+    await harness.cancel("job-race")  # a redelivered cancel finishes the put-back
+    assert inbox(harness.files) == ["c.edi"]
+    (finished,) = harness.finished("job-race")
+    assert (finished.status, finished.processed) == ("cancelled", 2)
+    # the queued command of a file put back, once the import has ended: dropped, unsaid
+    ends = len([m for m in harness.emitted if isinstance(m, ImportFinished)])
+    await harness.service.import_file(third)
+    assert len([m for m in harness.emitted if isinstance(m, ImportFinished)]) == ends
+
+
 async def test_a_cancel_that_died_half_way_is_finished_by_the_scheduler(
     harness: Harness,
 ) -> None:

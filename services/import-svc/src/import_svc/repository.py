@@ -205,6 +205,11 @@ class ImportRepository(InvoiceQueries):
             return existing is not None and existing["fate"] == fate.value
         return True
 
+    async def fate_of(self, job_id: str, name: str) -> FileFate | None:
+        """Who took the file, if anyone has yet (`take_file`); records nothing."""
+        marker = await self.transitions.find_one({"_id": f"{job_id}/{name}:fate"})
+        return FileFate(marker["fate"]) if marker is not None else None
+
     async def mark_returned(self, job_id: str, name: str) -> None:
         key = f"{job_id}/{name}"
         await self._advance(key, FileState.PENDING, {"state": FileState.RETURNED.value})

@@ -52,13 +52,23 @@ class FileWorker:
             return
         if job["state"] in ENDED:
             # this file's handler may be the one that ended the job and died before
-            # announcing the end: announce it again (a duplicate if it was)
-            await self.end.announce_end(job, "redelivered")
+            # announcing the end: announce it again (a duplicate if it was). Only a file
+            # announced can have ended it: the queued files of a cancelled import (a
+            # 5,000-file one's thousands) are dropped without a word
+            if file["state"] == FileState.ANNOUNCED.value:
+                await self.end.announce_end(job, "redelivered")
             return
-        if job["state"] not in MAY_READ:
-            return
+        if job["state"] not in MAY_READ or file["state"] == FileState.RETURNED.value:
+            return  # a returned file is back where it came from (control.py)
         await self._renew(job["_id"])
         if file["state"] == FileState.PENDING.value:
+            if job["state"] == JobState.CANCELLING.value and (
+                await flow.repo.fate_of(job["_id"], command.item) != FileFate.READ
+            ):
+                # cancelled before a worker took it: the cancel puts it back (control.py).
+                # Taking it here raced the cancel for every queued file of a big import,
+                # and read most of them (a 5,000-file import went on for minutes)
+                return
             if flow.file_delay_s:  # tests only (settings.test_file_delay_s): one at a time
                 async with self._test_gate:
                     await asyncio.sleep(flow.file_delay_s)
