@@ -13,9 +13,10 @@ from pymongo import AsyncMongoClient
 from import_svc import invoice_store
 from import_svc.events import failed_units, file_result, item_events
 from import_svc.processing import gauge_units, process_file, row_key
-from import_svc.repository import RANGE_READ_FROM, FileState, ImportRepository, JobState
+from import_svc.repository import FileState, ImportRepository, JobState
 from jauge_shared.contracts import ImportKind
 from jauge_shared.contracts.imports import final_import_message
+from jauge_shared.mongo import RANGE_READ_FROM
 from jauge_testkit.import_files import make_bbgr_csv, make_interchange, sample_invoice
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

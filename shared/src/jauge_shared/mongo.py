@@ -113,6 +113,44 @@ async def gather_in_chunks(
     return results
 
 
+# more keys than this may be read as one range of `_id`s (`read_keyed`)
+RANGE_READ_FROM = 64
+
+
+async def read_keyed(
+    collection: AsyncCollection[dict[str, Any]],
+    prefix: str,
+    keys: Sequence[str],
+    *,
+    of_prefix: int,
+) -> dict[str, dict[str, Any]]:
+    """The documents `{prefix}{key}` of `keys` that exist, by key; `of_prefix`: how many
+    documents have `_id`s with that prefix in all (an import's files: `{job_id}/`).
+
+    A few are read one by one (`gather_in_chunks`). Many, a good share of the prefix's,
+    are read as one range of `_id`s, which FerretDB reads from its index in one round
+    trip: an import's 5,005 files read by `_id` took longer than the gateway waits for
+    their report. The range returns every document of the prefix, so a few keys among
+    many are still read one by one. A key the range did not return (FerretDB compares
+    `_id`s by their JSON text, deploy/local/ferretdb-sqlite-id-range.patch) is read again
+    by `_id`. `prefix` must end with "/": "0", the character after it, ends the range.
+    """
+    if not prefix.endswith("/"):
+        raise ValueError(f"a key prefix ends with '/': {prefix!r}")
+    wanted = set(keys)
+    read: dict[str, dict[str, Any]] = {}
+    if len(keys) > RANGE_READ_FROM and len(keys) * 3 >= of_prefix:
+        ids = {"$gte": prefix, "$lt": prefix[:-1] + "0"}
+        async for doc in collection.find({"_id": ids}):
+            key = doc["_id"][len(prefix) :]
+            if key in wanted:
+                read[key] = doc
+    rest = [key for key in keys if key not in read]
+    found = await gather_in_chunks(rest, lambda key: collection.find_one({"_id": prefix + key}))
+    read |= {key: doc for key, doc in zip(rest, found, strict=True) if doc is not None}
+    return read
+
+
 async def upsert_one(
     collection: AsyncCollection[dict[str, Any]],
     filter_: dict[str, Any],

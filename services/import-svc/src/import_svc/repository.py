@@ -12,7 +12,6 @@ from enum import StrEnum
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReplaceOne
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -20,14 +19,12 @@ from import_svc.invoice_store import KEEP_APPLIED_JOBS as KEEP_APPLIED_JOBS
 from import_svc.invoice_store import TOTALS_FIELDS as TOTALS_FIELDS
 from import_svc.invoice_store import InvoiceQueries
 from import_svc.invoice_store import invoice_key as invoice_key
-from jauge_shared.mongo import gather_in_chunks
+from jauge_shared.mongo import read_keyed
 
 Doc = dict[str, Any]
 STALE_TRANSITION = timedelta(seconds=60)
 # a job's field: its file names are in `job_names` (ImportRepository.get_job)
 NAMES_APART = "names_apart"
-# more names than this are read as one range of `_id`s (ImportRepository._read_by_name)
-RANGE_READ_FROM = 64
 
 
 class JobState(StrEnum):
@@ -271,42 +268,14 @@ class ImportRepository(InvoiceQueries):
             return [doc async for doc in cursor]
         known = known or {}
         missing = [name for name in names if name not in known]
-        read = await self._read_by_name(self.files, job["_id"], missing)
+        read = await read_keyed(self.files, f"{job['_id']}/", missing, of_prefix=len(names))
         return [d for d in (known.get(name) or read.get(name) for name in names) if d is not None]
 
     async def recorded_results(self, job: Doc) -> list[Doc]:
         """Every result recorded for the job's files, done or not (by `_id`)."""
         names: list[str] = job.get("names") or []
-        read = await self._read_by_name(self.results, job["_id"], names)
+        read = await read_keyed(self.results, f"{job['_id']}/", names, of_prefix=len(names))
         return [read[name] for name in names if name in read]
-
-    async def _read_by_name(
-        self, collection: AsyncCollection[Doc], job_id: str, names: list[str]
-    ) -> dict[str, Doc]:
-        """The documents `{job_id}/{name}` of `names` that exist, by name.
-
-        A few are read one by one. Many are read as one range of `_id`s (every `_id`
-        of the job starts with `{job_id}/`), which FerretDB reads from its index in
-        one round trip: 5,005 point reads took longer than the gateway waits for a
-        report. A name the range did not return (the store compares `_id`s by their
-        JSON text, see ferretdb-sqlite-id-range.patch) is read again by `_id`.
-        """
-        wanted = set(names)
-        read: dict[str, Doc] = {}
-        if len(names) > RANGE_READ_FROM:
-            prefix = f"{job_id}/"
-            # "0" is the character after "/": the range holds exactly the prefixed ids
-            ids = {"$gte": prefix, "$lt": f"{job_id}0"}
-            async for doc in collection.find({"_id": ids}):
-                name = doc["_id"][len(prefix) :]
-                if name in wanted:
-                    read[name] = doc
-        rest = [name for name in names if name not in read]
-        found = await gather_in_chunks(
-            rest, lambda name: collection.find_one({"_id": f"{job_id}/{name}"})
-        )
-        read |= {name: doc for name, doc in zip(rest, found, strict=True) if doc is not None}
-        return read
 
     # BBGR rows
     async def save_bbgr_rows(self, kind: str, rows: list[Doc]) -> None:
