@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,36 +117,38 @@ def bench_env() -> Iterator[BenchEnv]:
 READ_COMMANDS = frozenset({"find", "getMore", "aggregate", "count", "distinct"})
 
 
+async def metric_samples(service_url: str, family: str) -> list[Sample]:
+    """The samples of one metric family on a service's /metrics, read now."""
+    async with httpx.AsyncClient(base_url=service_url, timeout=10) as client:
+        text = (await client.get("/metrics")).raise_for_status().text
+    return [
+        sample
+        for found in text_string_to_metric_families(text)
+        if found.name == family
+        for sample in found.samples
+    ]
+
+
 async def store_commands(service_url: str) -> dict[str, int]:
     """The commands a service has sent to the store since it started, by name (ok and
     failed together), from its own count on /metrics (jauge_shared.mongo)."""
-    async with httpx.AsyncClient(base_url=service_url, timeout=10) as client:
-        text = (await client.get("/metrics")).raise_for_status().text
     counts: dict[str, int] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "jauge_store_commands":
-            continue
-        for sample in family.samples:
-            if sample.name == "jauge_store_commands_total":
-                name = sample.labels["command"]
-                counts[name] = counts.get(name, 0) + int(sample.value)
+    for sample in await metric_samples(service_url, "jauge_store_commands"):
+        if sample.name == "jauge_store_commands_total":
+            name = sample.labels["command"]
+            counts[name] = counts.get(name, 0) + int(sample.value)
     return counts
 
 
 async def http_histograms(service_url: str) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """The gateway's answer-time histograms of 2xx answers (`jauge_http_request_seconds`),
     by (method, route template): cumulative (upper bound, count) pairs, +Inf last."""
-    async with httpx.AsyncClient(base_url=service_url, timeout=10) as client:
-        text = (await client.get("/metrics")).raise_for_status().text
     found: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "jauge_http_request_seconds":
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if sample.name.endswith("_bucket") and labels["status"] == "2xx":
-                key = (labels["method"], labels["route"])
-                found.setdefault(key, []).append((float(labels["le"]), sample.value))
+    for sample in await metric_samples(service_url, "jauge_http_request_seconds"):
+        labels = sample.labels
+        if sample.name.endswith("_bucket") and labels["status"] == "2xx":
+            key = (labels["method"], labels["route"])
+            found.setdefault(key, []).append((float(labels["le"]), sample.value))
     return {key: sorted(buckets) for key, buckets in found.items()}
 
 
